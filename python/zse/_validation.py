@@ -1,0 +1,134 @@
+"""Input checks shared by the public functions: validate and convert once, fail clearly."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+KNOWN_STATS = ("mean", "median", "var", "pvar", "count")
+
+
+def _check_real_dtype(array: np.ndarray, name: str) -> None:
+    if array.dtype.kind not in "iuf":
+        msg = (
+            f"{name} must hold real numbers (integer or floating point), "
+            f"got dtype {array.dtype}"
+        )
+        raise TypeError(msg)
+
+
+def _check_finite(array: np.ndarray, name: str) -> None:
+    if array.dtype.kind == "f":
+        n_bad = array.size - int(np.count_nonzero(np.isfinite(array)))
+        if n_bad:
+            msg = f"{name} contains {n_bad} NaN or inf value(s); zse needs finite values"
+            raise ValueError(msg)
+
+
+def as_image(image, name: str = "image") -> np.ndarray:
+    """Return ``image`` as a finite, C-contiguous float64 array of shape (rows, columns)."""
+    array = np.asarray(image)
+    _check_real_dtype(array, name)
+    if array.ndim != 2:
+        msg = (
+            f"{name} must be 2-D (rows, columns), got a {array.ndim}-D array of shape "
+            f"{array.shape}; convert colour images or stacks to single 2-D images first"
+        )
+        raise ValueError(msg)
+    if array.size == 0:
+        msg = f"{name} is empty (shape {array.shape})"
+        raise ValueError(msg)
+    _check_finite(array, name)
+    return np.ascontiguousarray(array, dtype=np.float64)
+
+
+def as_patches(patches, name: str = "patches") -> np.ndarray:
+    """Return ``patches`` as a finite, C-contiguous float64 array of shape (N, D)."""
+    array = np.asarray(patches)
+    _check_real_dtype(array, name)
+    if array.ndim != 2:
+        msg = f"{name} must be 2-D (n_patches, n_features), got shape {array.shape}"
+        raise ValueError(msg)
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        msg = f"{name} is empty (shape {array.shape})"
+        raise ValueError(msg)
+    _check_finite(array, name)
+    return np.ascontiguousarray(array, dtype=np.float64)
+
+
+def _as_positive_int(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if isinstance(value, numbers.Real) and float(value).is_integer() and not isinstance(
+            value, bool
+        ):
+            value = int(value)
+        else:
+            msg = f"{what} must be an integer, got {value!r}"
+            raise TypeError(msg)
+    if value < 1:
+        msg = f"{what} must be >= 1, got {value}"
+        raise ValueError(msg)
+    return int(value)
+
+
+def as_patch_size(patch_size) -> tuple[int, int]:
+    """``6`` -> (6, 6); ``(6, 8)`` -> (6, 8) (rows, columns)."""
+    if isinstance(patch_size, (numbers.Integral, numbers.Real)) and not isinstance(
+        patch_size, bool
+    ):
+        size = _as_positive_int(patch_size, "patch size")
+        return size, size
+    if isinstance(patch_size, Sequence) and not isinstance(patch_size, str) and len(patch_size) == 2:
+        return (
+            _as_positive_int(patch_size[0], "patch size"),
+            _as_positive_int(patch_size[1], "patch size"),
+        )
+    msg = f"patch_size must be an int or a (rows, columns) pair, got {patch_size!r}"
+    raise TypeError(msg)
+
+
+def as_image_shape(image_shape) -> tuple[int, int]:
+    if not isinstance(image_shape, Sequence) or isinstance(image_shape, str) or len(image_shape) != 2:
+        msg = f"image_shape must be a (rows, columns) pair, got {image_shape!r}"
+        raise ValueError(msg)
+    return (
+        _as_positive_int(image_shape[0], "image_shape"),
+        _as_positive_int(image_shape[1], "image_shape"),
+    )
+
+
+def check_fits(image_shape: tuple[int, int], patch_size: tuple[int, int]) -> None:
+    if image_shape[0] < patch_size[0] or image_shape[1] < patch_size[1]:
+        msg = (
+            f"image of shape {image_shape} is smaller than the patch size "
+            f"{patch_size[0]}x{patch_size[1]}"
+        )
+        raise ValueError(msg)
+
+
+def as_stats(stats, allowed: Iterable[str] = KNOWN_STATS) -> tuple[str, ...]:
+    """Normalise ``stats`` to a tuple of unique, known statistic names (order kept)."""
+    allowed = tuple(allowed)
+    if isinstance(stats, str):
+        stats = (stats,)
+    try:
+        names = list(stats)
+    except TypeError:
+        msg = f"stats must be a string or a sequence of strings, got {stats!r}"
+        raise TypeError(msg) from None
+    if not names:
+        msg = "stats is empty; ask for at least one of " + ", ".join(allowed)
+        raise ValueError(msg)
+    result: list[str] = []
+    for name in names:
+        if not isinstance(name, str):
+            msg = f"stat names must be strings, got {name!r}"
+            raise TypeError(msg)
+        if name not in allowed:
+            msg = f"unknown stat {name!r}; expected one of " + ", ".join(allowed)
+            raise ValueError(msg)
+        if name not in result:
+            result.append(name)
+    return tuple(result)

@@ -1,0 +1,67 @@
+"""Patch models that plug into :func:`zse.reconstruct`.
+
+A model is any object with ``fit(patches)`` (returning itself) and ``estimate(patches)``
+(posterior-mean estimate of every patch, same shape). Models that can also return a predictive
+variance accept ``estimate(patches, return_variance=True)`` and return ``(mean, variance)``.
+"""
+
+from __future__ import annotations
+
+from ._base import BaseEstimator, check_is_fitted
+from ._validation import as_patches
+
+
+class Identity(BaseEstimator):
+    """The trivial model whose estimate of a patch is the patch itself.
+
+    Useful to test the patch/merge pipeline: ``reconstruct(img, Identity())`` returns the input
+    as ``"mean"`` and ``"median"`` and zero ``"var"``. It does not denoise.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Patch dimension D seen in ``fit``.
+    """
+
+    def __init__(self):
+        pass
+
+    def fit(self, patches, y=None):
+        """Record the patch dimension; returns ``self``."""
+        patches = as_patches(patches)
+        self.n_features_in_ = patches.shape[1]
+        return self
+
+    def estimate(self, patches, *, return_variance=False):
+        """Return a float64 copy of ``patches``."""
+        check_is_fitted(self)
+        if return_variance:
+            msg = "Identity provides no predictive variance"
+            raise ValueError(msg)
+        patches = as_patches(patches)
+        if patches.shape[1] != self.n_features_in_:
+            msg = f"patches have {patches.shape[1]} features, the model was fitted on {self.n_features_in_}"
+            raise ValueError(msg)
+        return patches.copy()
+
+
+MODELS = {"identity": Identity}
+DEFAULT_MODEL = "identity"
+
+
+def make_model(name: str, **params):
+    """Instantiate a registered model by its command-line name."""
+    try:
+        cls = MODELS[name.lower()]
+    except KeyError:
+        msg = f"unknown model {name!r}; expected one of " + ", ".join(sorted(MODELS))
+        raise ValueError(msg) from None
+    accepted = {k: v for k, v in params.items() if k in cls._param_names()}
+    return cls(**accepted)
+
+
+def supports_variance(model) -> bool:
+    return bool(getattr(model, "_provides_variance", False))
+
+
+__all__ = ["Identity", "MODELS", "DEFAULT_MODEL", "make_model"]
