@@ -1,6 +1,6 @@
 // Benchmark of patch extraction and overlap merging.
 //
-//   bench_patches [--size 2048] [--patch 8] [--threads 1,2] [--reps 3]
+//   bench_patches [--size 2048] [--patch 8] [--threads 1,2] [--reps 3] [--smoke 1]
 //
 // Reports patches/s and effective bandwidth (bytes of the N x D patch array moved per second),
 // next to the streaming read bandwidth of an array of the same size measured in the same run.
@@ -14,8 +14,9 @@
 
 int main(int argc, char** argv) {
     const bench::Args args(argc, argv);
-    const zse::index_t size = args.get("size", 2048), patch = args.get("patch", 8);
-    const int reps = static_cast<int>(args.get("reps", 3));
+    const bool smoke = args.get("smoke", 0) != 0;  // seconds-long CI run
+    const zse::index_t size = args.get("size", smoke ? 256 : 2048), patch = args.get("patch", 8);
+    const int reps = static_cast<int>(args.get("reps", smoke ? 1 : 3));
     const std::vector<int> thread_counts = args.get_list("threads", "1,2");
 
     const zse::PatchGrid grid(size, size, patch, patch);

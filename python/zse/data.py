@@ -42,10 +42,17 @@ def synthetic_tem(shape=(192, 192), *, dose=20.0, seed=0):
 
     n_virions = max(3, int(rows * cols / 4500))
     radius_mean = max(6.0, min(rows, cols) / 14)
-    for _ in range(n_virions):
+    placed: list[tuple[float, float, float]] = []
+    for _ in range(50 * n_virions):  # rejection sampling: virions touch at most
+        if len(placed) == n_virions:
+            break
         r = radius_mean * rng.uniform(0.85, 1.15)
-        cy = rng.uniform(r + 4, 0.72 * rows - r - 2)
-        cx = rng.uniform(r + 4, cols - r - 4)
+        cy = rng.uniform(r + 4, max(r + 5, 0.72 * rows - r - 2))
+        cx = rng.uniform(r + 4, max(r + 5, cols - r - 4))
+        if any(np.hypot(cy - py, cx - px) < r + pr + 4 for py, px, pr in placed):
+            continue
+        placed.append((cy, cx, r))
+    for cy, cx, r in placed:
         dist = np.hypot(y - cy, x - cx)
         transmission -= 0.30 * np.exp(-0.5 * ((dist - r) / 1.3) ** 2)  # envelope
         inside = dist < r - 1.5

@@ -1,0 +1,105 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+import zse
+from zse.cli import main, parse_crop
+
+
+@pytest.fixture
+def tiny_tif(tmp_path, rng):
+    data = rng.integers(0, 4000, size=(24, 30)).astype(np.uint16)
+    path = tmp_path / "tiny.tif"
+    tifffile.imwrite(path, data)
+    return path, data
+
+
+def test_denoise_writes_outputs_and_run_json(tmp_path, tiny_tif, capsys):
+    path, data = tiny_tif
+    out = tmp_path / "out"
+    assert main(["denoise", str(path), "-o", str(out), "--model", "identity", "--patch-size", "4x5", "--stats", "mean,median,var"]) == 0
+    for name in ("mean.tif", "median.tif", "var.tif", "mean.png", "var.png", "input.png", "run.json"):
+        assert (out / name).is_file(), name
+    np.testing.assert_array_equal(tifffile.imread(out / "mean.tif"), data.astype(np.float32))
+    record = json.loads((out / "run.json").read_text())
+    assert record["zse_version"] == zse.__version__
+    assert record["patch_size"] == [4, 5] and record["stats"] == ["mean", "median", "var"]
+    assert record["model"]["name"] == "Identity" and "reconstruct" in record["timings_s"]
+    assert "extracted" in capsys.readouterr().err  # progress output
+
+
+def test_denoise_refuses_to_overwrite(tmp_path, tiny_tif, capsys):
+    path, _ = tiny_tif
+    args = ["denoise", str(path), "-o", str(tmp_path / "o"), "-q"]
+    assert main(args) == 0
+    assert main(args) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
+
+
+def test_crop_and_bin(tmp_path, tiny_tif):
+    path, data = tiny_tif
+    out = tmp_path / "o"
+    assert main(["denoise", str(path), "-o", str(out), "--crop", "2:20,3:", "--bin", "2", "-q", "--patch-size", "3"]) == 0
+    np.testing.assert_array_equal(tifffile.imread(out / "mean.tif"), data[2:20, 3:][::2, ::2].astype(np.float32))
+    record = json.loads((out / "run.json").read_text())
+    assert record["input"]["crop"] == [2, 20, 3, 30] and record["input"]["processed_shape"] == [9, 14]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--crop", "0:100,0:10"], "outside the image"),
+        (["--crop", "5:5,0:10"], "empty"),
+        (["--crop", "a:b,0:1"], "integers"),
+        (["--bin", "0"], "--bin"),
+        (["--patch-size", "40"], "smaller than the patch"),
+        (["--stats", "mean,mode"], "unknown stat 'mode'"),
+        (["--page", "4"], "page 4 does not exist"),
+    ],
+)
+def test_denoise_bad_arguments(tmp_path, tiny_tif, capsys, extra, message):
+    path, _ = tiny_tif
+    assert main(["denoise", str(path), "-o", str(tmp_path / "o"), "-q", *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_denoise_missing_input_and_unwritable_output(tmp_path, tiny_tif, capsys):
+    assert main(["denoise", str(tmp_path / "missing.tif"), "-o", str(tmp_path / "o")]) == 2
+    assert "not found" in capsys.readouterr().err
+    path, _ = tiny_tif
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    assert main(["denoise", str(path), "-o", str(blocker / "sub"), "-q"]) == 2
+    assert "cannot write" in capsys.readouterr().err
+
+
+def test_parse_crop_full_range():
+    rows, cols = parse_crop(":,:", (5, 6))
+    assert (rows.start, rows.stop, cols.start, cols.stop) == (0, 5, 0, 6)
+
+
+def test_demo_and_module_entry_point(tmp_path):
+    out = tmp_path / "demo"
+    result = subprocess.run(
+        [sys.executable, "-m", "zse", "demo", "-o", str(out)], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    assert "PSNR" in result.stdout
+    for name in ("noisy.tif", "clean.tif", "mean.tif", "var.tif", "run.json"):
+        assert (out / name).is_file()
+    record = json.loads((out / "run.json").read_text())
+    assert "psnr_noisy_db" in record["quality"]
+    again = subprocess.run([sys.executable, "-m", "zse", "demo", "-o", str(out)], capture_output=True, text=True)
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+
+
+def test_version_flag(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert zse.__version__ in capsys.readouterr().out
