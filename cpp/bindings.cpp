@@ -5,11 +5,15 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
+#include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
 #include "zse/common.hpp"
 #include "zse/merge.hpp"
+#include "zse/mixtures.hpp"
 #include "zse/patches.hpp"
 
 namespace py = pybind11;
@@ -88,6 +92,42 @@ py::dict merge_patches(const ArrayF64& estimates, zse::index_t image_rows, zse::
     return result;
 }
 
+template <class T>
+ArrayF64 vector_to_array(const std::vector<T>& v) {
+    ArrayF64 out(static_cast<py::ssize_t>(v.size()));
+    std::copy(v.begin(), v.end(), out.mutable_data());
+    return out;
+}
+
+void require_shape(const ArrayF64& a, std::initializer_list<zse::index_t> shape, const char* name) {
+    bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+    std::size_t i = 0;
+    for (zse::index_t extent : shape) ok = ok && a.shape(i++) == extent;
+    zse::require(ok, std::string(name) + " has the wrong shape");
+}
+
+// Checks the arrays that describe a mixture and points a MixtureParams at them (no copies).
+zse::MixtureParams mixture_params(const ArrayF64& Y, const ArrayF64& W, const ArrayF64& log_pi,
+                                  const py::object& alpha, double beta, ArrayF64& alpha_storage) {
+    zse::require(Y.ndim() == 2 && W.ndim() == 2, "patches and W must be 2-D");
+    zse::MixtureParams p;
+    p.C = W.shape(0);
+    p.D = W.shape(1);
+    zse::require(Y.shape(1) == p.D, "patches and W have different numbers of pixels");
+    require_shape(log_pi, {p.C}, "log_pi");
+    p.W = W.data();
+    p.log_pi = log_pi.data();
+    if (!alpha.is_none()) {
+        alpha_storage = alpha.cast<ArrayF64>();
+        require_shape(alpha_storage, {p.C}, "alpha");
+        zse::require(beta > 0.0 && std::isfinite(beta), "beta must be finite and > 0");
+        p.gamma = true;
+        p.alpha = alpha_storage.data();
+        p.beta = beta;
+    }
+    return p;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -112,4 +152,140 @@ PYBIND11_MODULE(_core, m) {
           py::arg("estimates").noconvert(), py::arg("image_rows"), py::arg("image_cols"),
           py::arg("patch_rows"), py::arg("patch_cols"), py::arg("stats"), py::arg("weights"),
           py::arg("median_kind"), py::arg("n_threads"));
+
+    py::class_<zse::TotalsIndex>(m, "TotalsIndex", "Distinct patch totals (private)")
+        .def_property_readonly("values", [](const zse::TotalsIndex& t) { return vector_to_array(t.values); })
+        .def_property_readonly("counts", [](const zse::TotalsIndex& t) { return vector_to_array(t.counts); });
+    m.def("index_totals", [](const ArrayF64& Y) {
+        zse::require(Y.ndim() == 2, "patches must be 2-D");
+        const double* y = Y.data();
+        const zse::index_t N = Y.shape(0), D = Y.shape(1);
+        py::gil_scoped_release release;
+        return zse::index_totals(y, N, D);
+    }, py::arg("Y").noconvert());
+    m.def("sum_log_factorials", [](const ArrayF64& Y, int n_threads) {
+        zse::require(Y.ndim() == 2, "patches must be 2-D");
+        ArrayF64 out(Y.shape(0));
+        const double* y = Y.data();
+        double* o = out.mutable_data();
+        const zse::index_t N = Y.shape(0), D = Y.shape(1);
+        {
+            py::gil_scoped_release release;
+            zse::sum_log_factorials(y, N, D, o, n_threads);
+        }
+        return out;
+    }, py::arg("Y").noconvert(), py::arg("n_threads"));
+    m.def("mixture_estep",
+          [](const ArrayF64& Y, const ArrayF64& W, const ArrayF64& log_pi, const py::object& alpha,
+             double beta, const ArrayF64& log_factorials, const zse::TotalsIndex* totals,
+             bool want_hist, int n_threads) {
+              ArrayF64 alpha_storage;
+              const zse::MixtureParams p = mixture_params(Y, W, log_pi, alpha, beta, alpha_storage);
+              require_shape(log_factorials, {Y.shape(0)}, "log_factorials");
+              zse::require(!want_hist || totals != nullptr, "want_hist needs the totals index");
+              const double* y = Y.data();
+              const double* lf = log_factorials.data();
+              const zse::index_t N = Y.shape(0);
+              zse::MixtureStats st;
+              {
+                  py::gil_scoped_release release;
+                  st = zse::mixture_estep(y, N, p, lf, totals, want_hist, n_threads);
+              }
+              py::dict out;
+              out["R"] = vector_to_array(st.R);
+              ArrayF64 S = vector_to_array(st.S);
+              out["S"] = S.reshape({p.C, p.D});
+              out["T"] = vector_to_array(st.T);
+              if (want_hist) {
+                  ArrayF64 h = vector_to_array(st.hist);
+                  out["hist"] = h.reshape({p.C, static_cast<zse::index_t>(totals->values.size())});
+              }
+              out["log_likelihood"] = st.log_likelihood;
+              return out;
+          },
+          py::arg("Y").noconvert(), py::arg("W").noconvert(), py::arg("log_pi").noconvert(),
+          py::arg("alpha"), py::arg("beta"), py::arg("log_factorials").noconvert(),
+          py::arg("totals"), py::arg("want_hist"), py::arg("n_threads"));
+    m.def("mixture_estimate",
+          [](const ArrayF64& Y, const ArrayF64& W, const ArrayF64& log_pi, const py::object& alpha,
+             double beta, bool want_variance, int n_threads) {
+              ArrayF64 alpha_storage;
+              const zse::MixtureParams p = mixture_params(Y, W, log_pi, alpha, beta, alpha_storage);
+              const zse::index_t N = Y.shape(0);
+              ArrayF64 est({N, p.D});
+              py::object var = py::none();
+              double* var_ptr = nullptr;
+              if (want_variance) {
+                  ArrayF64 v({N, p.D});
+                  var_ptr = v.mutable_data();
+                  var = v;
+              }
+              const double* y = Y.data();
+              double* e = est.mutable_data();
+              {
+                  py::gil_scoped_release release;
+                  zse::mixture_estimate(y, N, p, e, var_ptr, n_threads);
+              }
+              return py::make_tuple(est, var);
+          },
+          py::arg("Y").noconvert(), py::arg("W").noconvert(), py::arg("log_pi").noconvert(),
+          py::arg("alpha"), py::arg("beta"), py::arg("want_variance"), py::arg("n_threads"));
+    m.def("mixture_responsibilities",
+          [](const ArrayF64& Y, const ArrayF64& W, const ArrayF64& log_pi, const py::object& alpha,
+             double beta, int n_threads) {
+              ArrayF64 alpha_storage;
+              const zse::MixtureParams p = mixture_params(Y, W, log_pi, alpha, beta, alpha_storage);
+              const zse::index_t N = Y.shape(0);
+              ArrayF64 r({N, p.C});
+              const double* y = Y.data();
+              double* rp = r.mutable_data();
+              {
+                  py::gil_scoped_release release;
+                  zse::mixture_responsibilities(y, N, p, rp, n_threads);
+              }
+              return r;
+          },
+          py::arg("Y").noconvert(), py::arg("W").noconvert(), py::arg("log_pi").noconvert(),
+          py::arg("alpha"), py::arg("beta"), py::arg("n_threads"));
+    m.def("kmeans_plusplus",
+          [](const ArrayF64& Y, zse::index_t C, std::uint64_t seed, int n_threads,
+             zse::index_t max_candidates) {
+              zse::require(Y.ndim() == 2, "patches must be 2-D");
+              const double* y = Y.data();
+              const zse::index_t N = Y.shape(0), D = Y.shape(1);
+              std::vector<zse::index_t> idx;
+              {
+                  py::gil_scoped_release release;
+                  idx = zse::kmeans_plusplus(y, N, D, C, seed, n_threads, max_candidates);
+              }
+              py::array_t<std::int64_t> out(static_cast<py::ssize_t>(idx.size()));
+              std::copy(idx.begin(), idx.end(), out.mutable_data());
+              return out;
+          },
+          py::arg("Y").noconvert(), py::arg("C"), py::arg("seed"), py::arg("n_threads"),
+          py::arg("max_candidates") = 0);
+    m.def("solve_alpha",
+          [](const ArrayF64& values, const ArrayF64& weights, const ArrayF64& R, const ArrayF64& T,
+             double alpha_min, double alpha_max) {
+              zse::require(values.ndim() == 1 && weights.ndim() == 1 &&
+                               weights.shape(0) == values.shape(0),
+                           "values and weights must be 1-D of equal length");
+              zse::require(R.ndim() == 1 && T.ndim() == 1 && R.shape(0) == T.shape(0),
+                           "R and T must be 1-D of equal length");
+              zse::require(0.0 < alpha_min && alpha_min < alpha_max, "need 0 < alpha_min < alpha_max");
+              std::vector<double> v(values.data(), values.data() + values.shape(0));
+              std::vector<double> r(R.data(), R.data() + R.shape(0));
+              std::vector<double> t(T.data(), T.data() + T.shape(0));
+              const double* w = weights.data();
+              bool capped = false;
+              double alpha;
+              {
+                  py::gil_scoped_release release;
+                  alpha = zse::solve_alpha(v, w, r, t, 0, static_cast<zse::index_t>(r.size()),
+                                           alpha_min, alpha_max, capped);
+              }
+              return py::make_tuple(alpha, capped);
+          },
+          py::arg("values").noconvert(), py::arg("weights").noconvert(), py::arg("R").noconvert(),
+          py::arg("T").noconvert(), py::arg("alpha_min"), py::arg("alpha_max"));
 }

@@ -44,7 +44,7 @@ def test_denoise_refuses_to_overwrite(tmp_path, tiny_tif, capsys):
 def test_crop_and_bin(tmp_path, tiny_tif):
     path, data = tiny_tif
     out = tmp_path / "o"
-    assert main(["denoise", str(path), "-o", str(out), "--crop", "2:20,3:", "--bin", "2", "-q", "--patch-size", "3"]) == 0
+    assert main(["denoise", str(path), "-o", str(out), "--crop", "2:20,3:", "--bin", "2", "-q", "--patch-size", "3", "--model", "identity"]) == 0
     np.testing.assert_array_equal(tifffile.imread(out / "mean.tif"), data[2:20, 3:][::2, ::2].astype(np.float32))
     record = json.loads((out / "run.json").read_text())
     assert record["input"]["crop"] == [2, 20, 3, 30] and record["input"]["processed_shape"] == [9, 14]

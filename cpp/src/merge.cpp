@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "zse/parallel.hpp"
+#include "zse/simd.hpp"
 
 namespace zse {
 namespace {
@@ -165,17 +166,10 @@ index_t moments_tile(const double* estimates, const PatchGrid& grid, const doubl
     return bad_pixel;
 }
 
-// Compiled twice: for the baseline x86-64 ISA and for AVX2, picked at run time by the CPU, so the
-// binary stays portable (no -march=native). FP contraction is off under -std=c++17, so both
-// clones round identically.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define ZSE_TARGET_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define ZSE_TARGET_CLONES
-#endif
-
+// Compiled for x86-64-v3 and the baseline ISA (see simd.hpp). FP contraction is off under
+// -std=c++17, so both clones round identically.
 template <index_t FixedPw>
-ZSE_TARGET_CLONES index_t moments_tile_fixed(const double* estimates, const PatchGrid& grid,
+ZSE_HOT_CLONES index_t moments_tile_fixed(const double* estimates, const PatchGrid& grid,
                                              const double* weights, const Tile& tile,
                                              const MergeOutputs& out) {
     if (weights != nullptr) return moments_tile<true, FixedPw>(estimates, grid, weights, tile, out);

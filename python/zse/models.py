@@ -45,18 +45,25 @@ class Identity(BaseEstimator):
         return patches.copy()
 
 
-MODELS = {"identity": Identity}
-DEFAULT_MODEL = "identity"
+def _registry():
+    from .mixtures import GPMM, PMM
+
+    return {"identity": Identity, "pmm": PMM, "gpmm": GPMM}
+
+
+MODELS = ("identity", "pmm", "gpmm")
+DEFAULT_MODEL = "pmm"
 
 
 def make_model(name: str, **params):
     """Instantiate a registered model by its command-line name."""
     try:
-        cls = MODELS[name.lower()]
+        cls = _registry()[name.lower()]
     except KeyError:
-        msg = f"unknown model {name!r}; expected one of " + ", ".join(sorted(MODELS))
+        msg = f"unknown model {name!r}; expected one of " + ", ".join(MODELS)
         raise ValueError(msg) from None
-    accepted = {k: v for k, v in params.items() if k in cls._param_names()}
+    # Parameters the model does not have, or left unset (None), keep the model's own defaults.
+    accepted = {k: v for k, v in params.items() if k in cls._param_names() and v is not None}
     return cls(**accepted)
 
 

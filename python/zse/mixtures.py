@@ -1,0 +1,402 @@
+"""Poisson mixtures for count-limited images: PMM and the Gamma-Poisson mixture GPMM.
+
+Both models have exact posteriors over their C components; all N x C log-joints are computed by
+the C++ core in cache-sized blocks (ALGORITHM.md §5-§6). Python only runs the epoch loop and the
+small M-step arithmetic on C x D arrays.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+
+import numpy as np
+
+from . import _core
+from ._base import BaseEstimator, check_is_fitted
+from ._random import seed_from
+from ._threads import effective_n_threads
+from ._validation import as_patches
+
+_TINY = np.finfo(np.float64).tiny
+
+
+class _PoissonMixture(BaseEstimator):
+    """Shared fit/estimate/score of PMM and GPMM; subclasses define the M-step."""
+
+    _provides_variance = True
+    _gamma = False
+
+    # -- conversion between grey values and counts -------------------------------------------
+    def _check_gain_offset(self):
+        gain, offset = float(self.gain), float(self.offset)
+        if not (np.isfinite(gain) and gain > 0):
+            msg = f"gain must be finite and > 0, got {self.gain!r}"
+            raise ValueError(msg)
+        if not np.isfinite(offset):
+            msg = f"offset must be finite, got {self.offset!r}"
+            raise ValueError(msg)
+        return gain, offset
+
+    def _to_counts(self, patches) -> np.ndarray:
+        patches = as_patches(patches)
+        gain, offset = self._check_gain_offset()
+        counts = patches if (gain == 1.0 and offset == 0.0) else (patches - offset) * gain
+        n_negative = int(np.count_nonzero(counts < 0))
+        if n_negative:
+            msg = (
+                f"{n_negative} value(s) are negative after subtracting offset={offset} and "
+                f"scaling by gain={gain}; Poisson models need non-negative counts (set --offset "
+                "to the detector's dark level, or use the SSSC model)"
+            )
+            raise ValueError(msg)
+        if not np.array_equal(counts, np.round(counts)):
+            warnings.warn(
+                "the input is not integer counts: the Poisson model assumes electron counts; "
+                "pass gain/offset to convert grey values to counts",
+                UserWarning,
+                stacklevel=3,
+            )
+        return np.ascontiguousarray(counts, dtype=np.float64)
+
+    def _alpha_array(self):
+        return None
+
+    def _log(self, message: str) -> None:
+        if self.verbose:
+            print(f"[zse] {type(self).__name__}: {message}", file=sys.stderr, flush=True)
+
+    # -- public API ----------------------------------------------------------------------------
+    def fit(self, patches, y=None):
+        """Fit by full-batch EM on the patches (N, D); returns ``self``."""
+        C = self.n_components
+        if isinstance(C, bool) or not isinstance(C, (int, np.integer)) or C < 1:
+            msg = f"n_components must be an int >= 1, got {C!r}"
+            raise ValueError(msg)
+        if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 1:
+            msg = f"max_iter must be an int >= 1, got {self.max_iter!r}"
+            raise ValueError(msg)
+        Y = self._to_counts(patches)
+        N, D = Y.shape
+        if C > N:
+            msg = f"n_components={C} exceeds the number of patches N={N}"
+            raise ValueError(msg)
+        n_threads = effective_n_threads(self.n_threads)
+        seed = seed_from(self.random_state)
+        for name in list(vars(self)):
+            if name.endswith("_") and not name.startswith("_"):
+                delattr(self, name)
+
+        log_factorials = _core.sum_log_factorials(Y, n_threads)
+        mean_count = float(Y.mean())
+        if mean_count == 0.0:
+            msg = "all counts are zero; there is nothing to fit"
+            raise ValueError(msg)
+        self._w_floor_counts = 1e-10 * mean_count
+        seeds = Y[_core.kmeans_plusplus(Y, int(C), seed, n_threads, max(64 * int(C), 65536))]
+        self._init_params(Y, seeds)
+
+        self.log_likelihoods_ = []
+        self.converged_ = False
+        t_start = time.perf_counter()
+        for epoch in range(int(self.max_iter)):
+            t = time.perf_counter()
+            stats = self._fit_estep(Y, log_factorials, n_threads)
+            ll = stats["log_likelihood"] / N
+            self.log_likelihoods_.append(ll)
+            self._mstep(stats, N, n_threads)
+            self._log(
+                f"epoch {epoch + 1}/{self.max_iter}  log-likelihood/patch {ll:.6f}  "
+                f"({time.perf_counter() - t:.2f} s)"
+            )
+            if self.tol is not None and epoch > 0:
+                previous = self.log_likelihoods_[-2]
+                if abs(ll - previous) <= self.tol * abs(previous):
+                    self.converged_ = True
+                    break
+        self.n_iter_ = len(self.log_likelihoods_)
+        self.free_energies_ = self.log_likelihoods_  # exact EM: F = log-likelihood
+        self.n_features_in_ = D
+        n_dead = int(np.count_nonzero(self._last_R < 1e-8))
+        self.n_dead_components_ = n_dead
+        if n_dead:
+            self._log(f"{n_dead} component(s) received no responsibility")
+        self._log(f"fitted in {time.perf_counter() - t_start:.2f} s")
+        return self
+
+    def _estep(self, Y, log_factorials, n_threads, want_hist=False, totals=None):
+        return _core.mixture_estep(
+            Y, self.W_, np.log(self.pi_), self._alpha_array(), 1.0, log_factorials,
+            totals, want_hist, n_threads,
+        )
+
+    def _fit_estep(self, Y, log_factorials, n_threads):
+        """The E-step inside ``fit``; GPMM adds what its alpha update needs."""
+        return self._estep(Y, log_factorials, n_threads)
+
+    def _check_patches_for_estimate(self, patches):
+        check_is_fitted(self)
+        Y = self._to_counts(patches)
+        if Y.shape[1] != self.n_features_in_:
+            msg = f"patches have {Y.shape[1]} pixels, the model was fitted on {self.n_features_in_}"
+            raise ValueError(msg)
+        return Y
+
+    def estimate(self, patches, *, return_variance=False):
+        """Posterior-mean estimate of every noise-free patch, in the input's grey units.
+
+        Parameters
+        ----------
+        patches : array_like of shape (n_patches, n_features)
+        return_variance : bool
+            Also return the posterior variance of the noise-free intensity of every pixel.
+
+        Returns
+        -------
+        estimates : ndarray of shape (n_patches, n_features)
+        variance : ndarray of shape (n_patches, n_features), only with ``return_variance``
+        """
+        Y = self._check_patches_for_estimate(patches)
+        n_threads = effective_n_threads(self.n_threads)
+        est, var = _core.mixture_estimate(
+            Y, self.W_, np.log(self.pi_), self._alpha_array(), 1.0, bool(return_variance), n_threads
+        )
+        gain, offset = self._check_gain_offset()
+        if gain != 1.0 or offset != 0.0:
+            est = est / gain + offset
+            if var is not None:
+                var /= gain * gain
+        return (est, var) if return_variance else est
+
+    def predict_proba(self, patches) -> np.ndarray:
+        """Posterior responsibilities r_nc of every component, shape (n_patches, n_components)."""
+        Y = self._check_patches_for_estimate(patches)
+        return _core.mixture_responsibilities(
+            Y, self.W_, np.log(self.pi_), self._alpha_array(), 1.0, effective_n_threads(self.n_threads)
+        )
+
+    def score(self, patches) -> float:
+        """Mean log-likelihood per patch of the counts under the fitted model."""
+        Y = self._check_patches_for_estimate(patches)
+        n_threads = effective_n_threads(self.n_threads)
+        stats = self._estep(Y, _core.sum_log_factorials(Y, n_threads), n_threads)
+        return stats["log_likelihood"] / Y.shape[0]
+
+
+class PMM(_PoissonMixture):
+    """Poisson mixture model of image patches (exact EM).
+
+    Each patch y (D pixels, electron counts) comes from one of C components with Poisson rates
+    ``W_[c]``: p(y | c) = prod_d Poisson(y_d; W_cd). The denoised patch is the posterior-mean rate
+    sum_c r_nc W_c (Salwig, Drefs & Lücke, PLOS Comput. Biol. 2024; ALGORITHM.md §5).
+
+    Parameters
+    ----------
+    n_components : int
+        Number of mixture components C (must not exceed the number of patches).
+    max_iter : int
+        Number of EM epochs (full passes over all patches).
+    tol : float, optional
+        Stop early when the relative change of the log-likelihood per patch falls below this.
+    gain, offset : float
+        Grey values are turned into counts as ``(value - offset) * gain``; estimates are turned
+        back. Negative counts are an error; non-integer counts give a warning.
+    random_state : None, int or numpy.random.Generator
+        Seed of the k-means++ initialisation.
+    n_threads : int, optional
+        Threads of the C++ kernels; results do not depend on it.
+    verbose : bool
+        Print the log-likelihood and time of every epoch.
+
+    Attributes
+    ----------
+    W_ : ndarray of shape (n_components, n_features)
+        Component rates in counts.
+    pi_ : ndarray of shape (n_components,)
+    log_likelihoods_ : list of float
+        Log-likelihood per patch at the start of every epoch (before its M-step).
+    free_energies_ : list of float
+        The same values (the posterior is exact).
+    n_iter_ : int
+    n_dead_components_ : int
+        Components that received (almost) no responsibility in the last epoch.
+    """
+
+    def __init__(
+        self,
+        n_components=256,
+        *,
+        max_iter=50,
+        tol=None,
+        gain=1.0,
+        offset=0.0,
+        random_state=None,
+        n_threads=None,
+        verbose=False,
+    ):
+        self.n_components = n_components
+        self.max_iter = max_iter
+        self.tol = tol
+        self.gain = gain
+        self.offset = offset
+        self.random_state = random_state
+        self.n_threads = n_threads
+        self.verbose = verbose
+
+    def _init_params(self, Y, seeds):
+        C = seeds.shape[0]
+        self.W_ = np.maximum(seeds, self._w_floor_counts)
+        self.pi_ = np.full(C, 1.0 / C)
+
+    def _mstep(self, stats, N, n_threads):
+        R = stats["R"]
+        self._last_R = R
+        alive = R > 0
+        W = self.W_.copy()  # a component without responsibility keeps its rates
+        W[alive] = stats["S"][alive] / R[alive, None]
+        self.W_ = np.maximum(W, self._w_floor_counts)
+        self.pi_ = np.maximum(R / N, _TINY)
+
+
+class GPMM(_PoissonMixture):
+    """Gamma-Poisson mixture model of image patches (exact EM, z integrated out).
+
+    A patch comes from component c with a random brightness z ~ Gamma(alpha, beta=1):
+    y_d | c, z ~ Poisson(z W_cd). Integrating z out gives a negative-multinomial likelihood with
+    exact posteriors; the denoised patch is E[z W_c | y] (Monk, Savin & Lücke, Sci. Rep. 2018;
+    ALGORITHM.md §6). beta is fixed to 1 because only the product z W is identifiable.
+
+    Parameters
+    ----------
+    n_components : int
+        Number of mixture components C.
+    max_iter, tol, gain, offset, random_state, n_threads, verbose
+        As for :class:`PMM`.
+    learn_alpha : bool
+        Learn the Gamma shape alpha by a bracketed root find of its profile equation
+        (otherwise keep the initial value).
+    class_alpha : bool
+        One shape per component instead of a global one.
+    alpha_init : float, optional
+        Initial shape; default: a moment estimate from the patch totals.
+    alpha_max : float
+        Cap for alpha. The equation has no finite root when the patch totals are not
+        over-dispersed within components; alpha is then set to the cap (the model becomes a PMM)
+        and ``alpha_capped_`` reports it.
+
+    Attributes
+    ----------
+    W_ : ndarray of shape (n_components, n_features)
+    pi_ : ndarray of shape (n_components,)
+    alpha_ : float, or ndarray of shape (n_components,) with ``class_alpha``
+    alpha_capped_ : bool
+    log_likelihoods_, free_energies_, n_iter_, n_dead_components_
+        As for :class:`PMM`.
+    """
+
+    _gamma = True
+
+    def __init__(
+        self,
+        n_components=256,
+        *,
+        max_iter=50,
+        tol=None,
+        learn_alpha=True,
+        class_alpha=False,
+        alpha_init=None,
+        alpha_max=1e6,
+        gain=1.0,
+        offset=0.0,
+        random_state=None,
+        n_threads=None,
+        verbose=False,
+    ):
+        self.n_components = n_components
+        self.max_iter = max_iter
+        self.tol = tol
+        self.learn_alpha = learn_alpha
+        self.class_alpha = class_alpha
+        self.alpha_init = alpha_init
+        self.alpha_max = alpha_max
+        self.gain = gain
+        self.offset = offset
+        self.random_state = random_state
+        self.n_threads = n_threads
+        self.verbose = verbose
+
+    _ALPHA_MIN = 1e-6
+
+    def _alpha_array(self):
+        return np.broadcast_to(np.asarray(self.alpha_, dtype=np.float64), self.W_.shape[:1]).copy()
+
+    def _init_params(self, Y, seeds):
+        C = seeds.shape[0]
+        if not (np.isfinite(self.alpha_max) and self.alpha_max > self._ALPHA_MIN):
+            msg = f"alpha_max must be finite and > {self._ALPHA_MIN}, got {self.alpha_max!r}"
+            raise ValueError(msg)
+        totals = Y.sum(axis=1)
+        if self.alpha_init is None:
+            mean, var = totals.mean(), totals.var()
+            alpha = mean * mean / max(var - mean, 1e-12 * mean)
+        else:
+            alpha = float(self.alpha_init)
+            if not (np.isfinite(alpha) and alpha > 0):
+                msg = f"alpha_init must be finite and > 0, got {self.alpha_init!r}"
+                raise ValueError(msg)
+        alpha = float(np.clip(alpha, 1e-3, self.alpha_max))
+        self.alpha_ = np.full(C, alpha) if self.class_alpha else alpha
+        self.alpha_capped_ = False
+        self._totals = _core.index_totals(Y) if self.learn_alpha else None
+        # W = m / E[z]: the seeds are patches, i.e. samples of z W.
+        self.W_ = np.maximum(seeds / alpha, self._w_floor_counts / alpha)
+        self.pi_ = np.full(C, 1.0 / C)
+
+    def _fit_estep(self, Y, log_factorials, n_threads):
+        # The per-class histogram of patch totals feeds the class-specific alpha update.
+        want_hist = bool(self.learn_alpha and self.class_alpha)
+        return self._estep(Y, log_factorials, n_threads, want_hist, self._totals if want_hist else None)
+
+    def _mstep(self, stats, N, n_threads):
+        R, T, S = stats["R"], stats["T"], stats["S"]
+        self._last_R = R
+        alive = R > 0
+        if self.learn_alpha:
+            values = self._totals.values
+            if self.class_alpha:
+                hist = stats["hist"]
+                alpha = np.array(self.alpha_, dtype=np.float64)
+                capped = np.zeros(len(R), dtype=bool)
+                for c in np.flatnonzero(alive):  # one 1-D root find per component
+                    alpha[c], capped[c] = _core.solve_alpha(
+                        values, np.ascontiguousarray(hist[c]), R[c : c + 1].copy(), T[c : c + 1].copy(),
+                        self._ALPHA_MIN, float(self.alpha_max),
+                    )
+                self.alpha_ = alpha
+                self.alpha_capped_ = bool(capped.any())
+            else:
+                self.alpha_, self.alpha_capped_ = _core.solve_alpha(
+                    values, self._totals.counts, R, T, self._ALPHA_MIN, float(self.alpha_max)
+                )
+        alpha = np.asarray(self.alpha_, dtype=np.float64)
+        alpha_c = np.broadcast_to(alpha, R.shape)
+        W = self.W_.copy()
+        # Closed-form W for the profile alpha (§6.5): W_c = (beta / alpha_c) * (weighted mean patch).
+        W[alive] = S[alive] / (R[alive] * alpha_c[alive])[:, None]
+        self.W_ = np.maximum(W, (self._w_floor_counts / alpha_c)[:, None])
+        self.pi_ = np.maximum(R / N, _TINY)
+
+    def fit(self, patches, y=None):
+        try:
+            super().fit(patches, y)
+        finally:
+            self._totals = None
+        if self.alpha_capped_:
+            warnings.warn(
+                f"GPMM: alpha reached its cap alpha_max={self.alpha_max:g}: the patch totals are "
+                "not over-dispersed within components, so the model behaves like a PMM",
+                UserWarning,
+                stacklevel=2,
+            )
+        return self
