@@ -43,9 +43,10 @@ inline v4d exp_nonpositive(v4d x) {
     p = p * r + 0.5;
     p = p * r + 1.0;
     p = p * r + 1.0;
-    const v4i k_int = reinterpret_cast<const v4i&>(shifted) - 0x4338000000000000LL;
+    // A cast between vector types of equal size reinterprets the bits (GCC/Clang vector extension).
+    const v4i k_int = (v4i)shifted - 0x4338000000000000LL;
     const v4i scale_bits = (k_int + 1023) << 52;
-    return p * reinterpret_cast<const v4d&>(scale_bits);
+    return p * (v4d)scale_bits;
 }
 
 }  // namespace zse::simd
