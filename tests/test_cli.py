@@ -103,3 +103,22 @@ def test_version_flag(capsys):
         main(["--version"])
     assert exit_info.value.code == 0
     assert zse.__version__ in capsys.readouterr().out
+
+
+def test_mixture_model_options(tmp_path, rng, capsys):
+    counts = rng.poisson(rng.uniform(1, 9, size=(1, 40)).repeat(40, axis=0)).astype(np.uint16)
+    path = tmp_path / "counts.tif"
+    tifffile.imwrite(path, counts)
+    out = tmp_path / "o"
+    args = ["denoise", str(path), "-o", str(out), "-q", "--model", "gpmm", "--n-components", "8", "--max-iter", "3", "--stats", "mean,var,pvar"]
+    assert main(args) == 0
+    record = json.loads((out / "run.json").read_text())
+    assert record["model"]["params"]["n_components"] == 8 and len(record["model"]["log_likelihoods"]) == 3
+    assert (out / "pvar.tif").is_file()
+    assert main(["denoise", str(path), "-o", str(tmp_path / "p"), "-q", "--model", "identity", "--gain", "2"]) == 2
+    assert "--gain does not apply to model 'identity'" in capsys.readouterr().err
+    grey = (counts.astype(float) * 4 + 100).astype(np.uint16)  # 0.25 counts per grey level, dark level 100
+    tifffile.imwrite(tmp_path / "grey.tif", grey)
+    assert main(["denoise", str(tmp_path / "grey.tif"), "-o", str(tmp_path / "g"), "-q", "--model", "pmm", "--n-components", "8", "--max-iter", "2", "--gain", "0.25", "--offset", "100"]) == 0
+    assert main(["denoise", str(tmp_path / "grey.tif"), "-o", str(tmp_path / "h"), "-q", "--model", "pmm", "--n-components", "8", "--offset", "5000"]) == 2
+    assert "negative" in capsys.readouterr().err

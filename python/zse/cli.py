@@ -88,9 +88,11 @@ def run_denoise(
     overwrite: bool,
     verbose: bool,
     record: dict,
+    model_params: dict | None = None,
 ) -> dict:
     """Shared body of ``denoise`` and ``demo``: fit, merge, write outputs and run.json."""
     timings = record.setdefault("timings_s", {})
+    model_params = model_params or {}
     outdir = io.ensure_output_dir(outdir)
     paths = _output_paths(outdir, stats)
     existing = [str(p) for p in paths if p.exists()]
@@ -98,7 +100,9 @@ def run_denoise(
         raise FileExistsError(
             "outputs exist already: " + ", ".join(existing) + "; pass --overwrite to replace them"
         )
-    model = make_model(model_name, random_state=seed, n_threads=n_threads, verbose=verbose)
+    model = make_model(
+        model_name, options=model_params, random_state=seed, n_threads=n_threads, verbose=verbose
+    )
     t = time.perf_counter()
     results = reconstruct(
         image, model, stats=stats, patch_size=patch_size, n_threads=n_threads, verbose=verbose
@@ -181,6 +185,7 @@ def cmd_denoise(args) -> int:
         overwrite=args.overwrite,
         verbose=not args.quiet,
         record=record,
+        model_params=_model_params(args),
     )
     if not args.quiet:
         print(f"[zse] wrote {', '.join(f'{s}.tif' for s in args.stats)} to {args.output}")
@@ -219,6 +224,7 @@ def cmd_demo(args) -> int:
         overwrite=args.overwrite,
         verbose=True,
         record=record,
+        model_params=_model_params(args),
     )
     quality = {"psnr_noisy_db": round(psnr(clean, noisy), 3)}
     if "mean" in results:
@@ -240,6 +246,12 @@ def cmd_info(args) -> int:
     return 0
 
 
+def _model_params(args) -> dict:
+    """Model options given on the command line (an option the model lacks is an error)."""
+    names = ("n_components", "max_iter", "gain", "offset")
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
 def _stats(text: str) -> tuple[str, ...]:
     names = tuple(s.strip() for s in text.split(",") if s.strip())
     if not names:
@@ -255,6 +267,10 @@ def _add_common(p: argparse.ArgumentParser, default_output: str | None) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL, choices=sorted(MODELS), help="patch model (default: %(default)s)")
     p.add_argument("--patch-size", type=parse_patch_size, default=(DEFAULT_PATCH_SIZE, DEFAULT_PATCH_SIZE), help="patch size, e.g. 6 or 6x8 (default: 6)")
     p.add_argument("--stats", type=_stats, default=("mean", "var"), help="comma-separated outputs: mean,median,var,pvar,count (default: mean,var)")
+    p.add_argument("--n-components", type=int, default=None, help="mixture components C (pmm, gpmm)")
+    p.add_argument("--max-iter", type=int, default=None, help="EM epochs (default: the model's)")
+    p.add_argument("--gain", type=float, default=None, help="counts per grey level (pmm, gpmm; default 1)")
+    p.add_argument("--offset", type=float, default=None, help="detector dark level in grey values (pmm, gpmm; default 0)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the model (default: 0)")
     p.add_argument("--n-threads", type=int, default=None, help="threads (default: all available)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")

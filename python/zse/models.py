@@ -55,16 +55,28 @@ MODELS = ("identity", "pmm", "gpmm")
 DEFAULT_MODEL = "pmm"
 
 
-def make_model(name: str, **params):
-    """Instantiate a registered model by its command-line name."""
+def make_model(name: str, *, options=None, **common):
+    """Instantiate a registered model by its command-line name.
+
+    ``common`` (random_state, n_threads, verbose) go to the models that have them; every entry of
+    ``options`` must be a parameter of the chosen model, so nothing the user asked for is dropped.
+    None values keep the model's defaults.
+    """
     try:
         cls = _registry()[name.lower()]
     except KeyError:
         msg = f"unknown model {name!r}; expected one of " + ", ".join(MODELS)
         raise ValueError(msg) from None
-    # Parameters the model does not have, or left unset (None), keep the model's own defaults.
-    accepted = {k: v for k, v in params.items() if k in cls._param_names() and v is not None}
-    return cls(**accepted)
+    accepted = set(cls._param_names())
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        names = ", ".join("--" + u.replace("_", "-") for u in unknown)
+        msg = f"{names} does not apply to model {name!r}"
+        raise ValueError(msg)
+    params = {k: v for k, v in common.items() if k in accepted and v is not None}
+    params.update(options)
+    return cls(**params)
 
 
 def supports_variance(model) -> bool:
