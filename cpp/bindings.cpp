@@ -13,7 +13,9 @@
 
 #include "zse/common.hpp"
 #include "zse/merge.hpp"
+#include "zse/evo.hpp"
 #include "zse/mixtures.hpp"
+#include "zse/sssc.hpp"
 #include "zse/patches.hpp"
 
 namespace py = pybind11;
@@ -126,6 +128,46 @@ zse::MixtureParams mixture_params(const ArrayF64& Y, const ArrayF64& W, const Ar
         p.beta = beta;
     }
     return p;
+}
+
+using ArrayU64 = py::array_t<std::uint64_t, py::array::c_style>;
+
+zse::SSSCParams sssc_params(const ArrayF64& W, const ArrayF64& pi, const ArrayF64& mu,
+                            const ArrayF64& Psi, double sigma2) {
+    zse::require(W.ndim() == 2, "W must be 2-D (D, H)");
+    zse::SSSCParams p;
+    p.D = W.shape(0);
+    p.H = W.shape(1);
+    require_shape(pi, {p.H}, "pi");
+    require_shape(mu, {p.H}, "mu");
+    require_shape(Psi, {p.H, p.H}, "Psi");
+    p.W = W.data();
+    p.pi = pi.data();
+    p.mu = mu.data();
+    p.Psi = Psi.data();
+    p.sigma2 = sigma2;
+    return p;
+}
+
+zse::Selection parse_selection(const std::string& s) {
+    if (s == "fit") return zse::Selection::fit;
+    if (s == "rand") return zse::Selection::rand;
+    throw std::invalid_argument("selection must be 'fit' or 'rand', got '" + s + "'");
+}
+
+zse::Mutation parse_mutation(const std::string& s) {
+    if (s == "randflip") return zse::Mutation::randflip;
+    if (s == "sparseflip") return zse::Mutation::sparseflip;
+    if (s == "cross") return zse::Mutation::cross;
+    if (s == "cross_randflip") return zse::Mutation::cross_randflip;
+    if (s == "cross_sparseflip") return zse::Mutation::cross_sparseflip;
+    throw std::invalid_argument("unknown mutation '" + s + "'");
+}
+
+ArrayF64 copy_matrix(const std::vector<double>& v, zse::index_t rows, zse::index_t cols) {
+    ArrayF64 out({rows, cols});
+    std::copy(v.begin(), v.end(), out.mutable_data());
+    return out;
 }
 
 }  // namespace
@@ -288,4 +330,179 @@ PYBIND11_MODULE(_core, m) {
           },
           py::arg("values").noconvert(), py::arg("weights").noconvert(), py::arg("R").noconvert(),
           py::arg("T").noconvert(), py::arg("alpha_min"), py::arg("alpha_max"));
+
+    // ---- SSSC / evolutionary E-step -------------------------------------------------------
+    py::class_<zse::SSSCStats>(m, "SSSCStats", "Sufficient statistics of an SSSC E-step (private)")
+        .def_property_readonly("a_s", [](const zse::SSSCStats& s) { return vector_to_array(s.a_s); })
+        .def_property_readonly("a_sz", [](const zse::SSSCStats& s) { return vector_to_array(s.a_sz); })
+        .def_property_readonly("B_ss", [](const zse::SSSCStats& s) { return copy_matrix(s.B_ss, s.H, s.H); })
+        .def_property_readonly("B_szsz", [](const zse::SSSCStats& s) { return copy_matrix(s.B_szsz, s.H, s.H); })
+        .def_property_readonly("B_mm", [](const zse::SSSCStats& s) { return copy_matrix(s.B_mm, s.H, s.H); })
+        .def_property_readonly("B_s_sz", [](const zse::SSSCStats& s) { return copy_matrix(s.B_s_sz, s.H, s.H); })
+        .def_property_readonly("Y_sz", [](const zse::SSSCStats& s) { return copy_matrix(s.Y_sz, s.D, s.H); })
+        .def_readonly("T_yy", &zse::SSSCStats::T_yy)
+        .def_readonly("log_joint_sum", &zse::SSSCStats::log_joint_sum)
+        .def_readonly("n_invalid", &zse::SSSCStats::n_invalid)
+        .def_readonly("n_new_states", &zse::SSSCStats::n_new_states)
+        .def_readonly("n_replaced", &zse::SSSCStats::n_replaced)
+        .def_readonly("n_lpj", &zse::SSSCStats::n_lpj);
+
+    m.def("sssc_init_states",
+          [](zse::index_t N, zse::index_t S, zse::index_t H, double p_init, std::uint64_t seed,
+             int n_threads) {
+              zse::require(N >= 1, "N must be >= 1");
+              const zse::index_t words = zse::state_words(H);
+              ArrayU64 K({N, S, words});
+              std::uint64_t* k = K.mutable_data();
+              {
+                  py::gil_scoped_release release;
+                  zse::init_states(k, N, S, H, p_init, seed, n_threads);
+              }
+              return K;
+          },
+          py::arg("N"), py::arg("S"), py::arg("H"), py::arg("p_init"), py::arg("seed"),
+          py::arg("n_threads"));
+
+    m.def("sssc_estep",
+          [](const ArrayF64& Y, const ArrayF64& W, const ArrayF64& pi, const ArrayF64& mu,
+             const ArrayF64& Psi, double sigma2, ArrayU64& K, std::uint64_t seed,
+             std::uint64_t epoch, bool evolve, zse::index_t n_sweeps, zse::index_t n_parents,
+             zse::index_t n_children, zse::index_t n_generations, const std::string& selection,
+             const std::string& mutation, double bitflip_prob, bool want_stats,
+             bool want_estimates, bool want_variance, bool want_lpj, int n_threads) {
+              const zse::SSSCParams p = sssc_params(W, pi, mu, Psi, sigma2);
+              zse::require(Y.ndim() == 2 && Y.shape(1) == p.D, "patches must be (N, D) with D = W.shape[0]");
+              const zse::index_t N = Y.shape(0);
+              zse::require(K.ndim() == 3 && K.shape(0) == N && K.shape(2) == zse::state_words(p.H),
+                           "K must have shape (N, S, words) matching the patches and H");
+              const zse::index_t S = K.shape(1);
+              zse::require(n_parents >= 1 && n_children >= 1 && n_generations >= 1 && n_sweeps >= 1,
+                           "n_parents, n_children, n_generations and n_sweeps must be >= 1");
+              zse::EStepOptions opt;
+              opt.seed = seed;
+              opt.epoch = epoch;
+              opt.evolve = evolve;
+              opt.n_sweeps = n_sweeps;
+              opt.evo.n_parents = n_parents;
+              opt.evo.n_children = n_children;
+              opt.evo.n_generations = n_generations;
+              opt.evo.selection = parse_selection(selection);
+              opt.evo.mutation = parse_mutation(mutation);
+              zse::require(opt.evo.mutation != zse::Mutation::randflip || n_children <= p.H,
+                           "randflip needs n_children <= H");
+              opt.evo.bitflip_prob = bitflip_prob;
+              double crowdedness = 0.0;
+              for (zse::index_t h = 0; h < p.H; ++h) crowdedness += p.pi[h];
+              opt.evo.crowdedness = crowdedness;
+              opt.want_stats = want_stats;
+              py::dict out;
+              if (want_estimates) {
+                  ArrayF64 est({N, p.D});
+                  opt.estimates = est.mutable_data();
+                  out["estimates"] = est;
+                  if (want_variance) {
+                      ArrayF64 var({N, p.D});
+                      opt.variance = var.mutable_data();
+                      out["variance"] = var;
+                  }
+              }
+              if (want_lpj) {
+                  ArrayF64 lpj({N, S});
+                  opt.lpj_out = lpj.mutable_data();
+                  out["lpj"] = lpj;
+              }
+              const double* y = Y.data();
+              std::uint64_t* k = K.mutable_data();
+              zse::SSSCStats stats;
+              {
+                  py::gil_scoped_release release;
+                  stats = zse::sssc_estep(y, N, p, k, S, opt, n_threads);
+              }
+              out["stats"] = std::move(stats);
+              return out;
+          },
+          py::arg("Y").noconvert(), py::arg("W").noconvert(), py::arg("pi").noconvert(),
+          py::arg("mu").noconvert(), py::arg("Psi").noconvert(), py::arg("sigma2"),
+          py::arg("K").noconvert(), py::arg("seed"), py::arg("epoch"), py::arg("evolve"),
+          py::arg("n_sweeps"), py::arg("n_parents"), py::arg("n_children"),
+          py::arg("n_generations"), py::arg("selection"), py::arg("mutation"),
+          py::arg("bitflip_prob"), py::arg("want_stats"), py::arg("want_estimates"),
+          py::arg("want_variance"), py::arg("want_lpj"), py::arg("n_threads"));
+
+    m.def("sssc_mstep",
+          [](const zse::SSSCStats& stats, zse::index_t N, const ArrayF64& W, const ArrayF64& pi,
+             const ArrayF64& mu, const ArrayF64& Psi, double sigma2, bool exact) {
+              const zse::SSSCParams p = sssc_params(W, pi, mu, Psi, sigma2);
+              zse::SSSCUpdate u;
+              {
+                  py::gil_scoped_release release;
+                  u = zse::sssc_mstep(stats, N, p, exact);
+              }
+              py::dict out;
+              out["W"] = copy_matrix(u.W, p.D, p.H);
+              out["pi"] = vector_to_array(u.pi);
+              out["mu"] = vector_to_array(u.mu);
+              out["Psi"] = copy_matrix(u.Psi, p.H, p.H);
+              out["sigma2"] = u.sigma2;
+              out["n_dead_units"] = u.n_dead_units;
+              return out;
+          },
+          py::arg("stats"), py::arg("N"), py::arg("W").noconvert(), py::arg("pi").noconvert(),
+          py::arg("mu").noconvert(), py::arg("Psi").noconvert(), py::arg("sigma2"), py::arg("exact"));
+
+    m.def("sssc_log_joint",
+          [](const ArrayF64& Y, const ArrayF64& W, const ArrayF64& pi, const ArrayF64& mu,
+             const ArrayF64& Psi, double sigma2, const ArrayU64& states, int n_threads) {
+              const zse::SSSCParams p = sssc_params(W, pi, mu, Psi, sigma2);
+              zse::require(Y.ndim() == 2 && Y.shape(1) == p.D, "patches must be (N, D)");
+              zse::require(states.ndim() == 2 && states.shape(1) == zse::state_words(p.H),
+                           "states must be (M, words)");
+              const zse::index_t N = Y.shape(0), M = states.shape(0);
+              ArrayF64 out({N, M});
+              const double* y = Y.data();
+              const std::uint64_t* st = states.data();
+              double* o = out.mutable_data();
+              {
+                  py::gil_scoped_release release;
+                  zse::sssc_log_joint(y, N, p, st, M, o, n_threads);
+              }
+              return out;
+          },
+          py::arg("Y").noconvert(), py::arg("W").noconvert(), py::arg("pi").noconvert(),
+          py::arg("mu").noconvert(), py::arg("Psi").noconvert(), py::arg("sigma2"),
+          py::arg("states").noconvert(), py::arg("n_threads"));
+
+    m.def("evo_mutate",
+          [](const ArrayU64& parents, zse::index_t H, const std::string& mutation,
+             zse::index_t n_children, double bitflip_prob, double crowdedness, std::uint64_t seed) {
+              const zse::index_t words = zse::state_words(H);
+              zse::require(parents.ndim() == 2 && parents.shape(1) == words, "parents must be (P, words)");
+              zse::EvoConfig cfg;
+              cfg.mutation = parse_mutation(mutation);
+              cfg.n_children = n_children;
+              cfg.bitflip_prob = bitflip_prob;
+              cfg.crowdedness = crowdedness;
+              zse::Rng rng(seed, 0, 0);
+              std::vector<std::uint64_t> children;
+              zse::mutate(parents.data(), parents.shape(0), H, cfg, rng, children);
+              ArrayU64 out({static_cast<zse::index_t>(children.size()) / words, words});
+              std::copy(children.begin(), children.end(), out.mutable_data());
+              return out;
+          },
+          py::arg("parents").noconvert(), py::arg("H"), py::arg("mutation"), py::arg("n_children"),
+          py::arg("bitflip_prob"), py::arg("crowdedness"), py::arg("seed"));
+
+    m.def("evo_select",
+          [](const ArrayF64& lpj, zse::index_t n_parents, const std::string& selection,
+             std::uint64_t seed, std::uint64_t item) {
+              zse::require(lpj.ndim() == 1, "lpj must be 1-D");
+              zse::Rng rng(seed, 0, item);
+              std::vector<zse::index_t> parents;
+              zse::select_parents(lpj.data(), lpj.shape(0), n_parents, parse_selection(selection), rng, parents);
+              py::array_t<std::int64_t> out(static_cast<py::ssize_t>(parents.size()));
+              std::copy(parents.begin(), parents.end(), out.mutable_data());
+              return out;
+          },
+          py::arg("lpj").noconvert(), py::arg("n_parents"), py::arg("selection"), py::arg("seed"),
+          py::arg("item") = 0);
 }

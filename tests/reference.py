@@ -80,3 +80,83 @@ def bisect(f, lo, hi, iters=200):
         else:
             hi = mid
     return math.sqrt(lo * hi)
+
+
+# ---- SSSC --------------------------------------------------------------------------------------
+def all_states(H):
+    return np.array([[(s >> h) & 1 for h in range(H)] for s in range(2**H)], dtype=bool)
+
+
+def pack_states(states):
+    """(M, H) bool -> (M, words) uint64 as the C++ core stores them."""
+    states = np.asarray(states, dtype=bool)
+    words = (states.shape[1] + 63) // 64
+    out = np.zeros((states.shape[0], words), dtype=np.uint64)
+    for h in range(states.shape[1]):
+        out[:, h // 64] |= states[:, h].astype(np.uint64) << np.uint64(h % 64)
+    return out
+
+
+def unpack_states(packed, H):
+    packed = np.asarray(packed, dtype=np.uint64)
+    return np.stack([(packed[..., h // 64] >> np.uint64(h % 64)) & np.uint64(1) for h in range(H)], axis=-1).astype(bool)
+
+
+def sssc_log_joint(Y, W, pi, mu, Psi, sigma2, states):
+    """log p(s, y) = log prior(s) + log N(y; W_s mu_s, sigma2 I + W_s Psi_s W_s^T), directly."""
+    N, D = Y.shape
+    out = np.empty((N, len(states)))
+    for m, s in enumerate(states):
+        A = np.flatnonzero(s)
+        prior = np.sum(np.where(s, np.log(pi), np.log1p(-pi)))
+        Ws = W[:, A]
+        C = sigma2 * np.eye(D) + Ws @ Psi[np.ix_(A, A)] @ Ws.T
+        mean = Ws @ mu[A]
+        sign, logdet = np.linalg.slogdet(C)
+        assert sign > 0
+        diff = Y - mean
+        quad = np.einsum("nd,nd->n", diff @ np.linalg.inv(C), diff)
+        out[:, m] = prior - 0.5 * (D * np.log(2 * np.pi) + logdet + quad)
+    return out
+
+
+def sssc_exact_em_step(Y, W, pi, mu, Psi, sigma2, exact):
+    """One EM step with the full posterior over all 2^H states and the M-step of ALGORITHM.md §3.6."""
+    N, D = Y.shape
+    H = len(pi)
+    states = all_states(H)
+    lj = sssc_log_joint(Y, W, pi, mu, Psi, sigma2, states)
+    F = log_likelihood(lj) / N
+    q = responsibilities(lj)
+    a_s = np.zeros(H); a_sz = np.zeros(H)
+    B_ss = np.zeros((H, H)); B_szsz = np.zeros((H, H)); B_mm = np.zeros((H, H)); B_s_sz = np.zeros((H, H))
+    Y_sz = np.zeros((D, H))
+    for n in range(N):
+        es = np.zeros(H); esz = np.zeros(H); ezz = np.zeros((H, H)); ess = np.zeros((H, H))
+        for m, s in enumerate(states):
+            A = np.flatnonzero(s)
+            if len(A) == 0:
+                continue
+            Ws = W[:, A]
+            Lam = np.linalg.inv(np.linalg.inv(Psi[np.ix_(A, A)]) + Ws.T @ Ws / sigma2)
+            kappa = mu[A] + Lam @ Ws.T @ (Y[n] - Ws @ mu[A]) / sigma2
+            es[A] += q[n, m]
+            esz[A] += q[n, m] * kappa
+            ess[np.ix_(A, A)] += q[n, m]
+            ezz[np.ix_(A, A)] += q[n, m] * (Lam + np.outer(kappa, kappa))
+        a_s += es; a_sz += esz; B_ss += ess; B_szsz += ezz
+        B_mm += np.outer(esz, esz); B_s_sz += np.outer(es, esz); Y_sz += np.outer(Y[n], esz)
+    T_yy = np.sum(Y**2)
+    W_new = np.linalg.solve(B_szsz, Y_sz.T).T
+    pi_new = np.clip(a_s / N, 5e-5, 1 - 5e-5)
+    mu_new = a_sz / (a_s + np.finfo(float).eps)
+    if exact:
+        Psi_new = np.diag(np.maximum((np.diag(B_szsz) - 2 * mu_new * a_sz + mu_new**2 * a_s) / a_s, 1e-5))
+        sigma2_new = (T_yy - 2 * np.sum(W_new * Y_sz) + np.trace(B_szsz @ W_new.T @ W_new)) / (N * D)
+    else:
+        M = np.outer(mu_new, mu_new) * B_ss + B_szsz - 2 * mu_new[:, None] * B_s_sz
+        Psi_new = M * np.linalg.inv(B_ss + 1e-5 * np.eye(H)) + 1e-5 * np.eye(H)
+        Psi_new = 0.5 * (Psi_new + Psi_new.T)
+        Psi_new[np.diag_indices(H)] = np.maximum(np.diag(Psi_new), 1e-5)
+        sigma2_new = (T_yy - np.trace(B_mm @ W_new.T @ W_new)) / (N * D) + 1e-5
+    return {"W": W_new, "pi": pi_new, "mu": mu_new, "Psi": Psi_new, "sigma2": max(sigma2_new, 1e-5), "F": F}

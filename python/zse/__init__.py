@@ -18,6 +18,7 @@ from .mixtures import GPMM, PMM  # noqa: E402
 from .models import Identity  # noqa: E402
 from .patches import extract_patches, merge_patches  # noqa: E402
 from .reconstruct import reconstruct  # noqa: E402
+from .sssc import SSSC  # noqa: E402
 
 
 def show_config(file=None) -> None:
@@ -39,6 +40,7 @@ __all__ = [
     "GPMM",
     "Identity",
     "PMM",
+    "SSSC",
     "NotFittedError",
     "__version__",
     "extract_patches",

@@ -47,11 +47,12 @@ class Identity(BaseEstimator):
 
 def _registry():
     from .mixtures import GPMM, PMM
+    from .sssc import SSSC
 
-    return {"identity": Identity, "pmm": PMM, "gpmm": GPMM}
+    return {"identity": Identity, "sssc": SSSC, "pmm": PMM, "gpmm": GPMM}
 
 
-MODELS = ("identity", "pmm", "gpmm")
+MODELS = ("identity", "sssc", "pmm", "gpmm")
 DEFAULT_MODEL = "pmm"
 
 

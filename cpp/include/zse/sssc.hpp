@@ -1,0 +1,75 @@
+// Spike-and-slab sparse coding (SSSC) with evolutionary truncated EM (ES3C), ALGORITHM.md §3-§4.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "zse/common.hpp"
+#include "zse/evo.hpp"
+
+namespace zse {
+
+/// Model parameters: y = W (s * z) + noise, s_h ~ Bernoulli(pi_h), z ~ N(mu, Psi),
+/// noise ~ N(0, sigma2 I). W is D x H row-major, Psi H x H.
+struct SSSCParams {
+    index_t H = 0, D = 0;
+    const double* W = nullptr;
+    const double* pi = nullptr;
+    const double* mu = nullptr;
+    const double* Psi = nullptr;
+    double sigma2 = 1.0;
+};
+
+/// Sufficient statistics of an E-step (ALGORITHM.md §3.6), summed over patches.
+struct SSSCStats {
+    index_t H = 0, D = 0;
+    std::vector<double> a_s, a_sz;                  ///< H
+    std::vector<double> B_ss, B_szsz, B_mm, B_s_sz; ///< H x H
+    std::vector<double> Y_sz;                       ///< D x H
+    double T_yy = 0.0;
+    double log_joint_sum = 0.0;    ///< sum_n log sum_{s in K_n} p(s, y_n) (the free energy)
+    std::int64_t n_invalid = 0;    ///< states whose Psi_s or M_s was not positive definite
+    std::int64_t n_new_states = 0; ///< distinct new states evaluated by the evolution
+    std::int64_t n_replaced = 0;   ///< states of K replaced by better new ones
+    std::int64_t n_lpj = 0;        ///< log-pseudo-joint evaluations
+    void reset(index_t H_, index_t D_);
+    void add(const SSSCStats& other);
+};
+
+struct EStepOptions {
+    std::uint64_t seed = 0;
+    std::uint64_t epoch = 0;
+    bool evolve = true;             ///< run the evolutionary search before the posterior
+    index_t n_sweeps = 1;           ///< repetitions of the search (each with n_generations)
+    EvoConfig evo;
+    bool want_stats = true;
+    double* estimates = nullptr;    ///< N x D posterior-mean estimates, or nullptr
+    double* variance = nullptr;     ///< N x D posterior variance of W (s z), or nullptr
+    double* lpj_out = nullptr;      ///< N x S log-pseudo-joints of the final K, or nullptr
+};
+
+/// One truncated E-step over all patches: (optionally) evolve every K_n (N x S states of
+/// state_words(H) words, updated in place), compute truncated posteriors with the current
+/// parameters, the free energy, sufficient statistics and/or estimates. Patches are independent
+/// and their random streams depend on (seed, epoch, patch) only; statistics are reduced over
+/// chunks fixed by N, so results do not depend on n_threads.
+SSSCStats sssc_estep(const double* Y, index_t N, const SSSCParams& params, std::uint64_t* K,
+                     index_t S, const EStepOptions& options, int n_threads);
+
+/// log p(s, y_n) (including every constant) for M given states (packed) and N patches: N x M.
+void sssc_log_joint(const double* Y, index_t N, const SSSCParams& params,
+                    const std::uint64_t* states, index_t M, double* out, int n_threads);
+
+/// Outputs of the M-step.
+struct SSSCUpdate {
+    std::vector<double> W, pi, mu, Psi;
+    double sigma2 = 1.0;
+    index_t n_dead_units = 0;  ///< units with (almost) no posterior mass: W column kept
+};
+
+/// M-step from summed statistics of N patches. `exact`: diagonal-Psi exact EM with the exact
+/// sigma2; otherwise the published updates (full Psi, sigma2 from posterior-mean outer products).
+/// Bounds as in ALGORITHM.md §3.6: pi in [5e-5, 1 - 5e-5], diag Psi >= 1e-5, sigma2 >= 1e-5.
+SSSCUpdate sssc_mstep(const SSSCStats& stats, index_t N, const SSSCParams& old, bool exact);
+
+}  // namespace zse

@@ -1,0 +1,627 @@
+#include "zse/sssc.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <string>
+#include <memory>
+#include <unordered_map>
+
+#include "zse/linalg.hpp"
+#include "zse/parallel.hpp"
+
+namespace zse {
+namespace {
+
+constexpr index_t kMaxWords = 4;  // H <= 256
+constexpr double kMinusInf = -std::numeric_limits<double>::infinity();
+constexpr double kLog2Pi = 1.8378770664093454836;
+
+// Statistics are reduced over chunks fixed by N alone, in chunk order.
+index_t n_chunks_for(index_t N) { return std::clamp<index_t>((N + 2047) / 2048, 1, 32); }
+
+using Key = std::array<std::uint64_t, kMaxWords>;
+struct KeyHash {
+    std::size_t operator()(const Key& key) const {
+        std::uint64_t h = 0x9E3779B97F4A7C15ULL;
+        for (std::uint64_t w : key) {
+            h ^= w + 0x9E3779B97F4A7C15ULL + (h << 6) + (h >> 2);
+            h *= 0xBF58476D1CE4E5B9ULL;
+        }
+        return static_cast<std::size_t>(h ^ (h >> 31));
+    }
+};
+
+// Everything about a state s that does not depend on the patch (ALGORITHM.md §3.2, §3.9), in the
+// k x k form: never a D x D matrix.
+struct StateTerms {
+    index_t k = 0;
+    bool valid = true;
+    double constant = 0.0;  // (log|Psi_s| + log|M_s|) / 2 - sum_A log(pi / (1 - pi))
+    double mu_c = 0.0;      // mu_A^T (W^T W)[A, A] mu_A
+    std::vector<index_t> active;
+    std::vector<double> mu;        // mu_A
+    std::vector<double> c;         // (W^T W)[A, A] mu_A
+    std::vector<double> L;         // Cholesky factor of M_s = Psi_s^-1 + W_A^T W_A / sigma2
+    std::vector<double> Lambda;    // M_s^-1, the posterior covariance of z_A
+    std::vector<double> diag_wlw;  // diag(W_A Lambda W_A^T), only when variances are wanted
+};
+
+// Parameter-derived arrays shared (read-only) by all threads during one E-step.
+struct Derived {
+    const SSSCParams* p = nullptr;
+    std::vector<double> WtW;    // H x H
+    std::vector<double> logit;  // log(pi / (1 - pi))
+    double inv_s2 = 1.0;
+    double log_c = 0.0;         // c(theta) = sum log(1 - pi) - D/2 log(2 pi sigma2)
+    bool want_diag = false;
+};
+
+Derived derive(const SSSCParams& p, bool want_diag) {
+    require(p.H >= 1 && p.H <= 64 * kMaxWords, "H must be in [1, 256]");
+    require(p.sigma2 > 0.0 && std::isfinite(p.sigma2), "sigma2 must be finite and > 0");
+    Derived d;
+    d.p = &p;
+    d.want_diag = want_diag;
+    const index_t H = p.H, D = p.D;
+    d.WtW.assign(static_cast<std::size_t>(H * H), 0.0);
+    for (index_t r = 0; r < D; ++r) {
+        const double* w = p.W + r * H;
+        for (index_t i = 0; i < H; ++i) {
+            const double wi = w[i];
+            for (index_t j = 0; j < H; ++j) d.WtW[i * H + j] += wi * w[j];
+        }
+    }
+    d.logit.resize(H);
+    double log_one_minus = 0.0;
+    for (index_t h = 0; h < H; ++h) {
+        require(p.pi[h] > 0.0 && p.pi[h] < 1.0, "pi must lie in (0, 1)");
+        d.logit[h] = std::log(p.pi[h]) - std::log1p(-p.pi[h]);
+        log_one_minus += std::log1p(-p.pi[h]);
+    }
+    d.inv_s2 = 1.0 / p.sigma2;
+    d.log_c = log_one_minus - 0.5 * static_cast<double>(D) * (kLog2Pi + std::log(p.sigma2));
+    return d;
+}
+
+void compute_terms(const Derived& dv, const std::uint64_t* bits, index_t words, StateTerms& t) {
+    const SSSCParams& p = *dv.p;
+    const index_t H = p.H;
+    t.active.clear();
+    for (index_t w = 0; w < words; ++w) {
+        std::uint64_t word = bits[w];
+        while (word) {
+            t.active.push_back(w * 64 + __builtin_ctzll(word));
+            word &= word - 1;
+        }
+    }
+    const index_t k = t.k = static_cast<index_t>(t.active.size());
+    t.valid = true;
+    t.constant = 0.0;
+    t.mu_c = 0.0;
+    t.mu.resize(k);
+    t.c.resize(k);
+    t.L.assign(static_cast<std::size_t>(k * k), 0.0);
+    t.Lambda.assign(static_cast<std::size_t>(k * k), 0.0);
+    if (k == 0) {
+        if (dv.want_diag) t.diag_wlw.assign(static_cast<std::size_t>(p.D), 0.0);
+        return;
+    }
+    const index_t* A = t.active.data();
+    std::vector<double> psi(static_cast<std::size_t>(k * k)), psi_inv(psi.size()), column(k);
+    for (index_t i = 0; i < k; ++i)
+        for (index_t j = 0; j < k; ++j) psi[i * k + j] = p.Psi[A[i] * H + A[j]];
+    // A Psi_s that is not positive definite (possible with the reference Psi update) makes the
+    // state invalid on purpose: its log-determinant would otherwise be taken of |det|.
+    if (!linalg::cholesky(psi.data(), k)) {
+        t.valid = false;
+        return;
+    }
+    const double log_det_psi = linalg::log_det_from_cholesky(psi.data(), k);
+    linalg::inverse_from_cholesky(psi.data(), k, psi_inv.data(), column.data());
+    for (index_t i = 0; i < k; ++i)
+        for (index_t j = 0; j < k; ++j)
+            t.L[i * k + j] = psi_inv[i * k + j] + dv.WtW[A[i] * H + A[j]] * dv.inv_s2;
+    if (!linalg::cholesky(t.L.data(), k)) {
+        t.valid = false;
+        return;
+    }
+    const double log_det_m = linalg::log_det_from_cholesky(t.L.data(), k);
+    linalg::inverse_from_cholesky(t.L.data(), k, t.Lambda.data(), column.data());
+    double prior = 0.0;
+    for (index_t i = 0; i < k; ++i) {
+        t.mu[i] = p.mu[A[i]];
+        prior += dv.logit[A[i]];
+    }
+    for (index_t i = 0; i < k; ++i) {
+        double s = 0.0;
+        for (index_t j = 0; j < k; ++j) s += dv.WtW[A[i] * H + A[j]] * t.mu[j];
+        t.c[i] = s;
+        t.mu_c += t.mu[i] * s;
+    }
+    t.constant = 0.5 * (log_det_psi + log_det_m) - prior;
+    if (!std::isfinite(t.constant)) t.valid = false;
+    if (dv.want_diag) {
+        t.diag_wlw.assign(static_cast<std::size_t>(p.D), 0.0);
+        for (index_t d = 0; d < p.D; ++d) {
+            const double* w = p.W + d * H;
+            double s = 0.0;
+            for (index_t i = 0; i < k; ++i)
+                for (index_t j = 0; j < k; ++j) s += w[A[i]] * t.Lambda[i * k + j] * w[A[j]];
+            t.diag_wlw[d] = s;
+        }
+    }
+}
+
+// Per-thread memo of StateTerms keyed by the bit pattern. Values depend only on the state and the
+// parameters, so which thread computes them changes nothing. Cleared when it grows too large.
+class StateCache {
+   public:
+    StateCache(const Derived& dv, index_t words, std::size_t max_entries)
+        : dv_(dv), words_(words), max_entries_(max_entries) {}
+    const StateTerms& get(const std::uint64_t* bits) {
+        Key key{};
+        std::copy(bits, bits + words_, key.begin());
+        auto it = map_.find(key);
+        if (it != map_.end()) return it->second;
+        if (map_.size() >= max_entries_) map_.clear();
+        StateTerms& t = map_[key];
+        compute_terms(dv_, bits, words_, t);
+        return t;
+    }
+
+   private:
+    const Derived& dv_;
+    index_t words_;
+    std::size_t max_entries_;
+    std::unordered_map<Key, StateTerms, KeyHash> map_;
+};
+
+struct PatchData {
+    const double* y;
+    std::vector<double> Wy;  // W^T y (H)
+    double yy;               // |y|^2
+};
+
+// Posterior quantities of one (patch, state): b = W_A^T (y - W_A mu_A), v = L^-1 b, and the
+// log-pseudo-joint (ALGORITHM.md §3.2) evaluated from W^T y in O(k^2).
+double log_pseudo_joint(const Derived& dv, const StateTerms& t, const PatchData& pd,
+                        std::vector<double>& v) {
+    if (!t.valid) return kMinusInf;
+    const index_t k = t.k;
+    if (k == 0) return -0.5 * pd.yy * dv.inv_s2;
+    v.resize(k);
+    double mu_wy = 0.0;
+    for (index_t i = 0; i < k; ++i) {
+        const double wy = pd.Wy[t.active[i]];
+        v[i] = wy - t.c[i];
+        mu_wy += t.mu[i] * wy;
+    }
+    const double residual = pd.yy - 2.0 * mu_wy + t.mu_c;  // |y - W_A mu_A|^2
+    linalg::solve_lower(t.L.data(), k, v.data());
+    double b_lambda_b = 0.0;
+    for (index_t i = 0; i < k; ++i) b_lambda_b += v[i] * v[i];
+    const double lpj = -t.constant - 0.5 * (residual * dv.inv_s2 - b_lambda_b * dv.inv_s2 * dv.inv_s2);
+    return std::isfinite(lpj) ? lpj : kMinusInf;
+}
+
+struct Workspace {
+    std::vector<std::uint64_t> cand, children, parent_bits;
+    std::vector<double> cand_lpj, pool_lpj, next_pool_lpj;
+    std::vector<std::uint64_t> pool, next_pool;
+    std::vector<index_t> parents, order;
+    std::vector<double> v, es, esz, kappa, second, wk;
+    std::vector<index_t> support;
+    std::vector<char> in_support;
+    PatchData pd;
+};
+
+class EStepRunner {
+   public:
+    EStepRunner(const double* Y, const SSSCParams& p, std::uint64_t* K, index_t S,
+                const EStepOptions& opt)
+        : Y_(Y), p_(p), K_(K), S_(S), opt_(opt), words_(state_words(p.H)),
+          dv_(derive(p, opt.variance != nullptr)) {}
+
+    void run_patch(index_t n, StateCache& cache, Workspace& ws, SSSCStats* stats) const;
+    const Derived& derived() const { return dv_; }
+
+   private:
+    double evaluate(StateCache& cache, Workspace& ws, const std::uint64_t* bits,
+                    SSSCStats& counters) const {
+        ++counters.n_lpj;
+        return log_pseudo_joint(dv_, cache.get(bits), ws.pd, ws.v);
+    }
+    index_t find(const Workspace& ws, const std::uint64_t* bits) const {
+        const index_t n = static_cast<index_t>(ws.cand_lpj.size());
+        for (index_t i = 0; i < n; ++i)
+            if (same_state(ws.cand.data() + i * words_, bits, words_)) return i;
+        return -1;
+    }
+    void evolve(index_t n, StateCache& cache, Workspace& ws, SSSCStats& counters) const;
+
+    const double* Y_;
+    const SSSCParams& p_;
+    std::uint64_t* K_;
+    index_t S_;
+    const EStepOptions& opt_;
+    index_t words_;
+    Derived dv_;
+};
+
+// tvlearn/evo semantics (ALGORITHM.md §4.2-§4.6): generation 0 selects parents from K_n, later
+// generations from the previous generation's children; only children not seen before are
+// evaluated and become candidates; K_n keeps the S best of old and new. (state, lpj) pairs always
+// travel together (pitfall §9.4).
+void EStepRunner::evolve(index_t n, StateCache& cache, Workspace& ws, SSSCStats& counters) const {
+    Rng rng(opt_.seed, opt_.epoch, static_cast<std::uint64_t>(n));
+    const EvoConfig& evo = opt_.evo;
+    for (index_t sweep = 0; sweep < opt_.n_sweeps; ++sweep) {
+        const index_t n_old = static_cast<index_t>(ws.cand_lpj.size());
+        ws.pool.assign(ws.cand.begin(), ws.cand.end());
+        ws.pool_lpj.assign(ws.cand_lpj.begin(), ws.cand_lpj.end());
+        for (index_t g = 0; g < evo.n_generations; ++g) {
+            const index_t pool_n = static_cast<index_t>(ws.pool_lpj.size());
+            select_parents(ws.pool_lpj.data(), pool_n, evo.n_parents, evo.selection, rng, ws.parents);
+            if (ws.parents.empty()) break;
+            ws.parent_bits.clear();
+            for (index_t i : ws.parents)
+                ws.parent_bits.insert(ws.parent_bits.end(), ws.pool.begin() + i * words_,
+                                      ws.pool.begin() + (i + 1) * words_);
+            ws.children.clear();
+            mutate(ws.parent_bits.data(), static_cast<index_t>(ws.parents.size()), p_.H, evo, rng,
+                   ws.children);
+            ws.next_pool.clear();
+            ws.next_pool_lpj.clear();
+            const index_t n_children = static_cast<index_t>(ws.children.size()) / words_;
+            for (index_t c = 0; c < n_children; ++c) {
+                const std::uint64_t* child = ws.children.data() + c * words_;
+                const index_t known = find(ws, child);
+                double lpj;
+                if (known >= 0) {
+                    lpj = ws.cand_lpj[known];
+                } else {
+                    lpj = evaluate(cache, ws, child, counters);
+                    ws.cand.insert(ws.cand.end(), child, child + words_);
+                    ws.cand_lpj.push_back(lpj);
+                    ++counters.n_new_states;
+                }
+                ws.next_pool.insert(ws.next_pool.end(), child, child + words_);
+                ws.next_pool_lpj.push_back(lpj);
+            }
+            ws.pool.swap(ws.next_pool);
+            ws.pool_lpj.swap(ws.next_pool_lpj);
+            if (ws.pool_lpj.empty()) break;
+        }
+        // Keep the S best; ties go to the older state, so the best state is never lost.
+        const index_t total = static_cast<index_t>(ws.cand_lpj.size());
+        ws.order.resize(total);
+        std::iota(ws.order.begin(), ws.order.end(), 0);
+        std::stable_sort(ws.order.begin(), ws.order.end(), [&](index_t a, index_t b) {
+            return ws.cand_lpj[a] > ws.cand_lpj[b];
+        });
+        std::vector<std::uint64_t> kept(static_cast<std::size_t>(S_ * words_));
+        std::vector<double> kept_lpj(S_);
+        for (index_t i = 0; i < S_; ++i) {
+            const index_t j = ws.order[i];
+            std::copy(ws.cand.begin() + j * words_, ws.cand.begin() + (j + 1) * words_,
+                      kept.begin() + i * words_);
+            kept_lpj[i] = ws.cand_lpj[j];
+            if (j >= n_old) ++counters.n_replaced;
+        }
+        ws.cand.swap(kept);
+        ws.cand_lpj.swap(kept_lpj);
+    }
+}
+
+void EStepRunner::run_patch(index_t n, StateCache& cache, Workspace& ws, SSSCStats* stats) const {
+    const index_t H = p_.H, D = p_.D;
+    SSSCStats& acc = *stats;
+    PatchData& pd = ws.pd;
+    pd.y = Y_ + n * D;
+    pd.Wy.assign(H, 0.0);
+    pd.yy = 0.0;
+    for (index_t d = 0; d < D; ++d) {
+        const double yd = pd.y[d];
+        const double* w = p_.W + d * H;
+        for (index_t h = 0; h < H; ++h) pd.Wy[h] += w[h] * yd;
+        pd.yy += yd * yd;
+    }
+    std::uint64_t* Kn = K_ + n * S_ * words_;
+    ws.cand.assign(Kn, Kn + S_ * words_);
+    ws.cand_lpj.resize(S_);
+    for (index_t s = 0; s < S_; ++s) ws.cand_lpj[s] = evaluate(cache, ws, Kn + s * words_, acc);
+    if (opt_.evolve) {
+        evolve(n, cache, ws, acc);
+        std::copy(ws.cand.begin(), ws.cand.end(), Kn);
+    }
+    if (opt_.lpj_out != nullptr) std::copy(ws.cand_lpj.begin(), ws.cand_lpj.end(), opt_.lpj_out + n * S_);
+
+    // Truncated posterior over K_n (max-shifted), free energy contribution.
+    double max_lpj = kMinusInf;
+    for (double l : ws.cand_lpj) max_lpj = std::max(max_lpj, l);
+    for (double l : ws.cand_lpj) acc.n_invalid += (l == kMinusInf) ? 1 : 0;
+    double norm = 0.0;
+    for (double l : ws.cand_lpj) norm += (l == kMinusInf) ? 0.0 : std::exp(l - max_lpj);
+    acc.log_joint_sum += max_lpj + std::log(norm) + dv_.log_c;
+    if (!opt_.want_stats && opt_.estimates == nullptr) return;
+
+    ws.es.resize(H);
+    ws.esz.resize(H);
+    ws.in_support.resize(H);
+    ws.support.clear();
+    const bool want_var = opt_.variance != nullptr;
+    if (want_var) ws.second.assign(D, 0.0);
+    for (index_t s = 0; s < S_; ++s) {
+        const double l = ws.cand_lpj[s];
+        if (l == kMinusInf) continue;
+        const double q = std::exp(l - max_lpj) / norm;
+        if (q == 0.0) continue;
+        const StateTerms& t = cache.get(ws.cand.data() + s * words_);
+        const index_t k = t.k;
+        if (k == 0) continue;  // the zero state adds nothing to the moments
+        // kappa = mu_A + Lambda b / sigma2, with Lambda b = L^-T L^-1 b.
+        log_pseudo_joint(dv_, t, pd, ws.v);
+        linalg::solve_upper_transposed(t.L.data(), k, ws.v.data());
+        ws.kappa.resize(k);
+        for (index_t i = 0; i < k; ++i) ws.kappa[i] = t.mu[i] + ws.v[i] * dv_.inv_s2;
+        for (index_t i = 0; i < k; ++i) {
+            const index_t hi = t.active[i];
+            if (!ws.in_support[hi]) {
+                ws.in_support[hi] = 1;
+                ws.support.push_back(hi);
+                ws.es[hi] = 0.0;
+                ws.esz[hi] = 0.0;
+            }
+            ws.es[hi] += q;
+            ws.esz[hi] += q * ws.kappa[i];
+            if (opt_.want_stats) {
+                double* bss = acc.B_ss.data() + hi * H;
+                double* bzz = acc.B_szsz.data() + hi * H;
+                for (index_t j = 0; j < k; ++j) {
+                    const index_t hj = t.active[j];
+                    bss[hj] += q;
+                    bzz[hj] += q * (t.Lambda[i * k + j] + ws.kappa[i] * ws.kappa[j]);
+                }
+            }
+        }
+        if (want_var) {
+            for (index_t d = 0; d < D; ++d) {
+                const double* w = p_.W + d * H;
+                double wk = 0.0;
+                for (index_t i = 0; i < k; ++i) wk += w[t.active[i]] * ws.kappa[i];
+                ws.second[d] += q * (wk * wk + t.diag_wlw[d]);
+            }
+        }
+    }
+    std::sort(ws.support.begin(), ws.support.end());  // fixed summation order
+    if (opt_.want_stats) {
+        for (index_t hi : ws.support) {
+            acc.a_s[hi] += ws.es[hi];
+            acc.a_sz[hi] += ws.esz[hi];
+            double* bmm = acc.B_mm.data() + hi * H;
+            double* bssz = acc.B_s_sz.data() + hi * H;
+            for (index_t hj : ws.support) {
+                bmm[hj] += ws.esz[hi] * ws.esz[hj];
+                bssz[hj] += ws.es[hi] * ws.esz[hj];
+            }
+        }
+        for (index_t d = 0; d < D; ++d) {
+            double* ysz = acc.Y_sz.data() + d * H;
+            const double yd = pd.y[d];
+            for (index_t hi : ws.support) ysz[hi] += yd * ws.esz[hi];
+        }
+        acc.T_yy += pd.yy;
+    }
+    if (opt_.estimates != nullptr) {
+        double* x = opt_.estimates + n * D;
+        for (index_t d = 0; d < D; ++d) {
+            const double* w = p_.W + d * H;
+            double s = 0.0;
+            for (index_t hi : ws.support) s += w[hi] * ws.esz[hi];
+            x[d] = s;
+        }
+        if (want_var) {
+            double* var = opt_.variance + n * D;
+            // Rounding can make E[x^2] - E[x]^2 a few ulps negative; a variance is >= 0.
+            for (index_t d = 0; d < D; ++d) var[d] = std::max(0.0, ws.second[d] - x[d] * x[d]);
+        }
+    }
+    for (index_t hi : ws.support) ws.in_support[hi] = 0;
+}
+
+}  // namespace
+
+void SSSCStats::reset(index_t H_, index_t D_) {
+    H = H_;
+    D = D_;
+    a_s.assign(H, 0.0);
+    a_sz.assign(H, 0.0);
+    B_ss.assign(static_cast<std::size_t>(H * H), 0.0);
+    B_szsz.assign(B_ss.size(), 0.0);
+    B_mm.assign(B_ss.size(), 0.0);
+    B_s_sz.assign(B_ss.size(), 0.0);
+    Y_sz.assign(static_cast<std::size_t>(D * H), 0.0);
+    T_yy = log_joint_sum = 0.0;
+    n_invalid = n_new_states = n_replaced = n_lpj = 0;
+}
+
+void SSSCStats::add(const SSSCStats& o) {
+    auto add_vec = [](std::vector<double>& a, const std::vector<double>& b) {
+        for (std::size_t i = 0; i < a.size() && i < b.size(); ++i) a[i] += b[i];
+    };
+    add_vec(a_s, o.a_s);
+    add_vec(a_sz, o.a_sz);
+    add_vec(B_ss, o.B_ss);
+    add_vec(B_szsz, o.B_szsz);
+    add_vec(B_mm, o.B_mm);
+    add_vec(B_s_sz, o.B_s_sz);
+    add_vec(Y_sz, o.Y_sz);
+    T_yy += o.T_yy;
+    log_joint_sum += o.log_joint_sum;
+    n_invalid += o.n_invalid;
+    n_new_states += o.n_new_states;
+    n_replaced += o.n_replaced;
+    n_lpj += o.n_lpj;
+}
+
+SSSCStats sssc_estep(const double* Y, index_t N, const SSSCParams& params, std::uint64_t* K,
+                     index_t S, const EStepOptions& options, int n_threads) {
+    require(S >= 1, "S must be >= 1");
+    const EStepRunner runner(Y, params, K, S, options);
+    const index_t n_chunks = n_chunks_for(N), chunk = (N + n_chunks - 1) / n_chunks;
+    std::vector<SSSCStats> partial(static_cast<std::size_t>(n_chunks));
+    const index_t words = state_words(params.H);
+    // One cache and workspace per thread (never shared, so no locks), created in the region.
+    std::vector<std::unique_ptr<StateCache>> caches(static_cast<std::size_t>(std::max(1, n_threads)));
+    std::vector<std::unique_ptr<Workspace>> workspaces(caches.size());
+    parallel_for(n_chunks, n_threads, [&](index_t c) {
+#ifdef _OPENMP
+        const std::size_t tid = static_cast<std::size_t>(omp_get_thread_num());
+#else
+        const std::size_t tid = 0;
+#endif
+        if (!caches[tid]) {
+            caches[tid] = std::make_unique<StateCache>(runner.derived(), words, std::size_t{1} << 18);
+            workspaces[tid] = std::make_unique<Workspace>();
+        }
+        SSSCStats& st = partial[static_cast<std::size_t>(c)];
+        if (options.want_stats) st.reset(params.H, params.D);
+        else st.reset(0, 0);
+        for (index_t n = c * chunk; n < std::min(N, (c + 1) * chunk); ++n)
+            runner.run_patch(n, *caches[tid], *workspaces[tid], &st);
+    });
+    SSSCStats total = std::move(partial[0]);
+    for (index_t c = 1; c < n_chunks; ++c) total.add(partial[static_cast<std::size_t>(c)]);
+    total.H = params.H;
+    total.D = params.D;
+    return total;
+}
+
+void sssc_log_joint(const double* Y, index_t N, const SSSCParams& params,
+                    const std::uint64_t* states, index_t M, double* out, int n_threads) {
+    const Derived dv = derive(params, false);
+    const index_t words = state_words(params.H);
+    std::vector<StateTerms> terms(static_cast<std::size_t>(M));
+    for (index_t m = 0; m < M; ++m) compute_terms(dv, states + m * words, words, terms[m]);
+    parallel_for(N, n_threads, [&](index_t n) {
+        PatchData pd;
+        pd.y = Y + n * params.D;
+        pd.Wy.assign(params.H, 0.0);
+        pd.yy = 0.0;
+        for (index_t d = 0; d < params.D; ++d) {
+            for (index_t h = 0; h < params.H; ++h) pd.Wy[h] += params.W[d * params.H + h] * pd.y[d];
+            pd.yy += pd.y[d] * pd.y[d];
+        }
+        std::vector<double> v;
+        for (index_t m = 0; m < M; ++m) out[n * M + m] = log_pseudo_joint(dv, terms[m], pd, v) + dv.log_c;
+    });
+}
+
+SSSCUpdate sssc_mstep(const SSSCStats& st, index_t N, const SSSCParams& old, bool exact) {
+    const index_t H = old.H, D = old.D;
+    require(st.H == H && st.D == D && static_cast<index_t>(st.a_s.size()) == H,
+            "statistics do not match the model size");
+    require(N >= 1, "N must be >= 1");
+    SSSCUpdate u;
+    u.W.assign(old.W, old.W + D * H);
+    u.pi.resize(H);
+    u.mu.assign(old.mu, old.mu + H);
+    u.Psi.assign(old.Psi, old.Psi + H * H);
+
+    // Units with no posterior mass keep their parameters (pitfall §9.11) and are reported.
+    std::vector<index_t> alive;
+    for (index_t h = 0; h < H; ++h) {
+        if (st.a_s[h] > 1e-8 && st.B_szsz[h * H + h] > 0.0) alive.push_back(h);
+    }
+    u.n_dead_units = H - static_cast<index_t>(alive.size());
+    const index_t A = static_cast<index_t>(alive.size());
+
+    // W = Y_sz B_szsz^-1 on the live units: Cholesky of B + ridge I, the ridge grown until the
+    // factorisation succeeds (B is PSD and singular only in degenerate cases).
+    if (A > 0) {
+        std::vector<double> B(static_cast<std::size_t>(A * A)), L;
+        double max_diag = 0.0;
+        for (index_t i = 0; i < A; ++i) {
+            for (index_t j = 0; j < A; ++j) B[i * A + j] = st.B_szsz[alive[i] * H + alive[j]];
+            max_diag = std::max(max_diag, B[i * A + i]);
+        }
+        double ridge = 1e-12 * max_diag;
+        for (int attempt = 0;; ++attempt) {
+            L = B;
+            for (index_t i = 0; i < A; ++i) L[i * A + i] += ridge;
+            if (linalg::cholesky(L.data(), A)) break;
+            require(attempt < 30, "the W update failed: B_szsz is not positive semi-definite");
+            ridge = std::max(ridge * 100.0, 1e-300);
+        }
+        std::vector<double> rhs(A);
+        for (index_t d = 0; d < D; ++d) {
+            for (index_t i = 0; i < A; ++i) rhs[i] = st.Y_sz[d * H + alive[i]];
+            linalg::solve_lower(L.data(), A, rhs.data());
+            linalg::solve_upper_transposed(L.data(), A, rhs.data());
+            for (index_t i = 0; i < A; ++i) u.W[d * H + alive[i]] = rhs[i];
+        }
+    }
+    const double Nd = static_cast<double>(N);
+    for (index_t h = 0; h < H; ++h) u.pi[h] = std::clamp(st.a_s[h] / Nd, 5e-5, 1.0 - 5e-5);
+    for (index_t h : alive) u.mu[h] = st.a_sz[h] / (st.a_s[h] + std::numeric_limits<double>::epsilon());
+
+    if (exact) {
+        // Diagonal Psi, exact EM: psi_h = E[(z_h - mu_h)^2 | s_h = 1].
+        std::fill(u.Psi.begin(), u.Psi.end(), 0.0);
+        for (index_t h = 0; h < H; ++h) u.Psi[h * H + h] = old.Psi[h * H + h];
+        for (index_t h : alive) {
+            const double m = u.mu[h];
+            const double psi = (st.B_szsz[h * H + h] - 2.0 * m * st.a_sz[h] + m * m * st.a_s[h]) / st.a_s[h];
+            u.Psi[h * H + h] = std::max(psi, 1e-5);
+        }
+    } else {
+        // Published update (tvlearn/evo, PROSPER): ((mu mu^T) .* B_ss + B_szsz - 2 (mu 1^T) .*
+        // B_s,sz) .* inv(B_ss + 1e-5 I), + 1e-5 I; then symmetrised (the reference is not, and
+        // a non-symmetric Psi has no Cholesky factor) with diagonal >= 1e-5.
+        std::vector<double> Bss(st.B_ss), inv(static_cast<std::size_t>(H * H)), column(H);
+        for (index_t h = 0; h < H; ++h) Bss[h * H + h] += 1e-5;
+        require(linalg::cholesky(Bss.data(), H), "B_ss + 1e-5 I is not positive definite");
+        linalg::inverse_from_cholesky(Bss.data(), H, inv.data(), column.data());
+        for (index_t i = 0; i < H; ++i)
+            for (index_t j = 0; j < H; ++j) {
+                const double m = u.mu[i] * u.mu[j] * st.B_ss[i * H + j] + st.B_szsz[i * H + j] -
+                                 2.0 * u.mu[i] * st.B_s_sz[i * H + j];
+                u.Psi[i * H + j] = m * inv[i * H + j] + (i == j ? 1e-5 : 0.0);
+            }
+        for (index_t i = 0; i < H; ++i) {
+            for (index_t j = 0; j < i; ++j) {
+                const double v = 0.5 * (u.Psi[i * H + j] + u.Psi[j * H + i]);
+                u.Psi[i * H + j] = u.Psi[j * H + i] = v;
+            }
+            u.Psi[i * H + i] = std::max(u.Psi[i * H + i], 1e-5);
+        }
+    }
+
+    // sigma2 with the new W: tr(B W^T W) needs W^T W.
+    std::vector<double> WtW(static_cast<std::size_t>(H * H), 0.0);
+    for (index_t d = 0; d < D; ++d)
+        for (index_t i = 0; i < H; ++i)
+            for (index_t j = 0; j < H; ++j) WtW[i * H + j] += u.W[d * H + i] * u.W[d * H + j];
+    auto trace_product = [&](const std::vector<double>& B) {
+        double s = 0.0;
+        for (index_t i = 0; i < H; ++i)
+            for (index_t j = 0; j < H; ++j) s += B[i * H + j] * WtW[j * H + i];
+        return s;
+    };
+    const double ND = Nd * static_cast<double>(D);
+    double sigma2;
+    if (exact) {
+        double w_ysz = 0.0;
+        for (index_t i = 0; i < D * H; ++i) w_ysz += u.W[i] * st.Y_sz[i];
+        sigma2 = (st.T_yy - 2.0 * w_ysz + trace_product(st.B_szsz)) / ND;
+    } else {
+        sigma2 = (st.T_yy - trace_product(st.B_mm)) / ND + 1e-5;
+    }
+    u.sigma2 = std::max(std::isfinite(sigma2) ? sigma2 : 1e-5, 1e-5);
+    return u;
+}
+
+}  // namespace zse

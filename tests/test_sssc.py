@@ -1,0 +1,270 @@
+import numpy as np
+import pytest
+import reference
+
+import zse
+from zse import _core
+
+
+def random_params(rng, D, H):
+    A = rng.normal(size=(H, H))
+    return {
+        "W": rng.normal(size=(D, H)),
+        "pi": rng.uniform(0.1, 0.6, size=H),
+        "mu": rng.normal(size=H),
+        "Psi": A @ A.T / H + 0.5 * np.eye(H),
+        "sigma2": 0.7,
+    }
+
+
+def sample_sssc(rng, N, W, pi, mu, Psi, sigma2):
+    H = len(pi)
+    s = rng.random((N, H)) < pi
+    z = rng.multivariate_normal(mu, Psi, size=N)
+    return (s * z) @ W.T + rng.normal(scale=np.sqrt(sigma2), size=(N, W.shape[0])), s
+
+
+def core_params(p):
+    return (np.ascontiguousarray(p["W"]), p["pi"], p["mu"], np.ascontiguousarray(p["Psi"]), float(p["sigma2"]))
+
+
+def test_log_joint_equals_direct_gaussian_density(rng):
+    D, H = 7, 6
+    p = random_params(rng, D, H)
+    Y = rng.normal(size=(25, D)) * 2
+    states = np.vstack([np.zeros(H, bool), rng.random((30, H)) < 0.4, np.ones(H, bool)])
+    got = _core.sssc_log_joint(Y, *core_params(p), reference.pack_states(states), 2)
+    expected = reference.sssc_log_joint(Y, p["W"], p["pi"], p["mu"], p["Psi"], p["sigma2"], states)
+    np.testing.assert_allclose(got, expected, rtol=1e-11, atol=1e-10)
+
+
+def test_log_joint_with_more_than_64_units(rng):
+    D, H = 5, 70
+    p = random_params(rng, D, H)
+    p["Psi"] = np.eye(H) * 0.8
+    Y = rng.normal(size=(4, D))
+    states = np.zeros((3, H), bool)
+    states[1, [3, 65]] = True
+    states[2, [0, 64, 69]] = True
+    got = _core.sssc_log_joint(Y, *core_params(p), reference.pack_states(states), 1)
+    expected = reference.sssc_log_joint(Y, p["W"], p["pi"], p["mu"], p["Psi"], p["sigma2"], states)
+    np.testing.assert_allclose(got, expected, rtol=1e-11, atol=1e-10)
+
+
+@pytest.fixture
+def toy_sssc(rng):
+    D, H = 9, 4
+    p = random_params(rng, D, H)
+    p["W"] *= 2
+    Y, _ = sample_sssc(rng, 150, p["W"], p["pi"], p["mu"], p["Psi"], 0.5)
+    return Y, H
+
+
+@pytest.mark.parametrize("updates", ["exact", "reference"])
+def test_one_em_iteration_with_all_states_matches_reference(toy_sssc, updates):
+    Y, H = toy_sssc
+    seed = 11
+    model = zse.SSSC(H, n_states=2**H, n_parents=4, n_children=1, max_iter=1, updates=updates, random_state=seed).fit(Y)
+    init = zse.SSSC._initial_params(Y, H, np.random.default_rng(seed))
+    ref = reference.sssc_exact_em_step(Y, init["W"], init["pi"], init["mu"], init["Psi"], init["sigma2"], updates == "exact")
+    assert model.free_energies_[0] == pytest.approx(ref["F"], rel=1e-12)
+    np.testing.assert_allclose(model.W_, ref["W"], rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(model.pi_, ref["pi"], rtol=1e-10)
+    np.testing.assert_allclose(model.mu_, ref["mu"], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(model.Psi_, ref["Psi"], rtol=1e-9, atol=1e-10)
+    assert model.sigma2_ == pytest.approx(ref["sigma2"], rel=1e-10)
+
+
+def test_exact_em_with_all_states_never_decreases_the_free_energy(toy_sssc):
+    Y, H = toy_sssc
+    model = zse.SSSC(H, n_states=2**H, n_parents=4, n_children=1, max_iter=60, updates="exact", random_state=1).fit(Y)
+    F = np.array(model.free_energies_)
+    # Rounding noise only: a relative 1e-12 per step, far below any real decrease.
+    assert np.all(np.diff(F) >= -1e-12 * np.abs(F[:-1])), np.diff(F).min()
+    assert F[-1] > F[0] + 0.1
+
+
+def bars(size=5):
+    fields = []
+    for i in range(size):
+        horizontal = np.zeros((size, size)); horizontal[i, :] = 1
+        vertical = np.zeros((size, size)); vertical[:, i] = 1
+        fields += [horizontal.ravel(), vertical.ravel()]
+    return np.array(fields).T  # (D, H)
+
+
+def test_recovers_bars_generative_fields(rng):
+    W = bars(5) * 4.0
+    H = W.shape[1]
+    pi = np.full(H, 2.0 / H)
+    Y, _ = sample_sssc(rng, 1500, W, pi, np.ones(H), np.eye(H) * 0.1, 0.25)
+    model = zse.SSSC(H, n_states=24, n_parents=8, n_children=2, max_iter=60, random_state=2).fit(Y)
+    learned = model.W_ * model.mu_  # mean contribution of each unit
+    cos = (W / np.linalg.norm(W, axis=0)).T @ (learned / np.linalg.norm(learned, axis=0))
+    best = cos.max(axis=1)
+    assert np.all(best > 0.95), best
+    assert len(set(cos.argmax(axis=1))) == H  # every bar has its own unit
+    assert np.sqrt(model.sigma2_) == pytest.approx(0.5, rel=0.15)
+
+
+def test_randflip_children_differ_by_exactly_one_bit(rng):
+    H = 20
+    parents = rng.random((6, H)) < 0.3
+    children = reference.unpack_states(_core.evo_mutate(reference.pack_states(parents), H, "randflip", 3, 0.0, 1.0, 5), H)
+    assert children.shape == (18, H)
+    for p in range(6):
+        kids = children[3 * p : 3 * p + 3]
+        diffs = kids ^ parents[p]
+        assert np.all(diffs.sum(axis=1) == 1)
+        assert len({int(np.flatnonzero(d)[0]) for d in diffs}) == 3  # distinct positions
+
+
+def test_cross_children_have_the_cut_point_structure(rng):
+    H = 70
+    parents = rng.random((4, H)) < 0.5
+    children = reference.unpack_states(_core.evo_mutate(reference.pack_states(parents), H, "cross", 1, 0.0, 1.0, 3), H)
+    assert len(children) == 4 * 3
+    k = 0
+    for i in range(4):
+        for j in range(i + 1, 4):
+            a, b = parents[i], parents[j]
+            c1, c2 = children[k], children[k + 1]
+            k += 2
+            cuts = [c for c in range(1, H) if np.array_equal(c1, np.r_[a[:c], b[c:]]) and np.array_equal(c2, np.r_[b[:c], a[c:]])]
+            assert cuts, (i, j)
+
+
+def test_cross_randflip_flips_one_bit_after_the_cross(rng):
+    H = 16
+    parents = rng.random((3, H)) < 0.5
+    crossed = reference.unpack_states(_core.evo_mutate(reference.pack_states(parents), H, "cross_randflip", 1, 0.0, 1.0, 8), H)
+    k = 0
+    for i in range(3):
+        for j in range(i + 1, 3):
+            for child, (first, second) in ((crossed[k], (parents[i], parents[j])), (crossed[k + 1], (parents[j], parents[i]))):
+                assert any(np.sum(child ^ np.r_[first[:c], second[c:]]) == 1 for c in range(1, H))
+            k += 2
+
+
+def test_sparseflip_hits_expected_crowdedness_and_flip_rate():
+    H, p_bf, target = 32, 0.1, 4.0
+    parents = np.zeros((4000, H), bool)
+    parents[:, :3] = True  # |s| = 3, target reachable: |C* - |s|| <= H p_bf
+    children = reference.unpack_states(_core.evo_mutate(reference.pack_states(parents), H, "sparseflip", 1, p_bf, target, 4), H)
+    assert children.sum(axis=1).mean() == pytest.approx(target, abs=0.1)
+    assert (children ^ parents).sum(axis=1).mean() == pytest.approx(H * p_bf, abs=0.1)
+
+
+def test_fit_selection_draws_distinct_parents_favouring_good_states():
+    lpj = np.array([-10.0, -100.0, -20.0, -np.inf, -15.0])
+    counts = np.zeros(5)
+    for item in range(3000):
+        picked = _core.evo_select(lpj, 2, "fit", 1, item)
+        assert len(set(picked)) == 2 and 3 not in picked  # distinct, never the invalid state
+        counts[picked] += 1
+    assert counts[0] > counts[4] > counts[2] > counts[1] > 0
+
+
+def test_state_sets_stay_unique_and_the_best_state_is_never_lost(toy_sssc):
+    Y, H = toy_sssc
+    H = 12
+    rng = np.random.default_rng(3)
+    p = random_params(rng, Y.shape[1], H)
+    K = _core.sssc_init_states(len(Y), 8, H, 1.0 / H, 7, 1)
+    args = core_params(p)
+    previous_best = None
+    for epoch in range(1, 6):
+        out = _core.sssc_estep(Y, *args, K, 7, epoch, True, 1, 4, 2, 2, "fit", "randflip", 0.0, False, False, False, True, 2)
+        best = out["lpj"].max(axis=1)
+        states = reference.unpack_states(K, H)
+        for n in range(len(Y)):
+            assert len({s.tobytes() for s in states[n]}) == 8
+        if previous_best is not None:
+            assert np.all(best >= previous_best)
+        previous_best = best
+
+
+def test_one_and_two_threads_give_identical_results(rng):
+    img = rng.normal(size=(30, 30)).cumsum(axis=0).cumsum(axis=1) / 10 + rng.normal(size=(30, 30))
+    results = []
+    for n_threads in (1, 2):
+        model = zse.SSSC(12, n_states=10, n_parents=5, max_iter=4, mutation="cross_randflip", random_state=5, n_threads=n_threads)
+        out = zse.reconstruct(img, model, patch_size=4, stats=("mean", "var", "pvar"), n_threads=n_threads)
+        results.append((model, out))
+    (a, oa), (b, ob) = results
+    np.testing.assert_array_equal(a.W_, b.W_)
+    assert a.free_energies_ == b.free_energies_
+    np.testing.assert_array_equal(a.K_, b.K_)
+    for stat in oa:
+        np.testing.assert_array_equal(oa[stat], ob[stat])
+
+
+def test_predictive_variance_is_consistent(toy_sssc):
+    Y, H = toy_sssc
+    model = zse.SSSC(H, n_states=2**H, n_parents=4, max_iter=5, random_state=0).fit(Y)
+    est, var = model.estimate(Y, return_variance=True)
+    assert np.all(var >= 0) and var.max() > 0
+    # Monte Carlo check on a few patches: sample s ~ q, z | s, y and compare moments of W (s z).
+    states = reference.all_states(H)
+    lj = reference.sssc_log_joint(Y[:3], model.W_, model.pi_, model.mu_, model.Psi_, model.sigma2_, states)
+    q = reference.responsibilities(lj)
+    mc_rng = np.random.default_rng(0)
+    for n in range(3):
+        samples = []
+        for m in mc_rng.choice(len(states), size=20000, p=q[n]):
+            A = np.flatnonzero(states[m])
+            if len(A) == 0:
+                samples.append(np.zeros(Y.shape[1])); continue
+            Ws = model.W_[:, A]
+            Lam = np.linalg.inv(np.linalg.inv(model.Psi_[np.ix_(A, A)]) + Ws.T @ Ws / model.sigma2_)
+            kappa = model.mu_[A] + Lam @ Ws.T @ (Y[n] - Ws @ model.mu_[A]) / model.sigma2_
+            samples.append(Ws @ mc_rng.multivariate_normal(kappa, Lam))
+        samples = np.array(samples)
+        np.testing.assert_allclose(est[n], samples.mean(axis=0), atol=0.05 * np.abs(est[n]).max() + 0.05)
+        np.testing.assert_allclose(var[n], samples.var(axis=0), rtol=0.1, atol=0.02)
+
+
+def test_estimate_on_new_patches_and_score(rng):
+    W = bars(4) * 3.0
+    H = W.shape[1]
+    Y, _ = sample_sssc(rng, 600, W, np.full(H, 0.25), np.ones(H), np.eye(H) * 0.1, 0.2)
+    model = zse.SSSC(H, n_states=16, n_parents=6, max_iter=30, random_state=0).fit(Y[:400])
+    clean_like = model.estimate(Y[400:])
+    assert clean_like.shape == (200, 16)
+    assert np.mean((clean_like - Y[400:]) ** 2) < np.mean(Y[400:] ** 2)
+    assert model.score(Y[:400]) >= model.free_energies_[-1] - 1e-9  # refined sets, final parameters
+
+
+def test_denoising_house_gains_a_clear_margin(shared_data):
+    clean = zse.io.read_image(shared_data / "classic" / "set12_02_house_256.png").astype(float)[::2, ::2]
+    noisy = clean + np.random.default_rng(0).normal(0, 25, clean.shape)
+    model = zse.SSSC(24, n_states=16, n_parents=8, n_children=1, max_iter=15, random_state=0)
+    out = zse.reconstruct(noisy, model, patch_size=5, stats=("mean",))
+    gain = zse.psnr(clean, out["mean"], 255) - zse.psnr(clean, noisy, 255)
+    assert gain > 6.0, gain
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"H": 0}, "H must be"),
+        ({"H": 300}, "H must be"),
+        ({"H": 3, "n_states": 9}, "exceeds the 2"),
+        ({"n_states": 4, "n_parents": 5}, "n_parents=5 exceeds"),
+        ({"selection": "best"}, "selection"),
+        ({"mutation": "swap"}, "mutation"),
+        ({"mutation": "sparseflip"}, "bitflip_prob"),
+        ({"updates": "fast"}, "updates"),
+        ({"H": 4, "n_states": 8, "n_parents": 2, "n_children": 5}, "n_children <= H"),
+    ],
+)
+def test_bad_parameters(params, match):
+    with pytest.raises(ValueError, match=match):
+        zse.SSSC(**params).fit(np.random.default_rng(0).normal(size=(50, 9)))
+
+
+def test_bad_patches_and_unfitted():
+    with pytest.raises(ValueError, match="NaN"):
+        zse.SSSC(4, n_states=4, n_parents=2).fit(np.full((10, 4), np.nan))
+    with pytest.raises(zse.NotFittedError):
+        zse.SSSC().estimate(np.zeros((3, 4)))
