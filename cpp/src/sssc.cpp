@@ -11,6 +11,7 @@
 
 #include "zse/linalg.hpp"
 #include "zse/parallel.hpp"
+#include "zse/simd.hpp"
 
 namespace zse {
 namespace {
@@ -22,31 +23,16 @@ constexpr double kLog2Pi = 1.8378770664093454836;
 // Statistics are reduced over chunks fixed by N alone, in chunk order.
 index_t n_chunks_for(index_t N) { return std::clamp<index_t>((N + 2047) / 2048, 1, 32); }
 
-using Key = std::array<std::uint64_t, kMaxWords>;
-struct KeyHash {
-    std::size_t operator()(const Key& key) const {
-        std::uint64_t h = 0x9E3779B97F4A7C15ULL;
-        for (std::uint64_t w : key) {
-            h ^= w + 0x9E3779B97F4A7C15ULL + (h << 6) + (h >> 2);
-            h *= 0xBF58476D1CE4E5B9ULL;
-        }
-        return static_cast<std::size_t>(h ^ (h >> 31));
-    }
-};
-
 // Everything about a state s that does not depend on the patch (ALGORITHM.md §3.2, §3.9), in the
-// k x k form: never a D x D matrix.
+// k x k form: never a D x D matrix. Arrays live in the cache's arena; see StateCache.
 struct StateTerms {
     index_t k = 0;
     bool valid = true;
-    double constant = 0.0;  // (log|Psi_s| + log|M_s|) / 2 - sum_A log(pi / (1 - pi))
-    double mu_c = 0.0;      // mu_A^T (W^T W)[A, A] mu_A
-    std::vector<index_t> active;
-    std::vector<double> mu;        // mu_A
-    std::vector<double> c;         // (W^T W)[A, A] mu_A
-    std::vector<double> L;         // Cholesky factor of M_s = Psi_s^-1 + W_A^T W_A / sigma2
-    std::vector<double> Lambda;    // M_s^-1, the posterior covariance of z_A
-    std::vector<double> diag_wlw;  // diag(W_A Lambda W_A^T), only when variances are wanted
+    bool has_lambda = false;  // Lambda is filled lazily, only for states that reach the moments
+    double constant = 0.0;    // (log|Psi_s| + log|M_s|) / 2 - sum_A log(pi / (1 - pi))
+    double mu_c = 0.0;        // mu_A^T (W^T W)[A, A] mu_A
+    std::size_t offset = 0;   // arena offset of: active (k, as doubles), mu_A (k), c (k),
+                              // L (k x k), Lambda (k x k), diag(W_A Lambda W_A^T) (D, if wanted)
 };
 
 // Parameter-derived arrays shared (read-only) by all threads during one E-step.
@@ -57,6 +43,7 @@ struct Derived {
     double inv_s2 = 1.0;
     double log_c = 0.0;         // c(theta) = sum log(1 - pi) - D/2 log(2 pi sigma2)
     bool want_diag = false;
+    bool diagonal_psi = false;  // exact updates keep Psi diagonal: no Cholesky of Psi_s needed
 };
 
 Derived derive(const SSSCParams& p, bool want_diag) {
@@ -81,103 +68,189 @@ Derived derive(const SSSCParams& p, bool want_diag) {
         d.logit[h] = std::log(p.pi[h]) - std::log1p(-p.pi[h]);
         log_one_minus += std::log1p(-p.pi[h]);
     }
+    d.diagonal_psi = true;
+    for (index_t i = 0; i < H && d.diagonal_psi; ++i)
+        for (index_t j = 0; j < H; ++j)
+            if (i != j && p.Psi[i * H + j] != 0.0) {
+                d.diagonal_psi = false;
+                break;
+            }
     d.inv_s2 = 1.0 / p.sigma2;
     d.log_c = log_one_minus - 0.5 * static_cast<double>(D) * (kLog2Pi + std::log(p.sigma2));
     return d;
 }
 
-void compute_terms(const Derived& dv, const std::uint64_t* bits, index_t words, StateTerms& t) {
-    const SSSCParams& p = *dv.p;
-    const index_t H = p.H;
-    t.active.clear();
-    for (index_t w = 0; w < words; ++w) {
-        std::uint64_t word = bits[w];
-        while (word) {
-            t.active.push_back(w * 64 + __builtin_ctzll(word));
-            word &= word - 1;
-        }
-    }
-    const index_t k = t.k = static_cast<index_t>(t.active.size());
-    t.valid = true;
-    t.constant = 0.0;
-    t.mu_c = 0.0;
-    t.mu.resize(k);
-    t.c.resize(k);
-    t.L.assign(static_cast<std::size_t>(k * k), 0.0);
-    t.Lambda.assign(static_cast<std::size_t>(k * k), 0.0);
-    if (k == 0) {
-        if (dv.want_diag) t.diag_wlw.assign(static_cast<std::size_t>(p.D), 0.0);
-        return;
-    }
-    const index_t* A = t.active.data();
-    std::vector<double> psi(static_cast<std::size_t>(k * k)), psi_inv(psi.size()), column(k);
-    for (index_t i = 0; i < k; ++i)
-        for (index_t j = 0; j < k; ++j) psi[i * k + j] = p.Psi[A[i] * H + A[j]];
-    // A Psi_s that is not positive definite (possible with the reference Psi update) makes the
-    // state invalid on purpose: its log-determinant would otherwise be taken of |det|.
-    if (!linalg::cholesky(psi.data(), k)) {
-        t.valid = false;
-        return;
-    }
-    const double log_det_psi = linalg::log_det_from_cholesky(psi.data(), k);
-    linalg::inverse_from_cholesky(psi.data(), k, psi_inv.data(), column.data());
-    for (index_t i = 0; i < k; ++i)
-        for (index_t j = 0; j < k; ++j)
-            t.L[i * k + j] = psi_inv[i * k + j] + dv.WtW[A[i] * H + A[j]] * dv.inv_s2;
-    if (!linalg::cholesky(t.L.data(), k)) {
-        t.valid = false;
-        return;
-    }
-    const double log_det_m = linalg::log_det_from_cholesky(t.L.data(), k);
-    linalg::inverse_from_cholesky(t.L.data(), k, t.Lambda.data(), column.data());
-    double prior = 0.0;
-    for (index_t i = 0; i < k; ++i) {
-        t.mu[i] = p.mu[A[i]];
-        prior += dv.logit[A[i]];
-    }
-    for (index_t i = 0; i < k; ++i) {
-        double s = 0.0;
-        for (index_t j = 0; j < k; ++j) s += dv.WtW[A[i] * H + A[j]] * t.mu[j];
-        t.c[i] = s;
-        t.mu_c += t.mu[i] * s;
-    }
-    t.constant = 0.5 * (log_det_psi + log_det_m) - prior;
-    if (!std::isfinite(t.constant)) t.valid = false;
-    if (dv.want_diag) {
-        t.diag_wlw.assign(static_cast<std::size_t>(p.D), 0.0);
-        for (index_t d = 0; d < p.D; ++d) {
-            const double* w = p.W + d * H;
-            double s = 0.0;
-            for (index_t i = 0; i < k; ++i)
-                for (index_t j = 0; j < k; ++j) s += w[A[i]] * t.Lambda[i * k + j] * w[A[j]];
-            t.diag_wlw[d] = s;
-        }
-    }
-}
-
-// Per-thread memo of StateTerms keyed by the bit pattern. Values depend only on the state and the
-// parameters, so which thread computes them changes nothing. Cleared when it grows too large.
+// Per-thread memo of StateTerms keyed by the bit pattern: open addressing with linear probing
+// over a flat key array, entry arrays in one arena, so a miss allocates nothing once the buffers
+// have grown. Values depend only on the state and the parameters, so which thread computes them
+// changes nothing. Entries are addressed by index; the cache is emptied only in start_patch().
 class StateCache {
    public:
     StateCache(const Derived& dv, index_t words, std::size_t max_entries)
-        : dv_(dv), words_(words), max_entries_(max_entries) {}
-    const StateTerms& get(const std::uint64_t* bits) {
-        Key key{};
-        std::copy(bits, bits + words_, key.begin());
-        auto it = map_.find(key);
-        if (it != map_.end()) return it->second;
-        if (map_.size() >= max_entries_) map_.clear();
-        StateTerms& t = map_[key];
-        compute_terms(dv_, bits, words_, t);
-        return t;
+        : dv_(dv), words_(words), max_entries_(max_entries) {
+        resize_table(std::size_t{1} << 12);
+    }
+
+    std::int32_t get(const std::uint64_t* bits) {
+        std::size_t slot = hash(bits) & mask_;
+        while (true) {
+            const std::int32_t e = table_[slot];
+            if (e < 0) break;
+            if (same_state(keys_.data() + static_cast<std::size_t>(e) * words_, bits, words_)) return e;
+            slot = (slot + 1) & mask_;
+        }
+        const auto e = static_cast<std::int32_t>(entries_.size());
+        keys_.insert(keys_.end(), bits, bits + words_);
+        entries_.emplace_back();
+        compute(bits, entries_.back());
+        table_[slot] = e;
+        if (2 * entries_.size() > table_.size()) resize_table(2 * table_.size());
+        return e;
+    }
+    const StateTerms& terms(std::int32_t e) const { return entries_[static_cast<std::size_t>(e)]; }
+    const double* data(const StateTerms& t) const { return arena_.data() + t.offset; }
+    const double* lambda(std::int32_t e) {
+        StateTerms& t = entries_[static_cast<std::size_t>(e)];
+        double* base = arena_.data() + t.offset;
+        const index_t k = t.k;
+        double* L = base + 3 * k;
+        double* Lambda = L + k * k;
+        if (!t.has_lambda) {
+            column_.resize(k);
+            linalg::inverse_from_cholesky(L, k, Lambda, column_.data());
+            if (dv_.want_diag) {
+                const SSSCParams& p = *dv_.p;
+                double* diag = Lambda + k * k;
+                for (index_t d = 0; d < p.D; ++d) {
+                    const double* w = p.W + d * p.H;
+                    double s = 0.0;
+                    for (index_t i = 0; i < k; ++i) {
+                        const double wi = w[static_cast<index_t>(base[i])];
+                        for (index_t j = 0; j < k; ++j)
+                            s += wi * Lambda[i * k + j] * w[static_cast<index_t>(base[j])];
+                    }
+                    diag[d] = s;
+                }
+            }
+            t.has_lambda = true;
+        }
+        return Lambda;
+    }
+    void start_patch() {
+        if (entries_.size() >= max_entries_) {
+            entries_.clear();
+            keys_.clear();
+            arena_.clear();
+            std::fill(table_.begin(), table_.end(), -1);
+        }
     }
 
    private:
+    std::size_t hash(const std::uint64_t* bits) const {
+        std::uint64_t h = 0x9E3779B97F4A7C15ULL;
+        for (index_t w = 0; w < words_; ++w) {
+            h ^= bits[w];
+            h *= 0xBF58476D1CE4E5B9ULL;
+            h ^= h >> 31;
+        }
+        return static_cast<std::size_t>(h);
+    }
+    void resize_table(std::size_t size) {
+        table_.assign(size, -1);
+        mask_ = size - 1;
+        for (std::size_t e = 0; e < entries_.size(); ++e) {
+            std::size_t slot = hash(keys_.data() + e * words_) & mask_;
+            while (table_[slot] >= 0) slot = (slot + 1) & mask_;
+            table_[slot] = static_cast<std::int32_t>(e);
+        }
+    }
+    void compute(const std::uint64_t* bits, StateTerms& t);
+
     const Derived& dv_;
     index_t words_;
     std::size_t max_entries_;
-    std::unordered_map<Key, StateTerms, KeyHash> map_;
+    std::vector<std::int32_t> table_;
+    std::size_t mask_ = 0;
+    std::vector<std::uint64_t> keys_;
+    std::vector<StateTerms> entries_;
+    std::vector<double> arena_;
+    std::vector<index_t> active_;
+    std::vector<double> psi_, psi_inv_, column_;
 };
+
+void StateCache::compute(const std::uint64_t* bits, StateTerms& t) {
+    const SSSCParams& p = *dv_.p;
+    const index_t H = p.H;
+    active_.clear();
+    for (index_t w = 0; w < words_; ++w) {
+        std::uint64_t word = bits[w];
+        while (word) {
+            active_.push_back(w * 64 + __builtin_ctzll(word));
+            word &= word - 1;
+        }
+    }
+    const index_t k = t.k = static_cast<index_t>(active_.size());
+    t.offset = arena_.size();
+    arena_.resize(arena_.size() + static_cast<std::size_t>(3 * k + 2 * k * k + (dv_.want_diag ? p.D : 0)), 0.0);
+    double* base = arena_.data() + t.offset;
+    double* mu = base + k;
+    double* c = base + 2 * k;
+    double* L = base + 3 * k;
+    if (k == 0) {
+        t.has_lambda = true;
+        return;
+    }
+    const index_t* A = active_.data();
+    for (index_t i = 0; i < k; ++i) base[i] = static_cast<double>(A[i]);  // exact for i < 2^53
+    double log_det_psi = 0.0;
+    if (dv_.diagonal_psi) {
+        for (index_t i = 0; i < k; ++i) {
+            const double psi = p.Psi[A[i] * H + A[i]];
+            if (!(psi > 0.0)) {
+                t.valid = false;
+                return;
+            }
+            log_det_psi += std::log(psi);
+            for (index_t j = 0; j < k; ++j)
+                L[i * k + j] = (i == j ? 1.0 / psi : 0.0) + dv_.WtW[A[i] * H + A[j]] * dv_.inv_s2;
+        }
+    } else {
+        psi_.resize(static_cast<std::size_t>(k * k));
+        psi_inv_.resize(psi_.size());
+        column_.resize(k);
+        for (index_t i = 0; i < k; ++i)
+            for (index_t j = 0; j < k; ++j) psi_[i * k + j] = p.Psi[A[i] * H + A[j]];
+        // A Psi_s that is not positive definite (possible with the reference Psi update) makes
+        // the state invalid on purpose: its log-determinant would otherwise be taken of |det|.
+        if (!linalg::cholesky(psi_.data(), k)) {
+            t.valid = false;
+            return;
+        }
+        log_det_psi = linalg::log_det_from_cholesky(psi_.data(), k);
+        linalg::inverse_from_cholesky(psi_.data(), k, psi_inv_.data(), column_.data());
+        for (index_t i = 0; i < k; ++i)
+            for (index_t j = 0; j < k; ++j)
+                L[i * k + j] = psi_inv_[i * k + j] + dv_.WtW[A[i] * H + A[j]] * dv_.inv_s2;
+    }
+    if (!linalg::cholesky(L, k)) {
+        t.valid = false;
+        return;
+    }
+    const double log_det_m = linalg::log_det_from_cholesky(L, k);
+    double prior = 0.0;
+    for (index_t i = 0; i < k; ++i) {
+        mu[i] = p.mu[A[i]];
+        prior += dv_.logit[A[i]];
+    }
+    for (index_t i = 0; i < k; ++i) {
+        double sum = 0.0;
+        for (index_t j = 0; j < k; ++j) sum += dv_.WtW[A[i] * H + A[j]] * mu[j];
+        c[i] = sum;
+        t.mu_c += mu[i] * sum;
+    }
+    t.constant = 0.5 * (log_det_psi + log_det_m) - prior;
+    if (!std::isfinite(t.constant)) t.valid = false;
+}
 
 struct PatchData {
     const double* y;
@@ -187,32 +260,56 @@ struct PatchData {
 
 // Posterior quantities of one (patch, state): b = W_A^T (y - W_A mu_A), v = L^-1 b, and the
 // log-pseudo-joint (ALGORITHM.md §3.2) evaluated from W^T y in O(k^2).
-double log_pseudo_joint(const Derived& dv, const StateTerms& t, const PatchData& pd,
-                        std::vector<double>& v) {
+double log_pseudo_joint(const Derived& dv, const StateTerms& t, const double* data,
+                        const PatchData& pd, std::vector<double>& v) {
     if (!t.valid) return kMinusInf;
     const index_t k = t.k;
     if (k == 0) return -0.5 * pd.yy * dv.inv_s2;
+    const double* active = data;
+    const double* mu = data + k;
+    const double* c = data + 2 * k;
+    const double* L = data + 3 * k;
     v.resize(k);
     double mu_wy = 0.0;
     for (index_t i = 0; i < k; ++i) {
-        const double wy = pd.Wy[t.active[i]];
-        v[i] = wy - t.c[i];
-        mu_wy += t.mu[i] * wy;
+        const double wy = pd.Wy[static_cast<index_t>(active[i])];
+        v[i] = wy - c[i];
+        mu_wy += mu[i] * wy;
     }
     const double residual = pd.yy - 2.0 * mu_wy + t.mu_c;  // |y - W_A mu_A|^2
-    linalg::solve_lower(t.L.data(), k, v.data());
+    linalg::solve_lower(L, k, v.data());
     double b_lambda_b = 0.0;
     for (index_t i = 0; i < k; ++i) b_lambda_b += v[i] * v[i];
     const double lpj = -t.constant - 0.5 * (residual * dv.inv_s2 - b_lambda_b * dv.inv_s2 * dv.inv_s2);
     return std::isfinite(lpj) ? lpj : kMinusInf;
 }
 
+// y^T W (W: D x H row-major) and the dense rank-1 update M += y x^T: vectorised clones.
+ZSE_HOT_CLONES void project(const double* __restrict W, const double* __restrict y, index_t D,
+                            index_t H, double* __restrict out) {
+    for (index_t h = 0; h < H; ++h) out[h] = 0.0;
+    for (index_t d = 0; d < D; ++d) {
+        const double yd = y[d];
+        const double* w = W + d * H;
+        for (index_t h = 0; h < H; ++h) out[h] += w[h] * yd;
+    }
+}
+
+ZSE_HOT_CLONES void rank1_update(double* __restrict M, const double* __restrict y,
+                                 const double* __restrict x, index_t D, index_t H) {
+    for (index_t d = 0; d < D; ++d) {
+        const double yd = y[d];
+        double* m = M + d * H;
+        for (index_t h = 0; h < H; ++h) m[h] += yd * x[h];
+    }
+}
+
 struct Workspace {
-    std::vector<std::uint64_t> cand, children, parent_bits;
-    std::vector<double> cand_lpj, pool_lpj, next_pool_lpj;
-    std::vector<std::uint64_t> pool, next_pool;
+    std::vector<std::int32_t> cand_terms, kept_terms;  // cache entries of the candidates
+    std::vector<std::uint64_t> cand, kept, children, parent_bits, pool, next_pool;
+    std::vector<double> cand_lpj, kept_lpj, pool_lpj, next_pool_lpj;
     std::vector<index_t> parents, order;
-    std::vector<double> v, es, esz, kappa, second, wk;
+    std::vector<double> v, es, esz, kappa, second;
     std::vector<index_t> support;
     std::vector<char> in_support;
     PatchData pd;
@@ -225,14 +322,17 @@ class EStepRunner {
         : Y_(Y), p_(p), K_(K), S_(S), opt_(opt), words_(state_words(p.H)),
           dv_(derive(p, opt.variance != nullptr)) {}
 
-    void run_patch(index_t n, StateCache& cache, Workspace& ws, SSSCStats* stats) const;
+    void run_patch(index_t n, StateCache& cache, Workspace& ws, SSSCStats& acc) const;
     const Derived& derived() const { return dv_; }
 
    private:
+    // The lpj of `bits`; its cache entry goes to `entry`.
     double evaluate(StateCache& cache, Workspace& ws, const std::uint64_t* bits,
-                    SSSCStats& counters) const {
+                    SSSCStats& counters, std::int32_t& entry) const {
         ++counters.n_lpj;
-        return log_pseudo_joint(dv_, cache.get(bits), ws.pd, ws.v);
+        entry = cache.get(bits);
+        const StateTerms& t = cache.terms(entry);
+        return log_pseudo_joint(dv_, t, cache.data(t), ws.pd, ws.v);
     }
     index_t find(const Workspace& ws, const std::uint64_t* bits) const {
         const index_t n = static_cast<index_t>(ws.cand_lpj.size());
@@ -283,9 +383,11 @@ void EStepRunner::evolve(index_t n, StateCache& cache, Workspace& ws, SSSCStats&
                 if (known >= 0) {
                     lpj = ws.cand_lpj[known];
                 } else {
-                    lpj = evaluate(cache, ws, child, counters);
+                    std::int32_t entry = -1;
+                    lpj = evaluate(cache, ws, child, counters, entry);
                     ws.cand.insert(ws.cand.end(), child, child + words_);
                     ws.cand_lpj.push_back(lpj);
+                    ws.cand_terms.push_back(entry);
                     ++counters.n_new_states;
                 }
                 ws.next_pool.insert(ws.next_pool.end(), child, child + words_);
@@ -302,37 +404,38 @@ void EStepRunner::evolve(index_t n, StateCache& cache, Workspace& ws, SSSCStats&
         std::stable_sort(ws.order.begin(), ws.order.end(), [&](index_t a, index_t b) {
             return ws.cand_lpj[a] > ws.cand_lpj[b];
         });
-        std::vector<std::uint64_t> kept(static_cast<std::size_t>(S_ * words_));
-        std::vector<double> kept_lpj(S_);
+        ws.kept.resize(static_cast<std::size_t>(S_ * words_));
+        ws.kept_lpj.resize(S_);
+        ws.kept_terms.resize(S_);
         for (index_t i = 0; i < S_; ++i) {
             const index_t j = ws.order[i];
             std::copy(ws.cand.begin() + j * words_, ws.cand.begin() + (j + 1) * words_,
-                      kept.begin() + i * words_);
-            kept_lpj[i] = ws.cand_lpj[j];
+                      ws.kept.begin() + i * words_);
+            ws.kept_lpj[i] = ws.cand_lpj[j];
+            ws.kept_terms[i] = ws.cand_terms[j];
             if (j >= n_old) ++counters.n_replaced;
         }
-        ws.cand.swap(kept);
-        ws.cand_lpj.swap(kept_lpj);
+        ws.cand.swap(ws.kept);
+        ws.cand_lpj.swap(ws.kept_lpj);
+        ws.cand_terms.swap(ws.kept_terms);
     }
 }
 
-void EStepRunner::run_patch(index_t n, StateCache& cache, Workspace& ws, SSSCStats* stats) const {
+void EStepRunner::run_patch(index_t n, StateCache& cache, Workspace& ws, SSSCStats& acc) const {
     const index_t H = p_.H, D = p_.D;
-    SSSCStats& acc = *stats;
     PatchData& pd = ws.pd;
     pd.y = Y_ + n * D;
-    pd.Wy.assign(H, 0.0);
+    pd.Wy.resize(H);
+    project(p_.W, pd.y, D, H, pd.Wy.data());
     pd.yy = 0.0;
-    for (index_t d = 0; d < D; ++d) {
-        const double yd = pd.y[d];
-        const double* w = p_.W + d * H;
-        for (index_t h = 0; h < H; ++h) pd.Wy[h] += w[h] * yd;
-        pd.yy += yd * yd;
-    }
+    for (index_t d = 0; d < D; ++d) pd.yy += pd.y[d] * pd.y[d];
     std::uint64_t* Kn = K_ + n * S_ * words_;
+    cache.start_patch();
     ws.cand.assign(Kn, Kn + S_ * words_);
     ws.cand_lpj.resize(S_);
-    for (index_t s = 0; s < S_; ++s) ws.cand_lpj[s] = evaluate(cache, ws, Kn + s * words_, acc);
+    ws.cand_terms.resize(S_);
+    for (index_t s = 0; s < S_; ++s)
+        ws.cand_lpj[s] = evaluate(cache, ws, Kn + s * words_, acc, ws.cand_terms[s]);
     if (opt_.evolve) {
         evolve(n, cache, ws, acc);
         std::copy(ws.cand.begin(), ws.cand.end(), Kn);
@@ -348,9 +451,11 @@ void EStepRunner::run_patch(index_t n, StateCache& cache, Workspace& ws, SSSCSta
     acc.log_joint_sum += max_lpj + std::log(norm) + dv_.log_c;
     if (!opt_.want_stats && opt_.estimates == nullptr) return;
 
-    ws.es.resize(H);
-    ws.esz.resize(H);
-    ws.in_support.resize(H);
+    if (static_cast<index_t>(ws.es.size()) != H) {
+        ws.es.assign(H, 0.0);
+        ws.esz.assign(H, 0.0);
+        ws.in_support.assign(H, 0);
+    }
     ws.support.clear();
     const bool want_var = opt_.variance != nullptr;
     if (want_var) ws.second.assign(D, 0.0);
@@ -359,21 +464,25 @@ void EStepRunner::run_patch(index_t n, StateCache& cache, Workspace& ws, SSSCSta
         if (l == kMinusInf) continue;
         const double q = std::exp(l - max_lpj) / norm;
         if (q == 0.0) continue;
-        const StateTerms& t = cache.get(ws.cand.data() + s * words_);
-        const index_t k = t.k;
+        const std::int32_t entry = ws.cand_terms[s];
+        const index_t k = cache.terms(entry).k;
         if (k == 0) continue;  // the zero state adds nothing to the moments
+        const double* Lambda = cache.lambda(entry);
+        const StateTerms& t = cache.terms(entry);
+        const double* data = cache.data(t);
+        const double* active = data;
+        const double* mu = data + k;
+        const double* L = data + 3 * k;
         // kappa = mu_A + Lambda b / sigma2, with Lambda b = L^-T L^-1 b.
-        log_pseudo_joint(dv_, t, pd, ws.v);
-        linalg::solve_upper_transposed(t.L.data(), k, ws.v.data());
+        log_pseudo_joint(dv_, t, data, pd, ws.v);
+        linalg::solve_upper_transposed(L, k, ws.v.data());
         ws.kappa.resize(k);
-        for (index_t i = 0; i < k; ++i) ws.kappa[i] = t.mu[i] + ws.v[i] * dv_.inv_s2;
+        for (index_t i = 0; i < k; ++i) ws.kappa[i] = mu[i] + ws.v[i] * dv_.inv_s2;
         for (index_t i = 0; i < k; ++i) {
-            const index_t hi = t.active[i];
+            const index_t hi = static_cast<index_t>(active[i]);
             if (!ws.in_support[hi]) {
                 ws.in_support[hi] = 1;
                 ws.support.push_back(hi);
-                ws.es[hi] = 0.0;
-                ws.esz[hi] = 0.0;
             }
             ws.es[hi] += q;
             ws.esz[hi] += q * ws.kappa[i];
@@ -381,18 +490,19 @@ void EStepRunner::run_patch(index_t n, StateCache& cache, Workspace& ws, SSSCSta
                 double* bss = acc.B_ss.data() + hi * H;
                 double* bzz = acc.B_szsz.data() + hi * H;
                 for (index_t j = 0; j < k; ++j) {
-                    const index_t hj = t.active[j];
+                    const index_t hj = static_cast<index_t>(active[j]);
                     bss[hj] += q;
-                    bzz[hj] += q * (t.Lambda[i * k + j] + ws.kappa[i] * ws.kappa[j]);
+                    bzz[hj] += q * (Lambda[i * k + j] + ws.kappa[i] * ws.kappa[j]);
                 }
             }
         }
         if (want_var) {
+            const double* diag = Lambda + k * k;
             for (index_t d = 0; d < D; ++d) {
                 const double* w = p_.W + d * H;
                 double wk = 0.0;
-                for (index_t i = 0; i < k; ++i) wk += w[t.active[i]] * ws.kappa[i];
-                ws.second[d] += q * (wk * wk + t.diag_wlw[d]);
+                for (index_t i = 0; i < k; ++i) wk += w[static_cast<index_t>(active[i])] * ws.kappa[i];
+                ws.second[d] += q * (wk * wk + diag[d]);
             }
         }
     }
@@ -408,20 +518,17 @@ void EStepRunner::run_patch(index_t n, StateCache& cache, Workspace& ws, SSSCSta
                 bssz[hj] += ws.es[hi] * ws.esz[hj];
             }
         }
-        for (index_t d = 0; d < D; ++d) {
-            double* ysz = acc.Y_sz.data() + d * H;
-            const double yd = pd.y[d];
-            for (index_t hi : ws.support) ysz[hi] += yd * ws.esz[hi];
-        }
+        // Dense over H (esz is zero off the support): vectorises, unlike an indexed update.
+        rank1_update(acc.Y_sz.data(), pd.y, ws.esz.data(), D, H);
         acc.T_yy += pd.yy;
     }
     if (opt_.estimates != nullptr) {
         double* x = opt_.estimates + n * D;
         for (index_t d = 0; d < D; ++d) {
             const double* w = p_.W + d * H;
-            double s = 0.0;
-            for (index_t hi : ws.support) s += w[hi] * ws.esz[hi];
-            x[d] = s;
+            double sum = 0.0;
+            for (index_t hi : ws.support) sum += w[hi] * ws.esz[hi];
+            x[d] = sum;
         }
         if (want_var) {
             double* var = opt_.variance + n * D;
@@ -429,7 +536,11 @@ void EStepRunner::run_patch(index_t n, StateCache& cache, Workspace& ws, SSSCSta
             for (index_t d = 0; d < D; ++d) var[d] = std::max(0.0, ws.second[d] - x[d] * x[d]);
         }
     }
-    for (index_t hi : ws.support) ws.in_support[hi] = 0;
+    for (index_t hi : ws.support) {
+        ws.in_support[hi] = 0;
+        ws.es[hi] = 0.0;
+        ws.esz[hi] = 0.0;
+    }
 }
 
 }  // namespace
@@ -491,7 +602,7 @@ SSSCStats sssc_estep(const double* Y, index_t N, const SSSCParams& params, std::
         if (options.want_stats) st.reset(params.H, params.D);
         else st.reset(0, 0);
         for (index_t n = c * chunk; n < std::min(N, (c + 1) * chunk); ++n)
-            runner.run_patch(n, *caches[tid], *workspaces[tid], &st);
+            runner.run_patch(n, *caches[tid], *workspaces[tid], st);
     });
     SSSCStats total = std::move(partial[0]);
     for (index_t c = 1; c < n_chunks; ++c) total.add(partial[static_cast<std::size_t>(c)]);
@@ -504,19 +615,21 @@ void sssc_log_joint(const double* Y, index_t N, const SSSCParams& params,
                     const std::uint64_t* states, index_t M, double* out, int n_threads) {
     const Derived dv = derive(params, false);
     const index_t words = state_words(params.H);
-    std::vector<StateTerms> terms(static_cast<std::size_t>(M));
-    for (index_t m = 0; m < M; ++m) compute_terms(dv, states + m * words, words, terms[m]);
+    StateCache cache(dv, words, std::size_t{1} << 30);
+    std::vector<std::int32_t> entries(static_cast<std::size_t>(M));
+    for (index_t m = 0; m < M; ++m) entries[m] = cache.get(states + m * words);
     parallel_for(N, n_threads, [&](index_t n) {
         PatchData pd;
         pd.y = Y + n * params.D;
-        pd.Wy.assign(params.H, 0.0);
+        pd.Wy.resize(params.H);
+        project(params.W, pd.y, params.D, params.H, pd.Wy.data());
         pd.yy = 0.0;
-        for (index_t d = 0; d < params.D; ++d) {
-            for (index_t h = 0; h < params.H; ++h) pd.Wy[h] += params.W[d * params.H + h] * pd.y[d];
-            pd.yy += pd.y[d] * pd.y[d];
-        }
+        for (index_t d = 0; d < params.D; ++d) pd.yy += pd.y[d] * pd.y[d];
         std::vector<double> v;
-        for (index_t m = 0; m < M; ++m) out[n * M + m] = log_pseudo_joint(dv, terms[m], pd, v) + dv.log_c;
+        for (index_t m = 0; m < M; ++m) {
+            const StateTerms& t = cache.terms(entries[m]);
+            out[n * M + m] = log_pseudo_joint(dv, t, cache.data(t), pd, v) + dv.log_c;
+        }
     });
 }
 
