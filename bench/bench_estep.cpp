@@ -138,14 +138,14 @@ int main(int argc, char** argv) {
                 smoke ? "smoke" : setting_name.c_str(), image_name.c_str(), (long long)rows, (long long)cols,
                 (long long)patch, (long long)patch, (long long)N, (long long)D, (long long)H, (long long)S,
                 (long long)evo.n_parents, (long long)evo.n_children, zse::has_openmp() ? "on" : "off");
-    std::printf("%-8s %10s %10s %12s %14s %10s %12s %10s %10s\n", "threads", "s/epoch", "E-step s", "M-step s",
-                "patches/s", "Mlpj/s", "E GFLOP/s", "peak", "of_peak");
+    std::printf("%-8s %10s %10s %12s %14s %10s %8s %12s %10s %10s\n", "threads", "s/epoch", "E-step s", "M-step s",
+                "patches/s", "Mlpj/s", "mean k", "E GFLOP/s", "peak", "of_peak");
     for (int threads : thread_counts) {
         std::vector<double> W = W0, pi = pi0, mu = mu0, Psi = Psi0;
         double s2 = sigma2;
         std::vector<std::uint64_t> K(static_cast<std::size_t>(N * S * zse::state_words(H)));
         zse::init_states(K.data(), N, S, H, 1.0 / H, 7, threads);
-        double e_time = 0, m_time = 0, flops = 0;
+        double e_time = 0, m_time = 0, flops = 0, mean_k = 0;
         std::int64_t n_lpj = 0;
         for (int epoch = 1; epoch <= warmup + epochs; ++epoch) {
             zse::SSSCParams p;
@@ -172,6 +172,7 @@ int main(int argc, char** argv) {
                 double k_sum = 0;
                 for (zse::index_t i = 0; i < N * S; ++i) k_sum += zse::count_active(K.data() + i * zse::state_words(H), zse::state_words(H));
                 const double k = k_sum / (N * S), supp = std::min<double>(H, 3 * k);
+                mean_k = k;
                 flops += N * 2.0 * D * H + st.n_lpj * (k * k + 6 * k) + N * S * (2 * k * k + 4 * k) +
                          N * (2.0 * D * supp + 4 * supp * supp);
             }
@@ -179,8 +180,8 @@ int main(int argc, char** argv) {
         }
         const double peak = measure_peak_gflops(threads);
         const double per_epoch = (e_time + m_time) / epochs;
-        std::printf("%-8d %10.4f %10.4f %12.4f %14.0f %10.2f %12.2f %10.1f %10.3f\n", threads, per_epoch,
-                    e_time / epochs, m_time / epochs, N / (e_time / epochs), n_lpj / e_time / 1e6,
+        std::printf("%-8d %10.4f %10.4f %12.4f %14.0f %10.2f %8.2f %12.2f %10.1f %10.3f\n", threads, per_epoch,
+                    e_time / epochs, m_time / epochs, N / (e_time / epochs), n_lpj / e_time / 1e6, mean_k,
                     flops / e_time / 1e9, peak, flops / e_time / 1e9 / peak);
     }
     return 0;

@@ -68,8 +68,10 @@ index_t count_active(const std::uint64_t* s, index_t words) {
 void select_parents(const double* lpj, index_t n, index_t n_parents, Selection selection, Rng& rng,
                     std::vector<index_t>& parents) {
     parents.clear();
-    std::vector<index_t> pool;
-    pool.reserve(static_cast<std::size_t>(n));
+    thread_local std::vector<index_t> pool;  // reused buffers: this runs once per patch
+    thread_local std::vector<double> weight;
+    thread_local std::vector<char> taken;
+    pool.clear();
     double min_lpj = std::numeric_limits<double>::infinity();
     for (index_t i = 0; i < n; ++i) {
         if (std::isfinite(lpj[i])) {
@@ -88,10 +90,10 @@ void select_parents(const double* lpj, index_t n, index_t n_parents, Selection s
     }
     // Fitness f_i = lpj_i - 2 min(min lpj, 0): the worst candidate keeps weight |min lpj|.
     const double shift = -2.0 * std::min(min_lpj, 0.0);
-    std::vector<double> weight(pool.size());
+    weight.resize(pool.size());
     double total = 0.0;
     for (std::size_t i = 0; i < pool.size(); ++i) total += weight[i] = lpj[pool[i]] + shift;
-    std::vector<bool> taken(pool.size(), false);
+    taken.assign(pool.size(), 0);
     for (index_t k = 0; k < n_draw; ++k) {
         index_t pick = -1;
         if (total > 0.0) {
@@ -109,7 +111,7 @@ void select_parents(const double* lpj, index_t n, index_t n_parents, Selection s
                 if (!taken[i]) rest.push_back(static_cast<index_t>(i));
             pick = rest[rng.below(static_cast<index_t>(rest.size()))];
         }
-        taken[pick] = true;
+        taken[pick] = 1;
         total -= std::max(weight[pick], 0.0);
         parents.push_back(pool[pick]);
     }
@@ -124,16 +126,18 @@ void mutate(const std::uint64_t* parents, index_t n_parents, index_t H, const Ev
                           config.mutation == Mutation::cross_randflip ||
                           config.mutation == Mutation::cross_sparseflip;
     if (!crossing) {
-        std::vector<index_t> positions(static_cast<std::size_t>(H));
+        std::uint64_t used[4];
         for (index_t p = 0; p < n_parents; ++p) {
             const std::uint64_t* parent = parents + p * words;
             if (config.mutation == Mutation::randflip) {
-                for (index_t h = 0; h < H; ++h) positions[h] = h;
-                for (index_t c = 0; c < config.n_children; ++c) {  // distinct positions
-                    const index_t j = c + rng.below(H - c);
-                    std::swap(positions[c], positions[j]);
+                std::fill(used, used + 4, 0);
+                for (index_t c = 0; c < config.n_children; ++c) {
+                    index_t position;  // distinct per parent: redraw taken ones (n_children <= H)
+                    do position = rng.below(H);
+                    while (get_bit(used, position));
+                    flip_bit(used, position);
                     std::copy(parent, parent + words, child);
-                    flip_bit(child, positions[c]);
+                    flip_bit(child, position);
                     push(child);
                 }
             } else {

@@ -52,6 +52,28 @@ inline double log_det_from_cholesky(const double* L, index_t k) {
     return 2.0 * s;
 }
 
+/// inverse = A^{-1} = L^-T L^-1 from the Cholesky factor L of A, via the triangular inverse
+/// (about k^3 / 3 multiply-adds, a third of solving for k columns). `scratch` holds k * k.
+inline void inverse_from_cholesky_triangular(const double* L, index_t k, double* inverse,
+                                             double* scratch) {
+    double* Linv = scratch;  // lower triangular L^-1
+    for (index_t j = 0; j < k; ++j) {
+        Linv[j * k + j] = 1.0 / L[j * k + j];
+        for (index_t i = j + 1; i < k; ++i) {
+            double v = 0.0;
+            for (index_t p = j; p < i; ++p) v += L[i * k + p] * Linv[p * k + j];
+            Linv[i * k + j] = -v / L[i * k + i];
+        }
+    }
+    for (index_t i = 0; i < k; ++i) {
+        for (index_t j = 0; j <= i; ++j) {
+            double v = 0.0;
+            for (index_t p = i; p < k; ++p) v += Linv[p * k + i] * Linv[p * k + j];
+            inverse[i * k + j] = inverse[j * k + i] = v;
+        }
+    }
+}
+
 /// inverse = A^{-1} from the Cholesky factor L of A (symmetric result). `column` is k scratch.
 inline void inverse_from_cholesky(const double* L, index_t k, double* inverse, double* column) {
     for (index_t j = 0; j < k; ++j) {
