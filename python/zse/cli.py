@@ -17,6 +17,10 @@ from .models import DEFAULT_MODEL, MODELS, make_model
 from .reconstruct import DEFAULT_PATCH_SIZE, reconstruct
 
 
+# The demo should finish in well under a minute on a laptop; the model's own default is longer.
+DEMO_MAX_ITER = 30
+
+
 class UsageError(ValueError):
     """A command-line value that cannot be used."""
 
@@ -248,7 +252,7 @@ def cmd_info(args) -> int:
 
 def _model_params(args) -> dict:
     """Model options given on the command line (an option the model lacks is an error)."""
-    names = ("n_components", "max_iter", "gain", "offset")
+    names = ("H", "n_states", "updates", "n_components", "max_iter", "gain", "offset")
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
@@ -267,6 +271,9 @@ def _add_common(p: argparse.ArgumentParser, default_output: str | None) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL, choices=sorted(MODELS), help="patch model (default: %(default)s)")
     p.add_argument("--patch-size", type=parse_patch_size, default=(DEFAULT_PATCH_SIZE, DEFAULT_PATCH_SIZE), help="patch size, e.g. 6 or 6x8 (default: 6)")
     p.add_argument("--stats", type=_stats, default=("mean", "var"), help="comma-separated outputs: mean,median,var,pvar,count (default: mean,var)")
+    p.add_argument("--H", type=int, default=None, help="latent units H (sssc; default 64)")
+    p.add_argument("--n-states", type=int, default=None, help="states kept per patch S (sssc; default 32)")
+    p.add_argument("--updates", choices=["exact", "reference"], default=None, help="M-step variant (sssc)")
     p.add_argument("--n-components", type=int, default=None, help="mixture components C (pmm, gpmm)")
     p.add_argument("--max-iter", type=int, default=None, help="EM epochs (default: the model's)")
     p.add_argument("--gain", type=float, default=None, help="counts per grey level (pmm, gpmm; default 1)")
@@ -295,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="denoise a bundled example EM scene")
     _add_common(p, "zse-demo")
+    p.set_defaults(max_iter=DEMO_MAX_ITER)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("info", help="print version, OpenMP and thread configuration")

@@ -53,7 +53,7 @@ def _registry():
 
 
 MODELS = ("identity", "sssc", "pmm", "gpmm")
-DEFAULT_MODEL = "pmm"
+DEFAULT_MODEL = "sssc"
 
 
 def make_model(name: str, *, options=None, **common):

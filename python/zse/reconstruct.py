@@ -31,7 +31,8 @@ def reconstruct(
         The noisy image (real-valued and finite; converted once to float64).
     model : estimator, optional
         Any object with ``fit(patches)`` and ``estimate(patches)``. It is fitted on the image's
-        own patches unless it is already fitted. ``None`` uses the default model.
+        own patches unless it is already fitted. ``None`` uses :class:`zse.SSSC` with its
+        default settings.
     stats : str or sequence of str
         Images to return: ``"mean"`` (the denoised image), ``"median"``, ``"var"`` (variance of
         the per-patch estimates of each pixel, the "variance image"), ``"pvar"`` (posterior-
