@@ -16,7 +16,7 @@ import argparse
 import sys
 
 import numpy as np
-from _common import RESULTS, load, machine_line, psnr, ssim, timed, write_csv
+from _common import RESULTS, print_markdown_table, load, machine_line, psnr, ssim, timed, write_csv
 
 import zse
 
@@ -79,20 +79,9 @@ def main() -> int:
                       f"{seconds:7.1f} s  {row['learned_sigma']}", file=sys.stderr, flush=True)
     write_csv(RESULTS / f"denoise_table{'_quick' if args.quick else ''}{args.tag}.csv", rows)
 
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    keys = list(dict.fromkeys((r["image"], r["sigma"]) for r in rows))
     print(f"Machine: {machine_line()}. SSSC: H={H}, {patch}x{patch} patches, S={S}, {parents} parents, "
           f"{args.children} children, 1 generation, fit selection, randflip, {epochs} epochs, mean merge, seed 0.\n")
-    print("| image | sigma | " + " | ".join(f"{m} PSNR / SSIM / s" for m in methods) + " |")
-    print("|---|---|" + "---|" * len(methods))
-    for image, sigma in keys:
-        cells = []
-        for m in methods:
-            r = next(r for r in rows if r["image"] == image and r["sigma"] == sigma and r["method"] == m)
-            cells.append(f"{r['psnr']:.2f} / {r['ssim']:.3f} / {r['seconds']:.0f}")
-        print(f"| {image} | {sigma:g} | " + " | ".join(cells) + " |")
-    means = {m: np.mean([r["psnr"] for r in rows if r["method"] == m]) for m in methods}
-    print("| **mean PSNR** | | " + " | ".join(f"**{means[m]:.2f}**" for m in methods) + " |")
+    print_markdown_table(rows, ("image", "sigma"), ("image", "sigma"), lambda r: f"{r['psnr']:.2f} / {r['ssim']:.3f} / {r['seconds']:.0f}")
     return 0
 
 

@@ -16,7 +16,7 @@ import argparse
 import sys
 
 import numpy as np
-from _common import RESULTS, anscombe_bm3d, load, machine_line, psnr, ssim, timed, write_csv
+from _common import RESULTS, print_markdown_table, anscombe_bm3d, load, machine_line, psnr, ssim, timed, write_csv
 
 import zse
 
@@ -72,19 +72,8 @@ def main() -> int:
             print(f"{name:14s} dose {dose:5.1f}  {method:14s} PSNR {row['psnr']:7.3f}  SSIM {row['ssim']:.4f}  {seconds:7.2f} s", file=sys.stderr, flush=True)
     write_csv(RESULTS / ("poisson_table_quick.csv" if args.quick else "poisson_table.csv"), rows)
 
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    keys = list(dict.fromkeys((r["case"], r["dose"]) for r in rows))
     print(f"Machine: {machine_line()}; PMM/GPMM: C={C}, 6x6 patches, {epochs} epochs, mean merge, seed 0.\n")
-    print("| case | dose e/px | " + " | ".join(f"{m} PSNR / SSIM / s" for m in methods) + " |")
-    print("|---|---|" + "---|" * len(methods))
-    for case, dose in keys:
-        cells = []
-        for m in methods:
-            r = next(r for r in rows if r["case"] == case and r["dose"] == dose and r["method"] == m)
-            cells.append(f"{r['psnr']:.2f} / {r['ssim']:.3f} / {r['seconds']:.1f}")
-        print(f"| {case} | {dose:g} | " + " | ".join(cells) + " |")
-    means = {m: np.mean([r["psnr"] for r in rows if r["method"] == m]) for m in methods}
-    print("| **mean PSNR** | | " + " | ".join(f"**{means[m]:.2f}**" for m in methods) + " |")
+    print_markdown_table(rows, ("case", "dose"), ("case", "dose e/px"), lambda r: f"{r['psnr']:.2f} / {r['ssim']:.3f} / {r['seconds']:.1f}")
     return 0
 
 
