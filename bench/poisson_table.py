@@ -16,7 +16,7 @@ import argparse
 import sys
 
 import numpy as np
-from _common import RESULTS, print_markdown_table, anscombe_bm3d, load, machine_line, psnr, ssim, timed, write_csv
+from _common import RESULTS, print_markdown_table, anscombe, anscombe_bm3d, inverse_anscombe_unbiased, load, machine_line, psnr, ssim, timed, write_csv
 
 import zse
 
@@ -43,6 +43,11 @@ def main() -> int:
     parser.add_argument("--components", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--no-bm3d", action="store_true", help="skip the BM3D peer")
+    parser.add_argument("--patch", type=int, default=6, help="patch size of PMM/GPMM (default 6)")
+    parser.add_argument("--tag", default="", help="suffix of the CSV file name")
+    parser.add_argument("--sssc", action="store_true", help="also SSSC (H=64, 8x8, S=32) on Anscombe-stabilised counts")
+    parser.add_argument("--only-sssc", action="store_true", help="skip PMM/GPMM (rows already in another table)")
+    parser.add_argument("--sssc-epochs", type=int, default=30)
     args = parser.parse_args()
     epochs = 5 if args.quick else args.epochs
     C = 32 if args.quick else args.components
@@ -53,12 +58,17 @@ def main() -> int:
         counts = rng.poisson(rate).astype(np.float64)
         data_range = float(rate.max() - rate.min())
         results = {"noisy": (counts, 0.0)}
-        for label, model in (
+        mixtures = () if args.only_sssc else (
             ("PMM", zse.PMM(C, max_iter=epochs, random_state=0, n_threads=args.n_threads)),
             ("GPMM", zse.GPMM(C, max_iter=epochs, random_state=0, n_threads=args.n_threads)),
-        ):
-            out, seconds = timed(zse.reconstruct, counts, model, stats=("mean",), patch_size=6, n_threads=args.n_threads)
+        )
+        for label, model in mixtures:
+            out, seconds = timed(zse.reconstruct, counts, model, stats=("mean",), patch_size=args.patch, n_threads=args.n_threads)
             results[label] = (out["mean"], seconds)
+        if args.sssc or args.only_sssc:
+            sssc = zse.SSSC(64, n_states=32, max_iter=5 if args.quick else args.sssc_epochs, random_state=0, n_threads=args.n_threads)
+            out, seconds = timed(zse.reconstruct, anscombe(counts), sssc, stats=("mean",), patch_size=8, n_threads=args.n_threads)
+            results["Anscombe+SSSC"] = (inverse_anscombe_unbiased(out["mean"]), seconds)
         if not args.no_bm3d:
             results["Anscombe+BM3D"] = timed(anscombe_bm3d, counts)
         for method, (estimate, seconds) in results.items():
@@ -70,9 +80,9 @@ def main() -> int:
             }
             rows.append(row)
             print(f"{name:14s} dose {dose:5.1f}  {method:14s} PSNR {row['psnr']:7.3f}  SSIM {row['ssim']:.4f}  {seconds:7.2f} s", file=sys.stderr, flush=True)
-    write_csv(RESULTS / ("poisson_table_quick.csv" if args.quick else "poisson_table.csv"), rows)
+    write_csv(RESULTS / f"poisson_table{'_quick' if args.quick else ''}{args.tag}.csv", rows)
 
-    print(f"Machine: {machine_line()}; PMM/GPMM: C={C}, 6x6 patches, {epochs} epochs, mean merge, seed 0.\n")
+    print(f"Machine: {machine_line()}; PMM/GPMM: C={C}, {args.patch}x{args.patch} patches, {epochs} epochs, mean merge, seed 0.\n")
     print_markdown_table(rows, ("case", "dose"), ("case", "dose e/px"), lambda r: f"{r['psnr']:.2f} / {r['ssim']:.3f} / {r['seconds']:.1f}")
     return 0
 
