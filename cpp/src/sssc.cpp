@@ -1,13 +1,11 @@
 #include "zse/sssc.hpp"
 
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <limits>
 #include <numeric>
 #include <string>
 #include <memory>
-#include <unordered_map>
 
 #include "zse/linalg.hpp"
 #include "zse/parallel.hpp"

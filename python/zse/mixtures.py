@@ -26,7 +26,6 @@ class _PoissonMixture(BaseEstimator):
     """Shared fit/estimate/score of PMM and GPMM; subclasses define the M-step."""
 
     _provides_variance = True
-    _gamma = False
 
     # -- conversion between grey values and counts -------------------------------------------
     def _check_gain_offset(self):
@@ -295,7 +294,6 @@ class GPMM(_PoissonMixture):
         As for :class:`PMM`.
     """
 
-    _gamma = True
 
     def __init__(
         self,

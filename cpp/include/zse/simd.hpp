@@ -4,24 +4,33 @@
 
 #include <cstring>
 
+// Always inlined: a 32-byte vector returned by an out-of-line baseline-ISA helper to an AVX clone
+// crosses two different calling conventions (GCC's -Wpsabi note); inlined, a helper takes the ISA
+// of the kernel it is inlined into. Without this, -O0 builds crashed (found by ASan in CI).
+#if defined(__GNUC__)
+#define ZSE_SIMD_INLINE inline __attribute__((always_inline))
+#else
+#define ZSE_SIMD_INLINE inline
+#endif
+
 namespace zse::simd {
 
 typedef double v4d __attribute__((vector_size(32)));
 // Same type with 8-byte alignment, for loads and stores at any double address.
 typedef double v4d_unaligned __attribute__((vector_size(32), aligned(8)));
 
-inline v4d load(const double* p) { return *reinterpret_cast<const v4d_unaligned*>(p); }
-inline void store(double* p, v4d v) { *reinterpret_cast<v4d_unaligned*>(p) = v; }
-inline v4d broadcast(double x) { return v4d{x, x, x, x}; }
-inline double sum(v4d v) { return (v[0] + v[1]) + (v[2] + v[3]); }
-inline v4d max(v4d a, v4d b) { return a > b ? a : b; }
+ZSE_SIMD_INLINE v4d load(const double* p) { return *reinterpret_cast<const v4d_unaligned*>(p); }
+ZSE_SIMD_INLINE void store(double* p, v4d v) { *reinterpret_cast<v4d_unaligned*>(p) = v; }
+ZSE_SIMD_INLINE v4d broadcast(double x) { return v4d{x, x, x, x}; }
+ZSE_SIMD_INLINE double sum(v4d v) { return (v[0] + v[1]) + (v[2] + v[3]); }
+ZSE_SIMD_INLINE v4d max(v4d a, v4d b) { return a > b ? a : b; }
 
 typedef long long v4i __attribute__((vector_size(32)));
 
 /// exp(x) for -708 <= x <= 0 (lanes outside give garbage: callers fix them up). Range reduction
 /// x = k ln2 + r, |r| <= ln2 / 2, then a degree-13 Taylor polynomial (truncation < 1.1e-16
 /// relative) and 2^k assembled from its exponent bits. Relative error about 2e-16.
-inline v4d exp_nonpositive(v4d x) {
+ZSE_SIMD_INLINE v4d exp_nonpositive(v4d x) {
     constexpr double log2e = 1.4426950408889634074;
     constexpr double ln2_hi = 6.93147180369123816490e-01;  // ln2 with the low bits cleared ...
     constexpr double ln2_lo = 1.90821492927058770002e-10;  // ... and the rest
