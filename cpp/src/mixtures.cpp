@@ -365,59 +365,64 @@ MixtureStats mixture_estep(const double* Y, index_t N, const MixtureParams& para
     return total;
 }
 
+// Both loops below walk the same fixed chunks as the E-step, so each chunk allocates its block
+// workspace once instead of once per block of kBlock patches.
 void mixture_estimate(const double* Y, index_t N, const MixtureParams& params, double* estimates,
                       double* variance, int n_threads) {
     const Prepared q = prepare(params);
     const index_t C = q.C, D = q.D, D_ext = q.D_ext, C_pad = q.C_pad;
-    const index_t n_blocks = (N + kBlock - 1) / kBlock;
-    parallel_for(n_blocks, n_threads, [&](index_t b) {
+    const index_t n_chunks = n_chunks_for(N), chunk = (N + n_chunks - 1) / n_chunks;
+    parallel_for(n_chunks, n_threads, [&](index_t k) {
         BlockWorkspace ws(q);
-        std::vector<double> first(static_cast<std::size_t>(kBlock * D_ext));
-        std::vector<double> second, rb;
-        const index_t n0 = b * kBlock, nb = std::min(kBlock, N - n0);
-        const index_t rows = block_posteriors(Y, n0, nb, q, ws);
+        std::vector<double> first(static_cast<std::size_t>(kBlock * D_ext)), second, rb;
         if (variance != nullptr) {
             second.resize(first.size());
+            // Padding columns stay 0; padded rows of a last partial block only feed outputs that
+            // are discarded.
             rb.assign(static_cast<std::size_t>(kBlock * C_pad), 0.0);
         }
-        // r_c a_c with a_c = E[z | c, y] (GPMM) or 1 (PMM), and r_c E[z^2 | c, y].
-        for (index_t i = 0; i < nb; ++i) {
-            double* r = ws.r.data() + i * C_pad;
-            const double t = ws.total(i, q);
-            for (index_t c = 0; c < C; ++c) {
-                const double a = q.gamma ? q.alpha[c] + t : 1.0;
-                if (variance != nullptr) rb[i * C_pad + c] = r[c] * (q.gamma ? a * (a + 1.0) : 1.0);
-                r[c] *= a;
+        for_each_block(k * chunk, std::min(N, (k + 1) * chunk), [&](index_t n0, index_t nb) {
+            const index_t rows = block_posteriors(Y, n0, nb, q, ws);
+            // r_c a_c with a_c = E[z | c, y] (GPMM) or 1 (PMM), and r_c E[z^2 | c, y].
+            for (index_t i = 0; i < nb; ++i) {
+                double* r = ws.r.data() + i * C_pad;
+                const double t = ws.total(i, q);
+                for (index_t c = 0; c < C; ++c) {
+                    const double a = q.gamma ? q.alpha[c] + t : 1.0;
+                    if (variance != nullptr) rb[i * C_pad + c] = r[c] * (q.gamma ? a * (a + 1.0) : 1.0);
+                    r[c] *= a;
+                }
             }
-        }
-        weighted_components(ws.r.data(), rows, C_pad, q.V.data(), D_ext, first.data());
-        if (variance != nullptr) {
-            weighted_components(rb.data(), rows, C_pad, q.V2.data(), D_ext, second.data());
-        }
-        for (index_t i = 0; i < nb; ++i) {
-            const double* x = first.data() + i * D_ext;
-            std::copy(x, x + D, estimates + (n0 + i) * D);
+            weighted_components(ws.r.data(), rows, C_pad, q.V.data(), D_ext, first.data());
             if (variance != nullptr) {
-                const double* x2 = second.data() + i * D_ext;
-                // Rounding can make E[x^2] - E[x]^2 a few ulps negative; a variance is >= 0.
-                for (index_t d = 0; d < D; ++d)
-                    variance[(n0 + i) * D + d] = std::max(0.0, x2[d] - x[d] * x[d]);
+                weighted_components(rb.data(), rows, C_pad, q.V2.data(), D_ext, second.data());
             }
-        }
+            for (index_t i = 0; i < nb; ++i) {
+                const double* x = first.data() + i * D_ext;
+                std::copy(x, x + D, estimates + (n0 + i) * D);
+                if (variance != nullptr) {
+                    const double* x2 = second.data() + i * D_ext;
+                    // Rounding can make E[x^2] - E[x]^2 a few ulps negative; a variance is >= 0.
+                    for (index_t d = 0; d < D; ++d)
+                        variance[(n0 + i) * D + d] = std::max(0.0, x2[d] - x[d] * x[d]);
+                }
+            }
+        });
     });
 }
 
 void mixture_responsibilities(const double* Y, index_t N, const MixtureParams& params, double* r,
                               int n_threads) {
     const Prepared q = prepare(params);
-    const index_t n_blocks = (N + kBlock - 1) / kBlock;
-    parallel_for(n_blocks, n_threads, [&](index_t b) {
+    const index_t n_chunks = n_chunks_for(N), chunk = (N + n_chunks - 1) / n_chunks;
+    parallel_for(n_chunks, n_threads, [&](index_t k) {
         BlockWorkspace ws(q);
-        const index_t n0 = b * kBlock, nb = std::min(kBlock, N - n0);
-        block_posteriors(Y, n0, nb, q, ws);
-        for (index_t i = 0; i < nb; ++i)
-            std::copy(ws.r.data() + i * q.C_pad, ws.r.data() + i * q.C_pad + q.C,
-                      r + (n0 + i) * q.C);
+        for_each_block(k * chunk, std::min(N, (k + 1) * chunk), [&](index_t n0, index_t nb) {
+            block_posteriors(Y, n0, nb, q, ws);
+            for (index_t i = 0; i < nb; ++i)
+                std::copy(ws.r.data() + i * q.C_pad, ws.r.data() + i * q.C_pad + q.C,
+                          r + (n0 + i) * q.C);
+        });
     });
 }
 

@@ -132,3 +132,14 @@ def as_stats(stats, allowed: Iterable[str] = KNOWN_STATS) -> tuple[str, ...]:
         if name not in result:
             result.append(name)
     return tuple(result)
+
+
+def check_int(value, name: str, low: int, high: int | None = None) -> int:
+    """Return ``value`` as an int in [low, high]; ValueError naming the parameter otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low or (
+        high is not None and value > high
+    ):
+        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+        msg = f"{name} must be an int {bounds}, got {value!r}"
+        raise ValueError(msg)
+    return int(value)

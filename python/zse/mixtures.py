@@ -17,7 +17,7 @@ from . import _core
 from ._base import BaseEstimator, check_is_fitted
 from ._random import seed_from
 from ._threads import effective_n_threads
-from ._validation import as_patches
+from ._validation import as_patches, check_int
 
 _TINY = np.finfo(np.float64).tiny
 
@@ -69,13 +69,8 @@ class _PoissonMixture(BaseEstimator):
     # -- public API ----------------------------------------------------------------------------
     def fit(self, patches, y=None):
         """Fit by full-batch EM on the patches (N, D); returns ``self``."""
-        C = self.n_components
-        if isinstance(C, bool) or not isinstance(C, (int, np.integer)) or C < 1:
-            msg = f"n_components must be an int >= 1, got {C!r}"
-            raise ValueError(msg)
-        if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 1:
-            msg = f"max_iter must be an int >= 1, got {self.max_iter!r}"
-            raise ValueError(msg)
+        C = check_int(self.n_components, "n_components", 1)
+        check_int(self.max_iter, "max_iter", 1)
         Y = self._to_counts(patches)
         N, D = Y.shape
         if C > N:
@@ -93,7 +88,7 @@ class _PoissonMixture(BaseEstimator):
             msg = "all counts are zero; there is nothing to fit"
             raise ValueError(msg)
         self._w_floor_counts = 1e-10 * mean_count
-        seeds = Y[_core.kmeans_plusplus(Y, int(C), seed, n_threads, max(64 * int(C), 65536))]
+        seeds = Y[_core.kmeans_plusplus(Y, C, seed, n_threads, max(64 * C, 65536))]
         self._init_params(Y, seeds)
 
         self.log_likelihoods_ = []

@@ -18,7 +18,7 @@ from . import _core
 from ._base import BaseEstimator, check_is_fitted
 from ._random import seed_from
 from ._threads import effective_n_threads
-from ._validation import as_patches
+from ._validation import as_patches, check_int
 
 SELECTIONS = ("fit", "rand")
 MUTATIONS = ("randflip", "sparseflip", "cross", "cross_randflip", "cross_sparseflip")
@@ -27,16 +27,6 @@ UPDATES = ("exact", "reference")
 
 def _fingerprint(Y: np.ndarray) -> str:
     return hashlib.blake2b(memoryview(Y).cast("B"), digest_size=16).hexdigest() + str(Y.shape)
-
-
-def _check_int(value, name, low, high=None):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low or (
-        high is not None and value > high
-    ):
-        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
-        msg = f"{name} must be an int {bounds}, got {value!r}"
-        raise ValueError(msg)
-    return int(value)
 
 
 class SSSC(BaseEstimator):
@@ -137,19 +127,19 @@ class SSSC(BaseEstimator):
 
     # -- checks and initialisation -----------------------------------------------------------
     def _check_params(self):
-        H = _check_int(self.H, "H", 1, 256)
-        S = _check_int(self.n_states, "n_states", 1)
+        H = check_int(self.H, "H", 1, 256)
+        S = check_int(self.n_states, "n_states", 1)
         if H < 63 and S > 2**H:
             msg = f"n_states={S} exceeds the 2^H={2**H} possible states"
             raise ValueError(msg)
-        n_parents = _check_int(self.n_parents, "n_parents", 1)
+        n_parents = check_int(self.n_parents, "n_parents", 1)
         if n_parents > S:
             msg = f"n_parents={n_parents} exceeds n_states={S}"
             raise ValueError(msg)
-        _check_int(self.n_children, "n_children", 1)
-        _check_int(self.n_generations, "n_generations", 1)
-        _check_int(self.max_iter, "max_iter", 1)
-        _check_int(self.n_estimate_sweeps, "n_estimate_sweeps", 1)
+        check_int(self.n_children, "n_children", 1)
+        check_int(self.n_generations, "n_generations", 1)
+        check_int(self.max_iter, "max_iter", 1)
+        check_int(self.n_estimate_sweeps, "n_estimate_sweeps", 1)
         if self.selection not in SELECTIONS:
             msg = f"selection must be one of {SELECTIONS}, got {self.selection!r}"
             raise ValueError(msg)
