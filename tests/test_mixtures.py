@@ -90,6 +90,7 @@ def test_em_never_decreases_the_log_likelihood(toy, model):
     model.fit(toy[0])
     ll = np.array(model.log_likelihoods_)
     assert len(ll) == 40
+    assert len(model.epoch_seconds_) == model.n_iter_ == 40 and min(model.epoch_seconds_) > 0
     # Rounding noise only: a relative 1e-12 per step, far below any real decrease.
     assert np.all(np.diff(ll) >= -1e-12 * np.abs(ll[:-1])), np.diff(ll).min()
     assert ll[-1] > ll[0]

@@ -82,6 +82,7 @@ def test_exact_em_with_all_states_never_decreases_the_free_energy(toy_sssc):
     # Rounding noise only: a relative 1e-12 per step, far below any real decrease.
     assert np.all(np.diff(F) >= -1e-12 * np.abs(F[:-1])), np.diff(F).min()
     assert F[-1] > F[0] + 0.1
+    assert len(model.epoch_seconds_) == model.n_iter_ == 60 and min(model.epoch_seconds_) > 0
 
 
 def bars(size=5):

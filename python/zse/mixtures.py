@@ -92,6 +92,7 @@ class _PoissonMixture(BaseEstimator):
         self._init_params(Y, seeds)
 
         self.log_likelihoods_ = []
+        self.epoch_seconds_ = []
         self.converged_ = False
         t_start = time.perf_counter()
         for epoch in range(int(self.max_iter)):
@@ -100,6 +101,7 @@ class _PoissonMixture(BaseEstimator):
             ll = stats["log_likelihood"] / N
             self.log_likelihoods_.append(ll)
             self._mstep(stats, N, n_threads)
+            self.epoch_seconds_.append(time.perf_counter() - t)
             self._log(
                 f"epoch {epoch + 1}/{self.max_iter}  log-likelihood/patch {ll:.6f}  "
                 f"({time.perf_counter() - t:.2f} s)"
@@ -212,6 +214,8 @@ class PMM(_PoissonMixture):
         Log-likelihood per patch at the start of every epoch (before its M-step).
     free_energies_ : list of float
         The same values (the posterior is exact).
+    epoch_seconds_ : list of float
+        Wall-clock seconds of every epoch (E-step and M-step).
     n_iter_ : int
     n_dead_components_ : int
         Components that received (almost) no responsibility in the last epoch.
@@ -285,7 +289,7 @@ class GPMM(_PoissonMixture):
     pi_ : ndarray of shape (n_components,)
     alpha_ : float, or ndarray of shape (n_components,) with ``class_alpha``
     alpha_capped_ : bool
-    log_likelihoods_, free_energies_, n_iter_, n_dead_components_
+    log_likelihoods_, free_energies_, epoch_seconds_, n_iter_, n_dead_components_
         As for :class:`PMM`.
     """
 

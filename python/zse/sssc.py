@@ -81,6 +81,8 @@ class SSSC(BaseEstimator):
     free_energies_ : list of float
         Truncated free energy per patch at every epoch (computed with the parameters before that
         epoch's M-step, after the state search).
+    epoch_seconds_ : list of float
+        Wall-clock seconds of every epoch (E-step, state search and M-step).
     n_iter_ : int
     n_dead_units_ : int
         Units that received no posterior mass in the last M-step (their fields were kept).
@@ -206,6 +208,7 @@ class SSSC(BaseEstimator):
         self.Psi_, self.sigma2_ = params["Psi"], params["sigma2"]
         K = _core.sssc_init_states(N, S, H, p_init, seed, n_threads)
         self.free_energies_ = []
+        self.epoch_seconds_ = []
         t_start = time.perf_counter()
         for epoch in range(1, int(self.max_iter) + 1):
             t = time.perf_counter()
@@ -218,6 +221,7 @@ class SSSC(BaseEstimator):
             self.W_, self.pi_, self.mu_ = update["W"], update["pi"], update["mu"]
             self.Psi_, self.sigma2_ = update["Psi"], update["sigma2"]
             self.n_dead_units_ = update["n_dead_units"]
+            self.epoch_seconds_.append(time.perf_counter() - t)
             self._log(
                 f"epoch {epoch}/{self.max_iter}  F/N {self.free_energies_[-1]:.4f}  "
                 f"sigma {np.sqrt(self.sigma2_):.4g}  new states/patch {stats.n_new_states / N:.2f}  "
