@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import fnmatch
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -353,6 +354,72 @@ def measure(case: Case, method: Method | None, noisy, clean, data_range, tiles):
     return row, out
 
 
+def run(cases, methods, csv_path: Path, verify: bool) -> int:
+    """Measure every missing (case, method) row, or with ``verify`` re-measure and compare PSNRs."""
+    import bm3d  # noqa: F401  (imported before timing: no import cost in the first peer's row)
+    import skimage.measure  # noqa: F401
+    import skimage.restoration  # noqa: F401
+
+    stored = {(r["case"], r["method"]): r for r in read_rows(csv_path)}
+
+    def wanted(case, method):
+        if method is not None and not method.applies(case):
+            return False
+        name, settings = (method.name, method.settings) if method else ("noisy", "")
+        if verify:  # results do not depend on the thread count: verify across thread counts too
+            same = lambda a, b: re.sub(r", \d+ threads$", "", a) == re.sub(r", \d+ threads$", "", b)  # noqa: E731
+            return (case.name, name) in stored and same(stored[(case.name, name)]["settings"], settings)
+        row = stored.get((case.name, name))
+        outputs_missing = case.keep_outputs and method is not None and not output_path(case, name, "mean").exists()
+        return row is None or row["settings"] != settings or outputs_missing
+
+    todo = sum(wanted(c, m) for c in cases for m in [None, *methods])
+    verb = "to verify against" if verify else "to run ->"
+    print(f"compare: {len(cases)} cases x {len(methods) + 1} methods, {todo} rows {verb} {csv_path}", file=sys.stderr)
+    started, finished, worst = time.perf_counter(), 0, 0.0
+    for case in cases:
+        noisy = None
+        for method in [None, *methods]:
+            if not wanted(case, method):
+                continue
+            name = method.name if method else "noisy"
+            if noisy is None:
+                noisy, clean, data_range = case.make()
+                tiles = flat_tiles(noisy)
+                if case.keep_outputs and not verify:
+                    output_path(case, "noisy", "mean").parent.mkdir(parents=True, exist_ok=True)
+                    np.save(output_path(case, "noisy", "mean"), noisy.astype(np.float32))
+            row, out = measure(case, method, noisy, clean, data_range, tiles)
+            finished += 1
+            elapsed = time.perf_counter() - started
+            if verify:
+                # PSNR where there is a reference, else the blur metric: both are deterministic.
+                key = "psnr" if row["psnr"] else "blur"
+                diff = abs(float(row[key]) - float(stored[(case.name, name)][key]))
+                worst = max(worst, diff if key == "psnr" else 0.0)
+                print(f"[{finished:3d}/{todo}] {case.name:22s} {name:20s} {key} {row[key]} vs stored "
+                      f"{stored[(case.name, name)][key]}  (diff {diff:.4f})", file=sys.stderr, flush=True)
+                if (key == "psnr" and diff > 0.01) or (key == "blur" and diff > 1e-3):
+                    print("compare: not reproduced", file=sys.stderr)
+                    return 1
+                continue
+            if case.keep_outputs and method is not None:
+                for stat, image in out.items():
+                    np.save(output_path(case, name, stat), np.asarray(image, dtype=np.float32))
+            if (case.name, name) in stored:  # a stale row: rewrite the file without it
+                kept = [r for r in read_rows(csv_path) if (r["case"], r["method"]) != (case.name, name)]
+                csv_path.unlink()
+                for r in kept:
+                    append_row(csv_path, r)
+            append_row(csv_path, row)
+            print(f"[{finished:3d}/{todo}] {case.name:22s} {name:20s} PSNR {row['psnr'] or '-':>7s}  "
+                  f"SSIM {row['ssim'] or '-':>6s}  blur {row['blur']}  {row['seconds']:>7s} s  "
+                  f"{row['peak_mib'] or '-':>5s} MiB  (elapsed {elapsed / 60:5.1f} min)", file=sys.stderr, flush=True)
+    if verify:
+        print(f"compare: {finished} rows reproduced (largest PSNR difference {worst:.4f} dB)", file=sys.stderr)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="four small cases and small models (about a minute)")
@@ -361,6 +428,8 @@ def main() -> int:
     parser.add_argument("--methods", default="*", help="glob on method names, e.g. 'zse*' (default: all)")
     parser.add_argument("--n-threads", type=int, default=None, help="zse threads (default: all cores)")
     parser.add_argument("--report-only", action="store_true", help="write the report from the CSV, run nothing")
+    parser.add_argument("--verify", action="store_true",
+                        help="re-run the selected rows and check the stored PSNRs to 0.01 dB (writes nothing)")
     args = parser.parse_args()
 
     from zse._threads import effective_n_threads
@@ -369,59 +438,22 @@ def main() -> int:
     csv_path = RESULTS / ("compare_quick.csv" if args.quick else "compare.csv")
     report_path = RESULTS / "RESULTS_quick.md" if args.quick else REPORT
     RESULTS.mkdir(parents=True, exist_ok=True)
-    if args.fresh and csv_path.exists():
+    if args.fresh and csv_path.exists() and not args.verify:
         csv_path.unlink()
-    cases = [c for c in (quick_cases() if args.quick else full_cases()) if fnmatch.fnmatch(c.name, args.cases)]
-    methods = [m for m in zse_methods(args.quick, n_threads) + peer_methods() if fnmatch.fnmatch(m.name, args.methods)]
-
+    all_cases = quick_cases() if args.quick else full_cases()
+    methods = zse_methods(args.quick, n_threads) + peer_methods()
     if not args.report_only:
-        import bm3d  # noqa: F401  (imported before timing: no import cost in the first peer's row)
-        import skimage.measure  # noqa: F401
-        import skimage.restoration  # noqa: F401
-
-        done = {(r["case"], r["method"]): r["settings"] for r in read_rows(csv_path)}
-        todo = sum(1 for c in cases for m in [None, *methods]
-                   if (m is None or m.applies(c)) and (c.name, m.name if m else "noisy") not in done)
-        started, finished = time.perf_counter(), 0
-        print(f"compare: {len(cases)} cases x {len(methods) + 1} methods, {todo} rows to run -> {csv_path}", file=sys.stderr)
-        for case in cases:
-            noisy = clean = None
-            for method in [None, *methods]:
-                name = method.name if method else "noisy"
-                settings = method.settings if method else ""
-                if method is not None and not method.applies(case):
-                    continue
-                outputs_missing = case.keep_outputs and method is not None and not output_path(case, name, "mean").exists()
-                if done.get((case.name, name)) == settings and not outputs_missing:
-                    continue
-                if noisy is None:
-                    noisy, clean, data_range = case.make()
-                    tiles = flat_tiles(noisy)
-                    if case.keep_outputs:
-                        output_path(case, "noisy", "mean").parent.mkdir(parents=True, exist_ok=True)
-                        np.save(output_path(case, "noisy", "mean"), noisy.astype(np.float32))
-                row, out = measure(case, method, noisy, clean, data_range, tiles)
-                if case.keep_outputs and method is not None:
-                    for stat, image in out.items():
-                        np.save(output_path(case, name, stat), np.asarray(image, dtype=np.float32))
-                if (case.name, name) in done:  # a stale row (other settings): rewrite the file without it
-                    kept = [r for r in read_rows(csv_path) if (r["case"], r["method"]) != (case.name, name)]
-                    csv_path.unlink()
-                    for r in kept:
-                        append_row(csv_path, r)
-                append_row(csv_path, row)
-                finished += 1
-                elapsed = time.perf_counter() - started
-                print(f"[{finished:3d}/{todo}] {case.name:22s} {name:20s} PSNR {row['psnr'] or '-':>7s}  "
-                      f"SSIM {row['ssim'] or '-':>6s}  blur {row['blur']}  {row['seconds']:>7s} s  "
-                      f"{row['peak_mib'] or '-':>5s} MiB  (elapsed {elapsed / 60:5.1f} min)", file=sys.stderr, flush=True)
+        cases = [c for c in all_cases if fnmatch.fnmatch(c.name, args.cases)]
+        chosen = [m for m in methods if fnmatch.fnmatch(m.name, args.methods)]
+        status = run(cases, chosen, csv_path, args.verify)
+        if args.verify or status:
+            return status
 
     rows = read_rows(csv_path)
     if not rows:
         print("compare: no rows to report", file=sys.stderr)
         return 1
-    report = render_report(rows, cases, methods, args.quick, n_threads)
-    report_path.write_text(report)
+    report_path.write_text(render_report(rows, all_cases, methods, args.quick, n_threads))
     print(f"compare: wrote {report_path}", file=sys.stderr)
     return 0
 
