@@ -67,7 +67,7 @@ def window(image, low=0.5, high=99.5):
     return float(lo), float(max(hi, lo + 1e-12))
 
 
-def figure(case_name: str, images: dict, peer: str, metrics: dict, path: Path) -> None:
+def figure(case_name: str, images: dict, peer: str, metrics: dict, path: Path, credit: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -106,7 +106,7 @@ def figure(case_name: str, images: dict, peer: str, metrics: dict, path: Path) -
     inset.imshow(strip, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     inset.set_title(f"zoom ({size}x{size} px at row {top}, col {left}):\nnoisy | zse mean | peer | zse variance", fontsize=9)
     inset.set_axis_off()
-    fig.suptitle(case_name, fontsize=11)
+    fig.suptitle(f"{case_name}  ({credit})" if credit else case_name, fontsize=11)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -135,7 +135,7 @@ def main() -> int:
                    for r in rows if r["case"] == case.name}
         slug = paths["mean"].parent.name
         path = RESULTS / "gallery" / f"{slug}{'_quick' if args.quick else ''}.png"
-        figure(case.name, images, peer, metrics, path)
+        figure(case.name, images, peer, metrics, path, case.credit)
         print(f"gallery: {path}", file=sys.stderr)
         if args.publish and case.note == "publishable" and not args.quick:
             target = DOCS / f"gallery_{slug}.png"
