@@ -7,7 +7,7 @@ One PNG per real EM case in bench/results/gallery/ (not committed). Top row: the
 zse SSSC mean and the best peer, all with one grey window (the 0.5 and 99.5 percentiles of the zse
 mean), so the contrast is identical. Bottom row: the zse variance image in grey and with a
 perceptually uniform colour map (magma), each with its own 0.5-99.5 percentile window, and the
-zoomed inset of the four images side by side. Every panel shows the same crop and marks the
+zoomed inset of the four images as a 2x2 mosaic. Every panel shows the same crop and marks the
 zoomed square. The inset is the square with the most structure in the zse mean (largest
 standard deviation of a 4x4-pixel block average), so it is chosen by the same rule for every case.
 
@@ -98,16 +98,17 @@ def figure(case_name: str, images: dict, peer: str, metrics: dict, path: Path, c
         ax.set_axis_off()
     inset = axes[1, 2]
     crops = [(image[top : top + size, left : left + size], cmap, lo, hi) for _, image, cmap, (lo, hi) in panels[:4]]
-    gap = np.ones((size, max(2, size // 16)))
-    pieces = []
-    for crop, _, lo, hi in crops:
-        pieces += [np.clip((crop - lo) / (hi - lo), 0.0, 1.0), gap]
-    strip = np.hstack(pieces[:-1])
-    inset.imshow(strip, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    inset.set_title(f"zoom ({size}x{size} px at row {top}, col {left}):\nnoisy | zse mean | peer | zse variance", fontsize=9)
+    scaled = [np.clip((crop - lo) / (hi - lo), 0.0, 1.0) for crop, _, lo, hi in crops]
+    gap = max(2, size // 16)
+    mosaic = np.ones((2 * size + gap, 2 * size + gap))
+    for k, tile in enumerate(scaled):  # noisy, zse mean / peer, zse variance
+        r, c = divmod(k, 2)
+        mosaic[r * (size + gap) : r * (size + gap) + size, c * (size + gap) : c * (size + gap) + size] = tile
+    inset.imshow(mosaic, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    inset.set_title(f"zoom, {size}x{size} px at row {top}, col {left}:\nnoisy | zse mean (top), peer | zse variance", fontsize=9)
     inset.set_axis_off()
     fig.suptitle(f"{case_name}  ({credit})" if credit else case_name, fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(h_pad=2.0)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
