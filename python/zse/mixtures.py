@@ -104,7 +104,7 @@ class _PoissonMixture(BaseEstimator):
             self.epoch_seconds_.append(time.perf_counter() - t)
             self._log(
                 f"epoch {epoch + 1}/{self.max_iter}  log-likelihood/patch {ll:.6f}  "
-                f"({time.perf_counter() - t:.2f} s)"
+                f"({self.epoch_seconds_[-1]:.2f} s)"
             )
             if self.tol is not None and epoch > 0:
                 previous = self.log_likelihoods_[-2]

@@ -8,7 +8,6 @@ per-state cache in the k x k form, accumulates the sufficient statistics and per
 from __future__ import annotations
 
 import hashlib
-import numbers
 import sys
 import time
 
@@ -225,7 +224,7 @@ class SSSC(BaseEstimator):
             self._log(
                 f"epoch {epoch}/{self.max_iter}  F/N {self.free_energies_[-1]:.4f}  "
                 f"sigma {np.sqrt(self.sigma2_):.4g}  new states/patch {stats.n_new_states / N:.2f}  "
-                f"replaced/patch {stats.n_replaced / N:.2f}  ({time.perf_counter() - t:.2f} s)"
+                f"replaced/patch {stats.n_replaced / N:.2f}  ({self.epoch_seconds_[-1]:.2f} s)"
             )
             if stats.n_invalid:
                 self._log(f"{stats.n_invalid} state(s) had a non-positive-definite covariance")
