@@ -23,7 +23,9 @@ def test_tiff_stack_pages(tmp_path, rng):
     with tifffile.TiffWriter(path) as tif:
         for page in stack:
             tif.write(page, contiguous=False)
-    np.testing.assert_array_equal(io.read_image(path), stack[0])
+    with pytest.raises(ValueError, match="holds 3 pages; pass page=k"):
+        io.read_image(path)  # nothing is picked silently
+    np.testing.assert_array_equal(io.read_image(path, page=0), stack[0])
     np.testing.assert_array_equal(io.read_image(path, page=2), stack[2])
     with pytest.raises(ValueError, match="page 3 does not exist"):
         io.read_image(path, page=3)
@@ -67,7 +69,9 @@ def test_mrc_round_trip_and_stack(tmp_path, rng):
     data = rng.normal(size=(2, 11, 13)).astype(np.float32)
     with mrcfile.new(tmp_path / "s.mrc") as mrc:
         mrc.set_data(data)
-    np.testing.assert_array_equal(io.read_image(tmp_path / "s.mrc"), data[0])
+    with pytest.raises(ValueError, match="holds 2 sections; pass page=k"):
+        io.read_image(tmp_path / "s.mrc")  # no silent section 0
+    np.testing.assert_array_equal(io.read_image(tmp_path / "s.mrc", page=0), data[0])
     np.testing.assert_array_equal(io.read_image(tmp_path / "s.mrc", page=1), data[1])
     with mrcfile.new(tmp_path / "one.mrc") as mrc:
         mrc.set_data(data[1])
@@ -86,7 +90,7 @@ def test_missing_unsupported_truncated_files(tmp_path, rng):
     for name in ("full.tif", "full.png"):
         raw = (tmp_path / name).read_bytes()
         (tmp_path / f"cut_{name}").write_bytes(raw[: len(raw) // 3])
-        with pytest.raises(ValueError, match="could not read"):
+        with pytest.raises(ValueError, match="truncated or corrupt"):
             io.read_image(tmp_path / f"cut_{name}")
     (tmp_path / "garbage.mrc").write_bytes(b"\x00" * 100)
     with pytest.raises(ValueError, match="could not read"):

@@ -122,7 +122,8 @@ index_t moments_tile(const double* estimates, const PatchGrid& grid, const doubl
             }
             if constexpr (!Weighted) total = static_cast<double>(grid.coverage(r, c));
             const double k = acc.shift[c - c0_lo];
-            if (!std::isfinite(k) || !std::isfinite(s) || !std::isfinite(ss)) {
+            // Squares of values beyond 1e154 overflow; they matter only for the variance.
+            if (!std::isfinite(k) || !std::isfinite(s) || (out.var != nullptr && !std::isfinite(ss))) {
                 if (bad_pixel < 0) bad_pixel = r * Q + c;
                 continue;
             }

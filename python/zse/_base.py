@@ -1,12 +1,34 @@
-"""Minimal scikit-learn-style estimator base, without depending on scikit-learn."""
+"""The estimator contract shared by every model, without depending on scikit-learn.
+
+:class:`BaseEstimator` reads ``get_params``/``set_params``/``repr`` from the ``__init__``
+signature. :class:`EMEstimator` owns the EM loop of the trained models (SSSC, PMM, GPMM): reset
+of learned attributes, progress lines, checkpoints and resume, and the guarantee that an
+interrupted ``fit`` (Ctrl-C or an error) leaves the estimator as it was before. The models
+implement only the hooks in which they differ.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ._random import seed_from
+from ._threads import effective_n_threads
 
 
 class NotFittedError(ValueError, AttributeError):
     """Raised when an estimator is used before ``fit``."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used to resume this fit."""
 
 
 class BaseEstimator:
@@ -49,6 +71,26 @@ class BaseEstimator:
         ]
         return f"{type(self).__name__}({', '.join(changed)})"
 
+    def __sklearn_tags__(self):
+        """scikit-learn's estimator tags (used only when scikit-learn is installed).
+
+        zse estimators are unsupervised transformers of patch matrices: ``fit(X, y=None)``,
+        no target, float input without NaN.
+        """
+        from sklearn.utils import Tags, TargetTags, TransformerTags, InputTags
+
+        return Tags(
+            estimator_type=None,
+            target_tags=TargetTags(required=False),
+            transformer_tags=TransformerTags(),
+            input_tags=InputTags(allow_nan=False),
+            requires_fit=True,
+        )
+
+    def _more_tags(self) -> dict:
+        # scikit-learn < 1.6 reads tags from here.
+        return {"requires_y": False, "allow_nan": False, "X_types": ["2darray"]}
+
 
 def is_fitted(estimator) -> bool:
     """True when ``estimator`` has learned attributes (names ending in ``_``)."""
@@ -66,3 +108,241 @@ def check_is_fitted(estimator) -> None:
             "call fit(patches) first"
         )
         raise NotFittedError(msg)
+
+
+def fingerprint(array: np.ndarray) -> str:
+    """A digest of the values and shape of a C-contiguous array (identifies training data)."""
+    digest = hashlib.blake2b(memoryview(array).cast("B"), digest_size=16).hexdigest()
+    return digest + str(array.shape)
+
+
+CHECKPOINT_FORMAT = "zse-checkpoint"
+CHECKPOINT_VERSION = 1
+# Settings that do not change what an epoch computes: a run may resume with other values.
+_RESUMABLE_PARAMS = frozenset(
+    {"n_threads", "verbose", "checkpoint", "checkpoint_every", "resume", "max_iter", "tol",
+     "n_estimate_sweeps"}
+)
+
+
+def _jsonable(value):
+    if isinstance(value, (bool, int, float, str, type(None))):
+        return value
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    return repr(value)
+
+
+class EMEstimator(BaseEstimator):
+    """An estimator trained by an EM loop; subclasses fill in the hooks.
+
+    Hooks (all take and return plain arrays; the loop owns timing, logging and checkpoints):
+
+    ``_check_params()``
+        Validate the hyper-parameters (raise ``ValueError``/``TypeError``).
+    ``_fit_data(patches)``
+        Validate and convert the patches to the array the epochs work on.
+    ``_initialise(Y, seed, n_threads)``
+        Set the initial parameters and any working state.
+    ``_em_epoch(Y, epoch, n_threads) -> (objective, message)``
+        One E-step and M-step; the objective per patch (in the data's units) is recorded in
+        ``free_energies_`` and the message is logged.
+    ``_state_arrays() -> dict`` / ``_load_state_arrays(dict)``
+        Everything a later epoch depends on, for checkpoints (bit-identical resume).
+    ``_finish(Y)``
+        Set the remaining learned attributes.
+    ``_converged(objectives) -> bool``
+        Early stopping (default: never).
+    """
+
+    def _log(self, message: str) -> None:
+        if self.verbose:
+            print(f"[zse] {type(self).__name__}: {message}", file=sys.stderr, flush=True)
+
+    def fit(self, patches, y=None):
+        """Learn the model's parameters from the patches (n_patches, n_features).
+
+        Parameters
+        ----------
+        patches : array_like of shape (n_patches, n_features)
+        y : None
+            Ignored; present for scikit-learn compatibility.
+
+        Returns
+        -------
+        self
+
+        Notes
+        -----
+        If ``fit`` is interrupted (KeyboardInterrupt) or fails, the estimator is left exactly
+        as it was before the call. With ``checkpoint`` set, the state after every
+        ``checkpoint_every`` epochs (and after the last) is written there atomically; with
+        ``resume=True`` a fit continues from that file and gives bit-identical results to an
+        uninterrupted run.
+        """
+        before = dict(vars(self))
+        try:
+            self._fit(patches)
+        except BaseException:
+            vars(self).clear()
+            vars(self).update(before)
+            raise
+        return self
+
+    def _reset(self) -> None:
+        for name in list(vars(self)):
+            if name.endswith("_") and not name.startswith("__"):
+                delattr(self, name)
+
+    def _check_checkpoint_params(self):
+        path = getattr(self, "checkpoint", None)
+        every = getattr(self, "checkpoint_every", 10)
+        resume = bool(getattr(self, "resume", False))
+        if path is not None:
+            if not isinstance(path, (str, os.PathLike)):
+                msg = f"checkpoint must be a path or None, got {path!r}"
+                raise TypeError(msg)
+            path = Path(path)
+            if path.is_dir():
+                msg = f"checkpoint {path} is a directory; give a file name"
+                raise ValueError(msg)
+            if not path.parent.is_dir():
+                msg = f"the directory of checkpoint {path} does not exist"
+                raise FileNotFoundError(msg)
+        from ._validation import check_int
+
+        every = check_int(every, "checkpoint_every", 1)
+        if resume and path is None:
+            msg = "resume=True needs a checkpoint path to resume from"
+            raise ValueError(msg)
+        return path, every, resume
+
+    def _fit(self, patches) -> None:
+        self._check_params()
+        checkpoint, every, resume = self._check_checkpoint_params()
+        max_iter = int(self.max_iter)
+        Y = self._fit_data(patches)
+        n_threads = effective_n_threads(self.n_threads)
+        seed = seed_from(self.random_state)
+        data_id = self._train_fingerprint
+        self._reset()
+
+        start_epoch, objectives, seconds, converged = 1, [], [], False
+        stored = None
+        if resume and checkpoint.exists():
+            stored = self._read_checkpoint(checkpoint, data_id)
+            seed = stored["meta"]["seed"]
+        elif resume:
+            self._log(f"no checkpoint at {checkpoint} yet: starting from epoch 1")
+        self._seed = seed
+        self._initialise(Y, seed, n_threads)
+        if stored is not None:
+            meta = stored["meta"]
+            if meta["epoch"] > max_iter:
+                msg = (
+                    f"checkpoint {checkpoint} is at epoch {meta['epoch']}, beyond "
+                    f"max_iter={max_iter}; raise max_iter to resume from it"
+                )
+                raise CheckpointError(msg)
+            self._load_state_arrays(stored["arrays"])
+            start_epoch = meta["epoch"] + 1
+            objectives, seconds = list(meta["objectives"]), list(meta["epoch_seconds"])
+            converged = bool(meta["converged"])
+            self._log(f"resumed from {checkpoint} after epoch {meta['epoch']}")
+
+        t_start = time.perf_counter()
+        epoch = start_epoch - 1
+        for epoch in range(start_epoch, max_iter + 1):
+            if converged:
+                break
+            t = time.perf_counter()
+            objective, message = self._em_epoch(Y, epoch, n_threads)
+            objectives.append(float(objective))
+            seconds.append(time.perf_counter() - t)
+            self._log(f"epoch {epoch}/{max_iter}  {message}  ({seconds[-1]:.2f} s)")
+            converged = self._converged(objectives)
+            if checkpoint is not None and (epoch % every == 0 or epoch == max_iter or converged):
+                self._write_checkpoint(checkpoint, data_id, epoch, objectives, seconds, converged)
+        self.free_energies_ = objectives
+        self.epoch_seconds_ = seconds
+        self.n_iter_ = len(objectives)
+        self.converged_ = converged
+        self._finish(Y)
+        self._log(f"fitted in {time.perf_counter() - t_start:.2f} s")
+
+    def _converged(self, objectives) -> bool:
+        return False
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def _checkpoint_settings(self) -> dict:
+        params = {
+            name: _jsonable(value)
+            for name, value in self.get_params().items()
+            if name not in _RESUMABLE_PARAMS
+        }
+        if params.get("random_state") is None or not isinstance(self.random_state, int):
+            params.pop("random_state", None)  # None/Generator: the checkpoint's seed is used
+        return params
+
+    def _write_checkpoint(self, path: Path, data_id, epoch, objectives, seconds, converged):
+        from . import __version__
+
+        meta = {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "zse_version": __version__,
+            "model": type(self).__name__,
+            "settings": self._checkpoint_settings(),
+            "data": data_id,
+            "seed": int(self._seed),
+            "epoch": int(epoch),
+            "objectives": [float(v) for v in objectives],
+            "epoch_seconds": [float(v) for v in seconds],
+            "converged": bool(converged),
+        }
+        arrays = {f"state__{k}": np.asarray(v) for k, v in self._state_arrays().items()}
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, meta=np.array(json.dumps(meta)), **arrays)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+
+    def _read_checkpoint(self, path: Path, data_id) -> dict:
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                meta = json.loads(str(npz["meta"][()]))
+                arrays = {
+                    k[len("state__"):]: npz[k] for k in npz.files if k.startswith("state__")
+                }
+        except Exception as error:  # noqa: BLE001 - any decoding failure is a bad checkpoint
+            msg = f"checkpoint {path} cannot be read (corrupt or not a zse checkpoint): {error}"
+            raise CheckpointError(msg) from error
+        if meta.get("format") != CHECKPOINT_FORMAT or meta.get("version") != CHECKPOINT_VERSION:
+            msg = (
+                f"checkpoint {path} has format {meta.get('format')!r} version "
+                f"{meta.get('version')!r}; this zse reads {CHECKPOINT_FORMAT!r} version "
+                f"{CHECKPOINT_VERSION}"
+            )
+            raise CheckpointError(msg)
+        if meta.get("model") != type(self).__name__:
+            msg = f"checkpoint {path} is of a {meta.get('model')} model, not {type(self).__name__}"
+            raise CheckpointError(msg)
+        if meta.get("data") != data_id:
+            msg = f"checkpoint {path} was written for other training data; it cannot resume this fit"
+            raise CheckpointError(msg)
+        settings = self._checkpoint_settings()
+        differ = sorted(
+            k for k in set(settings) | set(meta["settings"])
+            if settings.get(k) != meta["settings"].get(k)
+        )
+        if differ:
+            detail = ", ".join(
+                f"{k}: checkpoint {meta['settings'].get(k)!r}, now {settings.get(k)!r}"
+                for k in differ
+            )
+            msg = f"checkpoint {path} was written with other settings ({detail})"
+            raise CheckpointError(msg)
+        return {"meta": meta, "arrays": arrays}

@@ -24,7 +24,8 @@ def effective_n_threads(n_threads: int | None) -> int:
 
     ``None`` means the smaller of OpenMP's default (so ``OMP_NUM_THREADS`` is honoured) and the
     CPUs available to this process; a negative ``n`` means ``n_cpus + 1 + n`` (``-1`` = all);
-    ``0`` is an error. Without OpenMP every request resolves to 1, with a one-time warning when
+    ``0`` is an error; more threads than available CPUs are capped to the CPU count with a
+    ``RuntimeWarning``. Without OpenMP every request resolves to 1, with a one-time warning when
     more than one thread was asked for explicitly.
     """
     global _warned_no_openmp
@@ -46,6 +47,16 @@ def effective_n_threads(n_threads: int | None) -> int:
             raise ValueError(msg)
     else:
         resolved = int(n_threads)
+        if resolved > n_cpus:
+            # Threads beyond the CPUs only add overhead, and a huge request (10**6) makes the
+            # OpenMP runtime fail to create threads and crash the interpreter.
+            warnings.warn(
+                f"n_threads={n_threads} exceeds the {n_cpus} CPU(s) available to this process; "
+                f"using {n_cpus}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            resolved = n_cpus
     if not _core.has_openmp:
         if resolved > 1 and n_threads is not None and not _warned_no_openmp:
             warnings.warn(

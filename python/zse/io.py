@@ -11,15 +11,33 @@ from pathlib import Path
 
 import numpy as np
 
+from ._memory import check_fits_in_memory
+
 TIFF_SUFFIXES = (".tif", ".tiff")
 MRC_SUFFIXES = (".mrc", ".mrcs", ".map", ".st", ".ali", ".rec")
 PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 SUPPORTED_SUFFIXES = TIFF_SUFFIXES + MRC_SUFFIXES + PIL_SUFFIXES
 
 
-def _grey_from_channels(array: np.ndarray, path: Path) -> np.ndarray:
-    """Accept colour-typed files only when every channel holds the same grey values."""
-    if array.ndim == 3 and array.shape[-1] in (3, 4):
+def _to_grey(array: np.ndarray, n_colour: int, n_extra: int, path: Path) -> np.ndarray:
+    """Grey values from an array whose last axis holds n_colour colour and n_extra extra samples.
+
+    Colour-typed files are accepted only when every colour channel holds the same values, and
+    extra samples (alpha) only when they are constant: a varying alpha says that some pixels
+    are not meant to be seen, which zse cannot honour.
+    """
+    if n_extra:
+        extras = array[..., n_colour:]
+        if extras.size and not np.all(extras == extras.reshape(-1, n_extra)[0]):
+            msg = (
+                f"{path} has {n_colour} colour channel(s) and {n_extra} extra (alpha) channel(s) "
+                "that vary over the image; zse would ignore the transparency: save the grey "
+                "values without alpha first"
+            )
+            raise ValueError(msg)
+    if n_colour == 1:
+        return np.ascontiguousarray(array[..., 0])
+    if n_colour == 3:
         colour = array[..., :3]
         if np.array_equal(colour[..., 0], colour[..., 1]) and np.array_equal(
             colour[..., 0], colour[..., 2]
@@ -30,43 +48,136 @@ def _grey_from_channels(array: np.ndarray, path: Path) -> np.ndarray:
             "(grey) images: convert it to grey first"
         )
         raise ValueError(msg)
-    return array
+    msg = f"{path} has {n_colour} colour channels per pixel; zse reads grey or RGB images only"
+    raise ValueError(msg)
 
 
-def _select_page(n_pages: int, page: int | None, path: Path) -> int:
-    index = 0 if page is None else page
-    if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+def _select_page(n_pages: int, page: int | None, path: Path, what: str = "page") -> int:
+    if page is None:
+        if n_pages == 1:
+            return 0
+        msg = (
+            f"{path} holds {n_pages} {what}s; pass page=k (--page k on the command line) to "
+            f"pick one (0 to {n_pages - 1})"
+        )
+        raise ValueError(msg)
+    if isinstance(page, bool) or not isinstance(page, (int, np.integer)):
         msg = f"page must be an int, got {page!r}"
         raise TypeError(msg)
-    if not 0 <= index < n_pages:
-        msg = f"page {index} does not exist in {path}, which has {n_pages} page(s)"
+    if not 0 <= page < n_pages:
+        msg = f"page {page} does not exist in {path}, which has {n_pages} {what}(s)"
         raise ValueError(msg)
-    return int(index)
+    return int(page)
+
+
+def _check_decoded_size(shape, itemsize: int, path: Path) -> None:
+    """Refuse before decoding what would not fit in memory with its float64 copy."""
+    n_values = int(np.prod([int(n) for n in shape], dtype=np.float64))
+    pixels = " x ".join(str(int(n)) for n in shape)
+    check_fits_in_memory(
+        n_values * (itemsize + 8),
+        f"decoding {path} ({pixels} values) and its float64 copy",
+        "crop or bin the image with another tool first",
+    )
+
+
+_TIFF_PHOTOMETRIC_REFUSED = {3: "a palette (indexed-colour)", 5: "a CMYK (separated)", 8: "a CIELAB"}
 
 
 def _read_tiff(path: Path, page: int | None) -> np.ndarray:
     import tifffile
 
+    file_size = path.stat().st_size
     with tifffile.TiffFile(path) as tif:
-        series = tif.series[0] if tif.series else None
-        if series is not None and len(tif.pages) == 1 and series.ndim == 3 and series.shape[-1] not in (3, 4):
+        pages = tif.pages
+        first = pages[0]
+        if len(pages) == 1 and first.samplesperpixel == 1 and len(first.shape) == 3:
             # One page that holds a whole stack (e.g. ImageJ hyperstacks stored contiguously).
-            stack = series.asarray()
-            return stack[_select_page(stack.shape[0], page, path)]
-        index = _select_page(len(tif.pages), page, path)
-        return tif.pages[index].asarray()
+            index = _select_page(first.shape[0], page, path, "section")
+            _check_tiff_data(first, path, file_size)
+            return first.asarray()[index]
+        index = _select_page(len(pages), page, path)
+        tiff_page = pages[index]
+        _check_tiff_data(tiff_page, path, file_size)
+        array = tiff_page.asarray()
+        spp = int(tiff_page.samplesperpixel)
+        if spp == 1:
+            return array
+        if int(tiff_page.planarconfig) == 2 and array.shape[0] == spp:
+            array = np.moveaxis(array, 0, -1)  # planar (separate) samples: (spp, h, w)
+        n_extra = len(tiff_page.extrasamples)
+        return _to_grey(array, spp - n_extra, n_extra, path)
+
+
+def _check_tiff_data(tiff_page, path: Path, file_size: int) -> None:
+    photometric = int(tiff_page.photometric)
+    if photometric in _TIFF_PHOTOMETRIC_REFUSED:
+        msg = (
+            f"{path} is {_TIFF_PHOTOMETRIC_REFUSED[photometric]} image; zse reads grey images: "
+            "convert it to grey first"
+        )
+        raise ValueError(msg)
+    shape, itemsize = tiff_page.shape, tiff_page.dtype.itemsize
+    declared = int(np.prod(shape, dtype=np.float64)) * itemsize
+    counts = [int(c) for c in tiff_page.databytecounts]
+    offsets = [int(o) for o in tiff_page.dataoffsets]
+    dims = "x".join(str(int(n)) for n in shape)
+    if declared and (not counts or min(counts) == 0):
+        msg = (
+            f"{path} declares {dims} {tiff_page.dtype} values but some of its strips or tiles "
+            "hold no data (truncated or corrupt file)"
+        )
+        raise ValueError(msg)
+    end = max((o + c for o, c in zip(offsets, counts)), default=0)
+    if end > file_size:
+        msg = (
+            f"{path} declares image data up to byte {end}, but the file has {file_size} bytes "
+            "(truncated or corrupt file)"
+        )
+        raise ValueError(msg)
+    if int(tiff_page.compression) == 1 and sum(counts) < declared:
+        msg = (
+            f"{path} declares {dims} uncompressed {tiff_page.dtype} values ({declared} bytes) "
+            f"but holds only {sum(counts)} bytes of image data (truncated or corrupt file)"
+        )
+        raise ValueError(msg)
+    _check_decoded_size(shape, itemsize, path)
 
 
 def _read_mrc(path: Path, page: int | None) -> np.ndarray:
     import mrcfile
+    from mrcfile.utils import dtype_from_mode
 
-    with mrcfile.open(path, mode="r", permissive=False) as mrc:
-        data = np.array(mrc.data)
-    if data.ndim == 3:
-        return data[_select_page(data.shape[0], page, path)]
-    if page not in (None, 0):
-        _select_page(1, page, path)
-    return data
+    with mrcfile.open(path, mode="r", permissive=False, header_only=True) as mrc:
+        header = mrc.header
+        nx, ny, nz = int(header.nx), int(header.ny), int(header.nz)
+        dtype = np.dtype(dtype_from_mode(header.mode))
+        extended = int(header.nsymbt)
+    if min(nx, ny, nz) < 1:
+        msg = f"{path} declares an empty image ({nz} x {ny} x {nx})"
+        raise ValueError(msg)
+    declared = nx * ny * nz * dtype.itemsize
+    have = path.stat().st_size - 1024 - extended
+    if have < declared:
+        msg = (
+            f"{path} declares {nz} x {ny} x {nx} {dtype} values ({declared} bytes) but holds "
+            f"only {max(have, 0)} bytes of data (truncated or corrupt file)"
+        )
+        raise ValueError(msg)
+    index = _select_page(nz, page, path, "section")
+    _check_decoded_size((ny, nx), dtype.itemsize, path)
+    # A memory map reads only the section asked for, not the whole stack.
+    with mrcfile.mmap(path, mode="r", permissive=False) as mrc:
+        data = mrc.data
+        return np.array(data[index] if data.ndim == 3 else data)
+
+
+_PIL_MODES_REFUSED = {
+    "CMYK": "a CMYK",
+    "YCbCr": "a YCbCr",
+    "LAB": "a CIELAB",
+    "HSV": "an HSV",
+}
 
 
 def _read_pil(path: Path, page: int | None) -> np.ndarray:
@@ -74,16 +185,32 @@ def _read_pil(path: Path, page: int | None) -> np.ndarray:
 
     with Image.open(path) as im:
         n_frames = getattr(im, "n_frames", 1)
-        im.seek(_select_page(n_frames, page, path))
-        im.load()
+        index = _select_page(n_frames, page, path, "frame")
+        if im.mode in _PIL_MODES_REFUSED:
+            msg = (
+                f"{path} is {_PIL_MODES_REFUSED[im.mode]} colour image; zse reads grey images: "
+                "convert it to grey first"
+            )
+            raise ValueError(msg)
         if im.mode == "1":
             msg = f"{path} is a 1-bit (binary) image, not a micrograph"
             raise TypeError(msg)
-        if im.mode in ("P", "PA", "LA"):
-            im = im.convert("RGBA" if im.mode != "LA" else "LA")
+        width, height = im.size
+        _check_decoded_size((height, width, len(im.getbands())), 4, path)
+        im.seek(index)
+        im.load()
+        if im.mode == "P":
+            im = im.convert("RGBA")
+        elif im.mode == "PA":
+            im = im.convert("RGBA")
+        mode = im.mode
         array = np.array(im)
-    if array.ndim == 3 and array.shape[-1] == 2:  # grey + alpha
-        array = np.ascontiguousarray(array[..., 0])
+    if mode in ("LA", "La"):
+        return _to_grey(array, 1, 1, path)
+    if mode in ("RGBA", "RGBa"):
+        return _to_grey(array, 3, 1, path)
+    if mode in ("RGB", "RGBX"):
+        return _to_grey(array[..., :3], 3, 0, path)
     return array
 
 
@@ -97,8 +224,8 @@ def read_image(path, *, page: int | None = None) -> np.ndarray:
         float), MRC (``.mrc``, ``.mrcs``, ``.map``, ``.st``, ``.ali``, ``.rec``), PNG, JPEG or
         BMP.
     page : int, optional
-        Page of a multi-page TIFF, section of an MRC stack or frame of a PNG/GIF-like file
-        (default: the first).
+        Page of a multi-page TIFF, section of an MRC stack or frame of a PNG/GIF-like file.
+        Required when the file holds more than one: nothing is picked silently.
 
     Returns
     -------
@@ -110,8 +237,11 @@ def read_image(path, *, page: int | None = None) -> np.ndarray:
     FileNotFoundError
         If the file does not exist.
     ValueError
-        For an unsupported suffix, a missing page, a colour image, or a file that cannot be
-        decoded (truncated or corrupt).
+        For an unsupported suffix, a missing page (or none given for a stack), a colour image,
+        a varying alpha channel, CMYK/palette files, or a file that cannot be decoded (truncated
+        or corrupt: the declared size is compared with the file's size before decoding).
+    MemoryError
+        If decoding the declared image would need more memory than is available.
     """
     path = Path(path)
     if not path.exists():
@@ -134,6 +264,8 @@ def read_image(path, *, page: int | None = None) -> np.ndarray:
         raise ValueError(msg)
     try:
         array = reader(path, page)
+    except MemoryError:
+        raise
     except (ValueError, TypeError) as error:
         if str(path) in str(error):
             raise
@@ -142,7 +274,7 @@ def read_image(path, *, page: int | None = None) -> np.ndarray:
     except Exception as error:  # decoder errors: truncated or corrupt files
         msg = f"could not read {path} (truncated or corrupt?): {type(error).__name__}: {error}"
         raise ValueError(msg) from error
-    array = _grey_from_channels(np.asarray(array), path)
+    array = np.asarray(array)
     if array.ndim != 2:
         msg = f"{path} holds an array of shape {array.shape}; zse needs a 2-D image"
         raise ValueError(msg)

@@ -7,23 +7,25 @@ small M-step arithmetic on C x D arrays.
 
 from __future__ import annotations
 
-import sys
-import time
 import warnings
 
 import numpy as np
 
 from . import _core
-from ._base import BaseEstimator, check_is_fitted
-from ._random import seed_from
+from ._base import CheckpointError, EMEstimator, check_is_fitted, fingerprint
 from ._threads import effective_n_threads
 from ._validation import as_patches, check_int
 
 _TINY = np.finfo(np.float64).tiny
 
 
-class _PoissonMixture(BaseEstimator):
-    """Shared fit/estimate/score of PMM and GPMM; subclasses define the M-step."""
+class _PoissonMixture(EMEstimator):
+    """Shared fit/estimate/score of PMM and GPMM; subclasses define the M-step.
+
+    The Poisson models work in counts, so the scale of the data is information, not a unit:
+    grey values must be converted with ``gain``/``offset``. Non-integer data below 1 everywhere
+    cannot be counts and are refused; other non-integer data give a warning.
+    """
 
     _provides_variance = True
 
@@ -51,6 +53,15 @@ class _PoissonMixture(BaseEstimator):
             )
             raise ValueError(msg)
         if not np.array_equal(counts, np.round(counts)):
+            peak = float(counts.max())
+            if peak < 1.0:
+                msg = (
+                    f"the values lie in [0, {peak:.3g}] and are not integers: they are not electron "
+                    "counts. Poisson models need counts: convert grey values with gain "
+                    "(counts per grey level) and offset, or use the SSSC model, which does not "
+                    "depend on the data's units"
+                )
+                raise ValueError(msg)
             warnings.warn(
                 "the input is not integer counts: the Poisson model assumes electron counts; "
                 "pass gain/offset to convert grey values to counts",
@@ -62,64 +73,75 @@ class _PoissonMixture(BaseEstimator):
     def _alpha_array(self):
         return None
 
-    def _log(self, message: str) -> None:
-        if self.verbose:
-            print(f"[zse] {type(self).__name__}: {message}", file=sys.stderr, flush=True)
-
-    # -- public API ----------------------------------------------------------------------------
-    def fit(self, patches, y=None):
-        """Fit by full-batch EM on the patches (N, D); returns ``self``."""
-        C = check_int(self.n_components, "n_components", 1)
+    # -- EM hooks (see EMEstimator) ------------------------------------------------------------
+    def _check_params(self):
+        check_int(self.n_components, "n_components", 1)
         check_int(self.max_iter, "max_iter", 1)
+        self._check_gain_offset()
+        if self.tol is not None and not (np.isfinite(float(self.tol)) and float(self.tol) >= 0):
+            msg = f"tol must be None or a finite number >= 0, got {self.tol!r}"
+            raise ValueError(msg)
+
+    def _fit_data(self, patches):
         Y = self._to_counts(patches)
-        N, D = Y.shape
+        N = Y.shape[0]
+        C = int(self.n_components)
         if C > N:
             msg = f"n_components={C} exceeds the number of patches N={N}"
             raise ValueError(msg)
-        n_threads = effective_n_threads(self.n_threads)
-        seed = seed_from(self.random_state)
-        for name in list(vars(self)):
-            if name.endswith("_") and not name.startswith("_"):
-                delattr(self, name)
-
-        log_factorials = _core.sum_log_factorials(Y, n_threads)
-        mean_count = float(Y.mean())
-        if mean_count == 0.0:
+        if not np.any(Y):
             msg = "all counts are zero; there is nothing to fit"
             raise ValueError(msg)
-        self._w_floor_counts = 1e-10 * mean_count
+        self._train_fingerprint = fingerprint(Y)
+        return Y
+
+    def _initialise(self, Y, seed, n_threads):
+        C = int(self.n_components)
+        self._log_factorials = _core.sum_log_factorials(Y, n_threads)
+        self._w_floor_counts = 1e-10 * float(Y.mean())
         seeds = Y[_core.kmeans_plusplus(Y, C, seed, n_threads, max(64 * C, 65536))]
         self._init_params(Y, seeds)
+        self._last_R = np.zeros(C)
 
-        self.log_likelihoods_ = []
-        self.epoch_seconds_ = []
-        self.converged_ = False
-        t_start = time.perf_counter()
-        for epoch in range(int(self.max_iter)):
-            t = time.perf_counter()
-            stats = self._fit_estep(Y, log_factorials, n_threads)
-            ll = stats["log_likelihood"] / N
-            self.log_likelihoods_.append(ll)
-            self._mstep(stats, N, n_threads)
-            self.epoch_seconds_.append(time.perf_counter() - t)
-            self._log(
-                f"epoch {epoch + 1}/{self.max_iter}  log-likelihood/patch {ll:.6f}  "
-                f"({self.epoch_seconds_[-1]:.2f} s)"
-            )
-            if self.tol is not None and epoch > 0:
-                previous = self.log_likelihoods_[-2]
-                if abs(ll - previous) <= self.tol * abs(previous):
-                    self.converged_ = True
-                    break
-        self.n_iter_ = len(self.log_likelihoods_)
-        self.free_energies_ = self.log_likelihoods_  # exact EM: F = log-likelihood
-        self.n_features_in_ = D
+    def _em_epoch(self, Y, epoch, n_threads):
+        N = Y.shape[0]
+        stats = self._fit_estep(Y, self._log_factorials, n_threads)
+        ll = stats["log_likelihood"] / N
+        self._mstep(stats, N, n_threads)
+        return ll, f"log-likelihood/patch {ll:.6f}"
+
+    def _converged(self, objectives) -> bool:
+        if self.tol is None or len(objectives) < 2:
+            return False
+        return abs(objectives[-1] - objectives[-2]) <= float(self.tol) * abs(objectives[-2])
+
+    def _state_arrays(self):
+        arrays = {"W": self.W_, "pi": self.pi_, "last_R": self._last_R}
+        if hasattr(self, "alpha_"):
+            arrays["alpha"] = np.asarray(self.alpha_, dtype=np.float64)
+            arrays["alpha_capped"] = np.bool_(self.alpha_capped_)
+        return arrays
+
+    def _load_state_arrays(self, arrays):
+        if arrays["W"].shape != self.W_.shape:
+            msg = "the checkpoint's arrays do not match this model's shapes"
+            raise CheckpointError(msg)
+        self.W_ = np.ascontiguousarray(arrays["W"], dtype=np.float64)
+        self.pi_ = np.ascontiguousarray(arrays["pi"], dtype=np.float64)
+        self._last_R = np.ascontiguousarray(arrays["last_R"], dtype=np.float64)
+        if "alpha" in arrays:
+            alpha = arrays["alpha"]
+            self.alpha_ = float(alpha) if alpha.ndim == 0 else np.array(alpha, dtype=np.float64)
+            self.alpha_capped_ = bool(arrays["alpha_capped"])
+
+    def _finish(self, Y):
+        self.log_likelihoods_ = self.free_energies_  # exact EM: F = log-likelihood
+        self.n_features_in_ = Y.shape[1]
         n_dead = int(np.count_nonzero(self._last_R < 1e-8))
         self.n_dead_components_ = n_dead
         if n_dead:
             self._log(f"{n_dead} component(s) received no responsibility")
-        self._log(f"fitted in {time.perf_counter() - t_start:.2f} s")
-        return self
+        self._log_factorials = None
 
     def _estep(self, Y, log_factorials, n_threads, want_hist=False, totals=None):
         return _core.mixture_estep(
@@ -172,8 +194,8 @@ class _PoissonMixture(BaseEstimator):
             Y, self.W_, np.log(self.pi_), self._alpha_array(), 1.0, effective_n_threads(self.n_threads)
         )
 
-    def score(self, patches) -> float:
-        """Mean log-likelihood per patch of the counts under the fitted model."""
+    def score(self, patches, y=None) -> float:
+        """Mean log-likelihood per patch of the counts under the fitted model (``y`` ignored)."""
         Y = self._check_patches_for_estimate(patches)
         n_threads = effective_n_threads(self.n_threads)
         stats = self._estep(Y, _core.sum_log_factorials(Y, n_threads), n_threads)
@@ -204,6 +226,8 @@ class PMM(_PoissonMixture):
         Threads of the C++ kernels; results do not depend on it.
     verbose : bool
         Print the log-likelihood and time of every epoch.
+    checkpoint, checkpoint_every, resume
+        Periodic checkpoints and bit-identical resume, as for :class:`zse.SSSC`.
 
     Attributes
     ----------
@@ -217,6 +241,8 @@ class PMM(_PoissonMixture):
     epoch_seconds_ : list of float
         Wall-clock seconds of every epoch (E-step and M-step).
     n_iter_ : int
+    converged_ : bool
+        True when ``tol`` stopped the fit early.
     n_dead_components_ : int
         Components that received (almost) no responsibility in the last epoch.
     """
@@ -232,6 +258,9 @@ class PMM(_PoissonMixture):
         random_state=None,
         n_threads=None,
         verbose=False,
+        checkpoint=None,
+        checkpoint_every=10,
+        resume=False,
     ):
         self.n_components = n_components
         self.max_iter = max_iter
@@ -241,6 +270,9 @@ class PMM(_PoissonMixture):
         self.random_state = random_state
         self.n_threads = n_threads
         self.verbose = verbose
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
+        self.resume = resume
 
     def _init_params(self, Y, seeds):
         C = seeds.shape[0]
@@ -270,6 +302,8 @@ class GPMM(_PoissonMixture):
     n_components : int
         Number of mixture components C.
     max_iter, tol, gain, offset, random_state, n_threads, verbose
+        As for :class:`PMM`.
+    checkpoint, checkpoint_every, resume
         As for :class:`PMM`.
     learn_alpha : bool
         Learn the Gamma shape alpha by a bracketed root find of its profile equation
@@ -309,6 +343,9 @@ class GPMM(_PoissonMixture):
         random_state=None,
         n_threads=None,
         verbose=False,
+        checkpoint=None,
+        checkpoint_every=10,
+        resume=False,
     ):
         self.n_components = n_components
         self.max_iter = max_iter
@@ -322,6 +359,9 @@ class GPMM(_PoissonMixture):
         self.random_state = random_state
         self.n_threads = n_threads
         self.verbose = verbose
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
+        self.resume = resume
 
     _ALPHA_MIN = 1e-6
 
@@ -384,11 +424,12 @@ class GPMM(_PoissonMixture):
         self.W_ = np.maximum(W, (self._w_floor_counts / alpha_c)[:, None])
         self.pi_ = np.maximum(R / N, _TINY)
 
+    def _finish(self, Y):
+        super()._finish(Y)
+        self._totals = None
+
     def fit(self, patches, y=None):
-        try:
-            super().fit(patches, y)
-        finally:
-            self._totals = None
+        super().fit(patches, y)
         if self.alpha_capped_:
             warnings.warn(
                 f"GPMM: alpha reached its cap alpha_max={self.alpha_max:g}: the patch totals are "

@@ -5,12 +5,17 @@ from __future__ import annotations
 import sys
 import time
 
+import numpy as np
+
 from ._base import is_fitted
 from ._validation import as_image, as_patch_size, as_stats, check_fits
 from .models import DEFAULT_MODEL, make_model, supports_variance
 from .patches import extract_patches, merge_patches
 
 DEFAULT_PATCH_SIZE = 6
+# Variances of values beyond these magnitudes over- or underflow float64 (squares of 1e154).
+_SQUARE_SAFE_MAX = 1e150
+_SQUARE_SAFE_MIN = 1e-150
 
 
 def reconstruct(
@@ -73,6 +78,17 @@ def reconstruct(
     if "pvar" in stats and not supports_variance(model):
         msg = f"stat 'pvar' needs a model with a predictive variance; {type(model).__name__} has none"
         raise ValueError(msg)
+
+    second_moments = [s for s in stats if s in ("var", "pvar")]
+    if second_moments:
+        peak = float(max(np.max(image), -np.min(image)))
+        if peak > _SQUARE_SAFE_MAX or 0.0 < peak < _SQUARE_SAFE_MIN:
+            msg = (
+                f"the image's values reach {peak:.3g}: their squares leave float64's range, so "
+                f"{', '.join(map(repr, second_moments))} cannot be computed in these units; "
+                "rescale the image (results scale with it) or ask only for mean/median/count"
+            )
+            raise ValueError(msg)
 
     def log(message: str, start: float) -> None:
         if verbose:

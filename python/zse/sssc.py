@@ -7,15 +7,13 @@ per-state cache in the k x k form, accumulates the sufficient statistics and per
 
 from __future__ import annotations
 
-import hashlib
-import sys
-import time
+import warnings
 
 import numpy as np
 
 from . import _core
-from ._base import BaseEstimator, check_is_fitted
-from ._random import seed_from
+from ._base import CheckpointError, EMEstimator, check_is_fitted, fingerprint
+from ._scaling import data_scaling
 from ._threads import effective_n_threads
 from ._validation import as_patches, check_int
 
@@ -24,18 +22,20 @@ MUTATIONS = ("randflip", "sparseflip", "cross", "cross_randflip", "cross_sparsef
 UPDATES = ("exact", "reference")
 
 
-def _fingerprint(Y: np.ndarray) -> str:
-    return hashlib.blake2b(memoryview(Y).cast("B"), digest_size=16).hexdigest() + str(Y.shape)
-
-
-class SSSC(BaseEstimator):
+class SSSC(EMEstimator):
     """Spike-and-slab sparse coding of image patches, trained by evolutionary EM (ES3C).
 
-    A patch y (D pixels) is generated as y = W (s * z) + noise with binary s_h ~ Bernoulli(pi_h),
+    A patch y (D pixels) is generated as y = b + W (s * z) + noise with binary s_h ~ Bernoulli(pi_h),
     Gaussian slabs z ~ N(mu, Psi) and white noise of variance sigma2, all learned from the noisy
     patches themselves (the noise level is never given). Each patch keeps a set of S latent
     states that an evolutionary search improves every epoch; the posterior is truncated to that
     set (Drefs, Guiraud & Lücke, JMLR 2022; ALGORITHM.md §3-§4).
+
+    The model has a learned bias b (a mean patch): y = b + W (s * z) + noise. The kernels work
+    on standardised patches (the mean value subtracted, divided by the standard deviation), so
+    results do not depend on the data's units: fitting ``a * Y + c`` (a > 0) gives estimates
+    ``a * estimate(Y) + c`` and variances ``a**2 * variance`` (ALGORITHM.md §3.9). The learned
+    parameters are reported in the data's units.
 
     Parameters
     ----------
@@ -70,19 +70,37 @@ class SSSC(BaseEstimator):
         Threads of the C++ kernels; results do not depend on it.
     verbose : bool
         Print the free energy, noise level, search statistics and time of every epoch.
+    checkpoint : str or path-like, optional
+        File to which the training state is written (atomically) every ``checkpoint_every``
+        epochs and after the last epoch.
+    checkpoint_every : int
+        Epochs between checkpoints.
+    resume : bool
+        Continue from ``checkpoint`` when it exists (bit-identical to an uninterrupted run;
+        a checkpoint of other data or settings is refused). ``max_iter`` may be raised to
+        extend a finished run.
 
     Attributes
     ----------
     W_ : ndarray of shape (n_features, H)
+        Generative fields, in the data's units.
     pi_, mu_ : ndarray of shape (H,)
     Psi_ : ndarray of shape (H, H)
+        Prior of the slabs z (unitless: W_ carries the units).
     sigma2_ : float
+        Noise variance, in the data's units squared.
+    bias_ : ndarray of shape (n_features,)
+        The learned bias b (the patch that all-off states generate), in the data's units.
+    data_offset_, data_scale_ : float
+        Mean and standard deviation of the training patches' values, used to standardise them.
     free_energies_ : list of float
-        Truncated free energy per patch at every epoch (computed with the parameters before that
-        epoch's M-step, after the state search).
+        Truncated free energy per patch at every epoch, as a density in the data's units
+        (computed with the parameters before that epoch's M-step, after the state search).
     epoch_seconds_ : list of float
         Wall-clock seconds of every epoch (E-step, state search and M-step).
     n_iter_ : int
+    converged_ : bool
+        Always False (SSSC runs ``max_iter`` epochs).
     n_dead_units_ : int
         Units that received no posterior mass in the last M-step (their fields were kept).
     K_ : ndarray of shape (n_patches, n_states, words), uint64
@@ -109,6 +127,9 @@ class SSSC(BaseEstimator):
         random_state=None,
         n_threads=None,
         verbose=False,
+        checkpoint=None,
+        checkpoint_every=10,
+        resume=False,
     ):
         self.H = H
         self.n_states = n_states
@@ -125,17 +146,20 @@ class SSSC(BaseEstimator):
         self.random_state = random_state
         self.n_threads = n_threads
         self.verbose = verbose
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
+        self.resume = resume
 
     # -- checks and initialisation -----------------------------------------------------------
     def _check_params(self):
         H = check_int(self.H, "H", 1, 256)
         S = check_int(self.n_states, "n_states", 1)
         if H < 63 and S > 2**H:
-            msg = f"n_states={S} exceeds the 2^H={2**H} possible states"
+            msg = f"n_states={S} exceeds the 2^H={2**H} possible states; use n_states <= {2**H}"
             raise ValueError(msg)
         n_parents = check_int(self.n_parents, "n_parents", 1)
         if n_parents > S:
-            msg = f"n_parents={n_parents} exceeds n_states={S}"
+            msg = f"n_parents={n_parents} exceeds n_states={S}; use n_parents <= {S}"
             raise ValueError(msg)
         check_int(self.n_children, "n_children", 1)
         check_int(self.n_generations, "n_generations", 1)
@@ -166,7 +190,7 @@ class SSSC(BaseEstimator):
 
     @staticmethod
     def _initial_params(Y, H, rng):
-        """tvlearn/evo's standard initialisation (ALGORITHM.md §3.7)."""
+        """tvlearn/evo's standard initialisation (ALGORITHM.md §3.7), on standardised patches."""
         D = Y.shape[1]
         sigma2 = float(np.mean(np.var(Y, axis=0, ddof=1 if len(Y) > 1 else 0))) + 0.001
         return {
@@ -177,72 +201,128 @@ class SSSC(BaseEstimator):
             "W": Y.mean(axis=0)[:, None] + rng.normal(0.0, np.sqrt(sigma2) / 4.0, size=(D, H)),
         }
 
-    def _log(self, message: str) -> None:
-        if self.verbose:
-            print(f"[zse] SSSC: {message}", file=sys.stderr, flush=True)
-
     def _estep(self, Y, K, epoch, *, evolve=True, n_sweeps=1, want_stats=False,
                want_estimates=False, want_variance=False, want_lpj=False, n_threads=1):
+        """The C++ E-step on standardised patches with the standardised parameters."""
         return _core.sssc_estep(
-            Y, self.W_, self.pi_, self.mu_, self.Psi_, float(self.sigma2_), K, self._seed, epoch,
-            evolve, n_sweeps, int(self.n_parents), int(self.n_children), int(self.n_generations),
-            self.selection, self.mutation, float(self.bitflip_prob or 0.0), want_stats,
-            want_estimates, want_variance, want_lpj, n_threads,
+            Y, self._W_std, self.pi_, self.mu_, self.Psi_, float(self._sigma2_std), K,
+            self._seed, epoch, evolve, n_sweeps, int(self.n_parents), int(self.n_children),
+            int(self.n_generations), self.selection, self.mutation,
+            float(self.bitflip_prob or 0.0), want_stats, want_estimates, want_variance,
+            want_lpj, n_threads,
         )
 
-    # -- public API ----------------------------------------------------------------------------
-    def fit(self, patches, y=None):
-        """Learn W, pi, mu, Psi and sigma2 from the patches (N, D); returns ``self``."""
-        H, S, p_init = self._check_params()
+    # -- EM hooks (see EMEstimator) ------------------------------------------------------------
+    def _fit_data(self, patches):
         Y = as_patches(patches)
+        self._train_fingerprint = fingerprint(Y)
+        self._fit_scaling = data_scaling(Y)
+        return Y
+
+    def _initialise(self, Y, seed, n_threads):
+        H, S, p_init = self._check_params()
+        self.data_offset_, self.data_scale_ = self._fit_scaling
+        self._bias_std = np.zeros(Y.shape[1])
+        self._work = self._centred(Y)  # the patches the kernels see, refreshed every epoch
+        self._column_means = self._work.mean(axis=0)
+        params = self._initial_params(self._work, H, np.random.default_rng(seed))
+        self._W_std, self.pi_, self.mu_ = params["W"], params["pi"], params["mu"]
+        self.Psi_, self._sigma2_std = params["Psi"], params["sigma2"]
+        self.n_dead_units_ = 0
+        self._K = _core.sssc_init_states(Y.shape[0], S, H, p_init, seed, n_threads)
+
+    def _centred(self, Y, out=None):
+        """(Y - bias) / data_scale_, with the bias in the data's units (ALGORITHM.md §3.9).
+
+        Computed afresh from Y (not updated in place) so that a resumed fit sees the same bits.
+        """
+        bias = self.data_offset_ + self.data_scale_ * self._bias_std
+        out = np.subtract(Y, bias, out=out)
+        out /= self.data_scale_
+        return out
+
+    def _em_epoch(self, Y, epoch, n_threads):
         N = Y.shape[0]
-        n_threads = effective_n_threads(self.n_threads)
-        seed = seed_from(self.random_state)
-        for name in list(vars(self)):
-            if name.endswith("_") and not name.startswith("_"):
-                delattr(self, name)
-        self._seed = seed
-        params = self._initial_params(Y, H, np.random.default_rng(seed))
-        self.W_, self.pi_, self.mu_ = params["W"], params["pi"], params["mu"]
-        self.Psi_, self.sigma2_ = params["Psi"], params["sigma2"]
-        K = _core.sssc_init_states(N, S, H, p_init, seed, n_threads)
-        self.free_energies_ = []
-        self.epoch_seconds_ = []
-        t_start = time.perf_counter()
-        for epoch in range(1, int(self.max_iter) + 1):
-            t = time.perf_counter()
-            stats = self._estep(Y, K, epoch, want_stats=True, n_threads=n_threads)["stats"]
-            self.free_energies_.append(stats.log_joint_sum / N)
-            update = _core.sssc_mstep(
-                stats, N, self.W_, self.pi_, self.mu_, self.Psi_, float(self.sigma2_),
-                self.updates == "exact",
+        work = self._centred(Y, out=self._work)
+        stats = self._estep(work, self._K, epoch, want_stats=True, n_threads=n_threads)["stats"]
+        free_energy = stats.log_joint_sum / N - self._log_scale_per_patch()
+        update = _core.sssc_mstep(
+            stats, N, self._W_std, self.pi_, self.mu_, self.Psi_, float(self._sigma2_std),
+            self.updates == "exact",
+        )
+        self._W_std, self.pi_, self.mu_ = update["W"], update["pi"], update["mu"]
+        self.Psi_, self._sigma2_std = update["Psi"], update["sigma2"]
+        self.n_dead_units_ = update["n_dead_units"]
+        # Conditional M-step of the bias: b = mean_n (y_n - W <s z>_n), exact given q and the
+        # new W, so the free energy cannot decrease (ALGORITHM.md §3.9).
+        self._bias_std = self._column_means - self._W_std @ (np.asarray(stats.a_sz) / N)
+        if stats.n_invalid:
+            self._log(f"{stats.n_invalid} state(s) had a non-positive-definite covariance")
+        sigma = np.sqrt(self._sigma2_std) * self.data_scale_
+        return free_energy, (
+            f"F/N {free_energy:.4f}  sigma {sigma:.4g}  "
+            f"new states/patch {stats.n_new_states / N:.2f}  "
+            f"replaced/patch {stats.n_replaced / N:.2f}"
+        )
+
+    def _variance_unit(self) -> np.float64:
+        """data_scale_ squared; a warning where that leaves float64's range."""
+        with np.errstate(over="ignore", under="ignore"):
+            unit = np.float64(self.data_scale_) ** 2
+        if not np.isfinite(unit) or unit < np.finfo(np.float64).tiny:
+            warnings.warn(
+                f"variances in the data's units (scale {self.data_scale_:.3g}, squared) are "
+                "outside float64's range and come out as inf or 0; rescale the data to get them",
+                RuntimeWarning,
+                stacklevel=3,
             )
-            self.W_, self.pi_, self.mu_ = update["W"], update["pi"], update["mu"]
-            self.Psi_, self.sigma2_ = update["Psi"], update["sigma2"]
-            self.n_dead_units_ = update["n_dead_units"]
-            self.epoch_seconds_.append(time.perf_counter() - t)
-            self._log(
-                f"epoch {epoch}/{self.max_iter}  F/N {self.free_energies_[-1]:.4f}  "
-                f"sigma {np.sqrt(self.sigma2_):.4g}  new states/patch {stats.n_new_states / N:.2f}  "
-                f"replaced/patch {stats.n_replaced / N:.2f}  ({self.epoch_seconds_[-1]:.2f} s)"
-            )
-            if stats.n_invalid:
-                self._log(f"{stats.n_invalid} state(s) had a non-positive-definite covariance")
-        self.n_iter_ = int(self.max_iter)
-        self.K_ = K
+        return unit
+
+    def _log_scale_per_patch(self) -> float:
+        # A density in the data's units: log p(a y) = log p(y) - D log a (ALGORITHM.md §3.9).
+        return self._W_std.shape[0] * float(np.log(self.data_scale_))
+
+    def _state_arrays(self):
+        return {
+            "W": self._W_std, "pi": self.pi_, "mu": self.mu_, "Psi": self.Psi_,
+            "sigma2": np.float64(self._sigma2_std), "K": self._K, "bias": self._bias_std,
+            "n_dead_units": np.int64(self.n_dead_units_),
+        }
+
+    def _load_state_arrays(self, arrays):
+        if arrays["W"].shape != self._W_std.shape or arrays["K"].shape != self._K.shape:
+            msg = "the checkpoint's arrays do not match this model's shapes"
+            raise CheckpointError(msg)
+        self._W_std = np.ascontiguousarray(arrays["W"], dtype=np.float64)
+        self.pi_ = np.ascontiguousarray(arrays["pi"], dtype=np.float64)
+        self.mu_ = np.ascontiguousarray(arrays["mu"], dtype=np.float64)
+        self.Psi_ = np.ascontiguousarray(arrays["Psi"], dtype=np.float64)
+        self._sigma2_std = float(arrays["sigma2"])
+        self._K = np.ascontiguousarray(arrays["K"], dtype=np.uint64)
+        self._bias_std = np.ascontiguousarray(arrays["bias"], dtype=np.float64)
+        self.n_dead_units_ = int(arrays["n_dead_units"])
+
+    def _finish(self, Y):
+        # The learned parameters in the data's units; the kernels keep the standardised ones
+        # (at extreme scales sigma2_ may under- or overflow, the standardised values do not).
+        self.W_ = self._W_std * self.data_scale_
+        self.bias_ = self.data_offset_ + self.data_scale_ * self._bias_std
+        self.sigma2_ = float(np.float64(self._sigma2_std) * self._variance_unit())
+        self.K_ = self._K
+        del self._K, self._work, self._column_means
         self.n_features_in_ = Y.shape[1]
-        self._train_fingerprint = _fingerprint(Y)
         if self.n_dead_units_:
             self._log(f"{self.n_dead_units_} unit(s) were never active in the last epoch")
-        self._log(f"fitted in {time.perf_counter() - t_start:.2f} s")
-        return self
 
+    # -- public API ----------------------------------------------------------------------------
     def _states_for(self, Y, n_threads):
         """State sets for Y: the training sets if Y is the training data, else fresh ones."""
-        if _fingerprint(Y) == self._train_fingerprint:
+        if fingerprint(Y) == self._train_fingerprint:
             return self.K_.copy(), 1
         p_init = 1.0 / self.H if self.p_init is None else float(self.p_init)
-        K = _core.sssc_init_states(Y.shape[0], self.K_.shape[1], self.H, p_init, self._seed + 1, n_threads)
+        K = _core.sssc_init_states(
+            Y.shape[0], self.K_.shape[1], self.H, p_init, self._seed + 1, n_threads
+        )
         return K, int(self.n_estimate_sweeps)
 
     def _prepare(self, patches):
@@ -269,20 +349,32 @@ class SSSC(BaseEstimator):
         Returns
         -------
         estimates : ndarray of shape (n_patches, n_features)
+            In the data's units.
         variance : ndarray of shape (n_patches, n_features), only with ``return_variance``
+            In the data's units squared.
         """
         Y = self._prepare(patches)
         n_threads = effective_n_threads(self.n_threads)
         K, sweeps = self._states_for(Y, n_threads)
-        out = self._estep(Y, K, 10**9, n_sweeps=sweeps, want_estimates=True,
+        out = self._estep(self._centred(Y), K, 10**9, n_sweeps=sweeps, want_estimates=True,
                           want_variance=bool(return_variance), n_threads=n_threads)
+        estimates = out["estimates"]
+        estimates *= self.data_scale_
+        estimates += self.bias_
         if return_variance:
-            return out["estimates"], out["variance"]
-        return out["estimates"]
+            variance = out["variance"]
+            variance *= self._variance_unit()
+            return estimates, variance
+        return estimates
 
-    def score(self, patches) -> float:
-        """Truncated free energy per patch (a lower bound of the log-likelihood per patch)."""
+    def score(self, patches, y=None) -> float:
+        """Truncated free energy per patch (a lower bound of the log-likelihood per patch).
+
+        A density in the data's units, comparable with ``free_energies_``; ``y`` is ignored.
+        """
         Y = self._prepare(patches)
         n_threads = effective_n_threads(self.n_threads)
         K, sweeps = self._states_for(Y, n_threads)
-        return self._estep(Y, K, 10**9, n_sweeps=sweeps, n_threads=n_threads)["stats"].log_joint_sum / Y.shape[0]
+        stats = self._estep(self._centred(Y), K, 10**9, n_sweeps=sweeps,
+                            n_threads=n_threads)["stats"]
+        return stats.log_joint_sum / Y.shape[0] - self._log_scale_per_patch()

@@ -9,7 +9,8 @@
 
 namespace zse {
 
-/// Runs body(i) for i in [0, n) on n_threads threads (static schedule in chunks of `chunk`).
+/// Runs body(i) for i in [0, n) on at most n_threads threads (dynamic schedule in chunks of
+/// `chunk`; never more threads than iterations).
 ///
 /// An exception thrown by body would call std::terminate if it left the OpenMP region, so the
 /// first one is captured, the remaining iterations are skipped, and it is rethrown after the
@@ -19,6 +20,7 @@ template <class Body>
 void parallel_for(index_t n, int n_threads, Body&& body, index_t chunk = 1) {
     require(n_threads >= 1, "n_threads must be >= 1");
     if (chunk < 1) chunk = 1;
+    if (static_cast<index_t>(n_threads) > n) n_threads = static_cast<int>(n > 0 ? n : 1);
     std::exception_ptr error;
     std::atomic<bool> failed{false};
     std::mutex error_mutex;
