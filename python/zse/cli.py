@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -62,12 +61,12 @@ def parse_crop(text: str, shape: tuple[int, int]) -> tuple[slice, slice]:
     return slices[0], slices[1]
 
 
-def _output_paths(outdir: Path, stats) -> list[Path]:
+def _output_names(stats) -> list[str]:
     names = ["input.png"]
     for stat in stats:
         names += [f"{stat}.tif", f"{stat}.png"]
     names.append("run.json")
-    return [outdir / n for n in names]
+    return names
 
 
 def _model_report(model) -> dict:
@@ -93,44 +92,51 @@ def run_denoise(
     verbose: bool,
     record: dict,
     model_params: dict | None = None,
+    extra_outputs: dict | None = None,
+    finish_record=None,
 ) -> dict:
-    """Shared body of ``denoise`` and ``demo``: fit, merge, write outputs and run.json."""
-    timings = record.setdefault("timings_s", {})
-    model_params = model_params or {}
-    outdir = io.ensure_output_dir(outdir)
-    paths = _output_paths(outdir, stats)
-    existing = [str(p) for p in paths if p.exists()]
-    if existing and not overwrite:
-        raise FileExistsError(
-            "outputs exist already: " + ", ".join(existing) + "; pass --overwrite to replace them"
-        )
-    model = make_model(
-        model_name, options=model_params, random_state=seed, n_threads=n_threads, verbose=verbose
-    )
-    t = time.perf_counter()
-    results = reconstruct(
-        image, model, stats=stats, patch_size=patch_size, n_threads=n_threads, verbose=verbose
-    )
-    timings["reconstruct"] = round(time.perf_counter() - t, 4)
+    """Shared body of ``denoise`` and ``demo``: fit, merge, and write every output as one set.
 
-    t = time.perf_counter()
-    io.write_preview_png(outdir / "input.png", image, overwrite=overwrite)
-    written = [str(outdir / "input.png")]
-    for stat, array in results.items():
-        written.append(str(io.write_tiff(outdir / f"{stat}.tif", array, overwrite=overwrite)))
-        written.append(str(io.write_preview_png(outdir / f"{stat}.png", array, overwrite=overwrite)))
-    timings["write"] = round(time.perf_counter() - t, 4)
-    record.update(
-        {
-            "model": _model_report(model),
-            "patch_size": list(patch_size),
-            "stats": list(stats),
-            "seed": seed,
-            "n_threads": n_threads,
-            "outputs": written + [str(outdir / "run.json")],
-        }
+    ``extra_outputs`` maps further file names to arrays written as float TIFFs (the demo's
+    noisy and clean scenes); ``finish_record(record, results)`` may add to run.json. Nothing
+    appears in ``outdir`` unless every file could be written (:class:`zse.io.OutputSet`).
+    """
+    timings = record.setdefault("timings_s", {})
+    extra_outputs = extra_outputs or {}
+    model = make_model(
+        model_name, options=model_params or {}, random_state=seed, n_threads=n_threads,
+        verbose=verbose,
     )
-    (outdir / "run.json").write_text(json.dumps(record, indent=2) + "\n")
+    names = list(extra_outputs) + _output_names(stats)
+    with io.OutputSet(outdir, names, overwrite=overwrite) as outputs:
+        for name, array in extra_outputs.items():
+            io.write_tiff(outputs.path(name), array)
+        t = time.perf_counter()
+        results = reconstruct(
+            image, model, stats=stats, patch_size=patch_size, n_threads=n_threads,
+            verbose=verbose,
+        )
+        timings["reconstruct"] = round(time.perf_counter() - t, 4)
+
+        t = time.perf_counter()
+        io.write_preview_png(outputs.path("input.png"), image)
+        for stat, array in results.items():
+            io.write_tiff(outputs.path(f"{stat}.tif"), array)
+            io.write_preview_png(outputs.path(f"{stat}.png"), array)
+        timings["write"] = round(time.perf_counter() - t, 4)
+        record.update(
+            {
+                "model": _model_report(model),
+                "patch_size": list(patch_size),
+                "stats": list(stats),
+                "seed": seed,
+                "n_threads": n_threads,
+                "outputs": [str(outputs.final_path(n)) for n in names],
+            }
+        )
+        if finish_record is not None:
+            finish_record(record, results)
+        io.write_json(outputs.path("run.json"), record)
     return results
 
 
@@ -153,6 +159,7 @@ def _base_record(command: str) -> dict:
 
 
 def cmd_denoise(args) -> int:
+    _resolve_threads(args)
     t = time.perf_counter()
     raw = io.read_image(args.input, page=args.page)
     record = _base_record("denoise")
@@ -199,13 +206,8 @@ def cmd_denoise(args) -> int:
 def cmd_demo(args) -> int:
     from .data import psnr, synthetic_tem
 
-    outdir = io.ensure_output_dir(args.output)
-    for name in ("noisy.tif", "clean.tif"):
-        if (outdir / name).exists() and not args.overwrite:
-            raise FileExistsError(f"{outdir / name} exists; pass --overwrite to replace it")
+    _resolve_threads(args)
     noisy, clean = synthetic_tem(seed=args.seed if args.seed is not None else 0)
-    io.write_tiff(outdir / "noisy.tif", noisy, overwrite=args.overwrite)
-    io.write_tiff(outdir / "clean.tif", clean, overwrite=args.overwrite)
     record = _base_record("demo")
     record["input"] = {
         "synthetic": "zse.data.synthetic_tem",
@@ -217,9 +219,16 @@ def cmd_demo(args) -> int:
         f"shot noise at 20 e-/px, model {args.model}",
         file=sys.stderr,
     )
-    results = run_denoise(
+    quality = {"psnr_noisy_db": round(psnr(clean, noisy), 3)}
+
+    def add_quality(record, results):
+        if "mean" in results:
+            quality["psnr_mean_db"] = round(psnr(clean, results["mean"]), 3)
+        record["quality"] = quality
+
+    run_denoise(
         noisy,
-        outdir,
+        Path(args.output),
         model_name=args.model,
         patch_size=args.patch_size,
         stats=args.stats,
@@ -229,12 +238,10 @@ def cmd_demo(args) -> int:
         verbose=True,
         record=record,
         model_params=_model_params(args),
+        extra_outputs={"noisy.tif": noisy, "clean.tif": clean},
+        finish_record=add_quality,
     )
-    quality = {"psnr_noisy_db": round(psnr(clean, noisy), 3)}
-    if "mean" in results:
-        quality["psnr_mean_db"] = round(psnr(clean, results["mean"]), 3)
-    record["quality"] = quality
-    (outdir / "run.json").write_text(json.dumps(record, indent=2) + "\n")
+    outdir = Path(args.output)
     print(f"[zse] PSNR against the clean scene: noisy {quality['psnr_noisy_db']:.2f} dB", end="")
     if "psnr_mean_db" in quality:
         print(f", denoised mean {quality['psnr_mean_db']:.2f} dB", end="")
@@ -250,10 +257,68 @@ def cmd_info(args) -> int:
     return 0
 
 
+# Command-line names of every model parameter that a valid setting may need.
+MODEL_OPTIONS = (
+    "H", "n_states", "n_parents", "n_children", "n_generations", "selection", "mutation",
+    "bitflip_prob", "p_init", "updates", "n_estimate_sweeps", "n_components", "max_iter", "tol",
+    "learn_alpha", "class_alpha", "alpha_init", "alpha_max", "gain", "offset", "checkpoint",
+    "checkpoint_every", "resume",
+)
+
+
+def _note(args, message: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(f"[zse] note: {message}", file=sys.stderr)
+
+
+def _resolve_threads(args) -> None:
+    """Validate --n-threads once; a capped request becomes one note, not a warning per stage."""
+    if args.n_threads is None:
+        return
+    import warnings
+
+    from ._threads import effective_n_threads
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resolved = effective_n_threads(args.n_threads)
+    for warning in caught:
+        _note(args, str(warning.message))
+    args.n_threads = resolved
+
+
 def _model_params(args) -> dict:
-    """Model options given on the command line (an option the model lacks is an error)."""
-    names = ("H", "n_states", "updates", "n_components", "max_iter", "gain", "offset")
-    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    """Model options given on the command line (an option the model lacks is an error).
+
+    For SSSC, defaults that a small H or S cannot take (more states than 2^H, more parents
+    than states, more single-bit children than units) are lowered to the largest valid value,
+    with a note; values the user gave are never changed.
+    """
+    params = {
+        name: getattr(args, name) for name in MODEL_OPTIONS if getattr(args, name, None) is not None
+    }
+    if params.get("resume") is False:
+        params.pop("resume")
+    if args.model == "sssc":
+        import inspect
+
+        from .sssc import SSSC
+
+        defaults = {k: p.default for k, p in inspect.signature(SSSC.__init__).parameters.items()}
+        H = params.get("H", defaults["H"])
+        if isinstance(H, int) and 1 <= H < 63:
+            if "n_states" not in params and defaults["n_states"] > 2**H:
+                params["n_states"] = 2**H
+                _note(args, f"H={H} has {2**H} states in all: using --n-states {2**H}")
+            S = params.get("n_states", defaults["n_states"])
+            if "n_parents" not in params and defaults["n_parents"] > S:
+                params["n_parents"] = S
+                _note(args, f"--n-states {S}: using --n-parents {S}")
+            mutation = params.get("mutation", defaults["mutation"])
+            if "n_children" not in params and mutation == "randflip" and defaults["n_children"] > H:
+                params["n_children"] = H
+                _note(args, f"H={H}: using --n-children {H}")
+    return params
 
 
 def _stats(text: str) -> tuple[str, ...]:
@@ -271,15 +336,35 @@ def _add_common(p: argparse.ArgumentParser, default_output: str | None) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL, choices=sorted(MODELS), help="patch model (default: %(default)s)")
     p.add_argument("--patch-size", type=parse_patch_size, default=(DEFAULT_PATCH_SIZE, DEFAULT_PATCH_SIZE), help="patch size, e.g. 6 or 6x8 (default: 6)")
     p.add_argument("--stats", type=_stats, default=("mean", "var"), help="comma-separated outputs: mean,median,var,pvar,count (default: mean,var)")
-    p.add_argument("--H", type=int, default=None, help="latent units H (sssc; default 64)")
-    p.add_argument("--n-states", type=int, default=None, help="states kept per patch S (sssc; default 32)")
-    p.add_argument("--updates", choices=["exact", "reference"], default=None, help="M-step variant (sssc)")
-    p.add_argument("--n-components", type=int, default=None, help="mixture components C (pmm, gpmm)")
-    p.add_argument("--max-iter", type=int, default=None, help="EM epochs (default: the model's)")
-    p.add_argument("--gain", type=float, default=None, help="counts per grey level (pmm, gpmm; default 1)")
-    p.add_argument("--offset", type=float, default=None, help="detector dark level in grey values (pmm, gpmm; default 0)")
+    from .sssc import MUTATIONS, SELECTIONS, UPDATES
+
+    m = p.add_argument_group("model parameters (see the model's docstring; default: the model's)")
+    m.add_argument("--H", type=int, default=None, help="latent units H (sssc; default 64)")
+    m.add_argument("--n-states", type=int, default=None, help="states kept per patch S (sssc; default 32, at most 2^H)")
+    m.add_argument("--n-parents", type=int, default=None, help="parents per generation (sssc; default 10, at most S)")
+    m.add_argument("--n-children", type=int, default=None, help="children per parent (sssc; default 2)")
+    m.add_argument("--n-generations", type=int, default=None, help="generations per epoch (sssc; default 1)")
+    m.add_argument("--selection", choices=SELECTIONS, default=None, help="parent selection (sssc)")
+    m.add_argument("--mutation", choices=MUTATIONS, default=None, help="mutation operator (sssc)")
+    m.add_argument("--bitflip-prob", type=float, default=None, help="bit-flip probability of the sparseflip mutations (sssc)")
+    m.add_argument("--p-init", type=float, default=None, help="probability of an active unit in the initial states (sssc; default 1/H)")
+    m.add_argument("--updates", choices=UPDATES, default=None, help="M-step variant (sssc)")
+    m.add_argument("--n-estimate-sweeps", type=int, default=None, help="search sweeps for patches not trained on (sssc)")
+    m.add_argument("--n-components", type=int, default=None, help="mixture components C (pmm, gpmm)")
+    m.add_argument("--max-iter", type=int, default=None, help="EM epochs (default: the model's)")
+    m.add_argument("--tol", type=float, default=None, help="stop when the log-likelihood changes by less than this, relatively (pmm, gpmm)")
+    m.add_argument("--learn-alpha", action=argparse.BooleanOptionalAction, default=None, help="learn the Gamma shape (gpmm; default on)")
+    m.add_argument("--class-alpha", action=argparse.BooleanOptionalAction, default=None, help="one Gamma shape per component (gpmm)")
+    m.add_argument("--alpha-init", type=float, default=None, help="initial Gamma shape (gpmm)")
+    m.add_argument("--alpha-max", type=float, default=None, help="cap of the Gamma shape (gpmm)")
+    m.add_argument("--gain", type=float, default=None, help="counts per grey level (pmm, gpmm; default 1)")
+    m.add_argument("--offset", type=float, default=None, help="detector dark level in grey values (pmm, gpmm; default 0)")
+    c = p.add_argument_group("checkpoints of long fits (sssc, pmm, gpmm)")
+    c.add_argument("--checkpoint", default=None, help="file the training state is written to every --checkpoint-every epochs")
+    c.add_argument("--checkpoint-every", type=int, default=None, help="epochs between checkpoints (default 10)")
+    c.add_argument("--resume", action="store_true", default=None, help="continue from --checkpoint if it exists (bit-identical results)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the model (default: 0)")
-    p.add_argument("--n-threads", type=int, default=None, help="threads (default: all available)")
+    p.add_argument("--n-threads", type=int, default=None, help="threads (default: all available; capped at the CPUs)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
 
@@ -310,17 +395,62 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM (a batch system ending the job) turned into an exception, so outputs unwind."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated
+
+
 def main(argv=None) -> int:
+    """Run the command line; returns the exit code.
+
+    0: success; 2: an error of the input, options, files or memory (``zse: error: ...``);
+    1: an internal error (a bug: the message asks to report it); 130/143: interrupted/terminated.
+    """
+    import signal
+
+    from ._base import CheckpointError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
+    try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
+    except MemoryError as error:
+        detail = str(error) or "an allocation failed"
+        print(
+            f"zse: error: not enough memory: {detail}; try --crop, --bin, a smaller --patch-size "
+            "or fewer --stats",
+            file=sys.stderr,
+        )
+        return 2
+    except (ValueError, TypeError, OSError, CheckpointError) as error:
         print(f"zse: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("zse: interrupted", file=sys.stderr)
+        print("zse: interrupted; no partial outputs were left", file=sys.stderr)
         return 130
+    except Terminated:
+        print("zse: terminated; no partial outputs were left", file=sys.stderr)
+        return 143
+    except Exception as error:  # noqa: BLE001 - the last line of defence reports the bug
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        print(
+            f"zse: internal error: {type(error).__name__}: {error}\n"
+            f"This is a bug in zse {__version__}; please report it with the command line above.",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ Input files are only ever opened for reading. Writers refuse to replace an exist
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -290,19 +292,33 @@ def _prepare_output(path: Path, overwrite: bool) -> None:
         raise FileNotFoundError(msg)
 
 
+def _write_atomically(path: Path, write) -> Path:
+    """Call write(temporary_path), then rename it to path: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
 def write_tiff(path, image, *, overwrite: bool = False) -> Path:
-    """Write a 2-D image as a float32 TIFF; returns the path written."""
+    """Write a 2-D image as a float32 TIFF (atomically); returns the path written."""
     path = Path(path)
     _prepare_output(path, overwrite)
     image = np.asarray(image)
-    out = image.astype(np.float32)
+    with np.errstate(over="ignore"):
+        out = image.astype(np.float32)
     if np.isfinite(image).all() and not np.isfinite(out).all():
         msg = f"values of the image for {path} overflow float32"
         raise ValueError(msg)
     import tifffile
 
-    tifffile.imwrite(path, out, photometric="minisblack")
-    return path
+    return _write_atomically(
+        path, lambda tmp: tifffile.imwrite(tmp, out, photometric="minisblack")
+    )
 
 
 def preview_uint8(image, percentiles=(0.5, 99.5)) -> np.ndarray:
@@ -328,8 +344,97 @@ def write_preview_png(path, image, *, percentiles=(0.5, 99.5), overwrite: bool =
 
     path = Path(path)
     _prepare_output(path, overwrite)
-    Image.fromarray(preview_uint8(image, percentiles), mode="L").save(path)
-    return path
+    picture = Image.fromarray(preview_uint8(image, percentiles))
+    return _write_atomically(path, lambda tmp: picture.save(tmp, format="PNG"))
+
+
+def write_json(path, record: dict, *, overwrite: bool = False) -> Path:
+    """Write a JSON record (atomically); returns the path."""
+    import json
+
+    path = Path(path)
+    _prepare_output(path, overwrite)
+    text = json.dumps(record, indent=2) + "\n"
+    return _write_atomically(path, lambda tmp: tmp.write_text(text))
+
+
+class OutputSet:
+    """A set of output files that appears completely or not at all.
+
+    Files are written into a hidden staging folder inside ``directory`` and moved into place
+    together when the ``with`` block ends without an error. On an error or an interrupt the
+    staged files are deleted, and so is ``directory`` (and any parent) if this set created it
+    and it is still empty. Existing outputs are refused before any work unless ``overwrite``.
+
+    Examples
+    --------
+    >>> with OutputSet("out", ["mean.tif"]) as outputs:       # doctest: +SKIP
+    ...     write_tiff(outputs.path("mean.tif"), image)
+    """
+
+    def __init__(self, directory, names, *, overwrite: bool = False):
+        self.directory = Path(directory)
+        self.names = list(dict.fromkeys(names))
+        self.overwrite = overwrite
+        self._created: list[Path] = []
+        self._staging: Path | None = None
+        if self.directory.exists() and not self.directory.is_dir():
+            msg = f"output path {self.directory} exists and is not a directory"
+            raise ValueError(msg)
+        existing = [str(self.directory / n) for n in self.names if (self.directory / n).exists()]
+        if existing and not overwrite:
+            msg = (
+                "outputs exist already: " + ", ".join(existing)
+                + "; pass --overwrite (overwrite=True) to replace them"
+            )
+            raise FileExistsError(msg)
+
+    def __enter__(self) -> OutputSet:
+        missing = []
+        parent = self.directory
+        while not parent.exists():
+            missing.append(parent)
+            parent = parent.parent
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._created = missing
+            self._staging = Path(tempfile.mkdtemp(prefix=".zse-staging-", dir=self.directory))
+        except OSError as error:
+            self._remove_created()
+            msg = f"cannot write to output directory {self.directory}: {error.strerror or error}"
+            raise ValueError(msg) from error
+        return self
+
+    def path(self, name: str) -> Path:
+        """Where to write output ``name`` while the set is open (a staging path)."""
+        if name not in self.names:
+            msg = f"{name!r} is not one of this output set's files: {self.names}"
+            raise ValueError(msg)
+        return self._staging / name
+
+    def final_path(self, name: str) -> Path:
+        return self.directory / name
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                missing = [n for n in self.names if not (self._staging / n).exists()]
+                if missing:
+                    msg = f"outputs were not written: {', '.join(missing)}"
+                    raise RuntimeError(msg)
+                for name in self.names:
+                    os.replace(self._staging / name, self.directory / name)
+        finally:
+            shutil.rmtree(self._staging, ignore_errors=True)
+            if exc_type is not None:
+                self._remove_created()
+
+    def _remove_created(self) -> None:
+        for folder in self._created:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
 
 def ensure_output_dir(directory) -> Path:
