@@ -3,7 +3,7 @@
 Pixel values in EM come in every unit: counts, 8/16-bit grey levels, normalised floats near
 1e-3 or 1e5. The SSSC kernels contain fixed constants (the floors of sigma2 and Psi, the initial
 noise level), so they work on standardised patches, and results are mapped back to the data's
-units (ALGORITHM.md §3.9).
+units (ALGORITHM.md §3.10).
 """
 
 from __future__ import annotations
@@ -39,10 +39,3 @@ def data_scaling(Y: np.ndarray) -> tuple[float, float]:
     if spread == 0.0:
         return offset * peak, peak
     return offset * peak, spread * peak
-
-
-def standardise(Y: np.ndarray, offset: float, scale: float) -> np.ndarray:
-    """(Y - offset) / scale as a new C-contiguous float64 array."""
-    out = np.subtract(Y, offset, dtype=np.float64)
-    out /= scale
-    return np.ascontiguousarray(out)
