@@ -188,9 +188,9 @@ def zse_methods(quick: bool, n_threads: int) -> list[Method]:
     kw = ", ".join(f"{k}={v}" for k, v in sssc_kw.items())
     mix = ", ".join(f"{k}={v}" for k, v in mix_kw.items())
     return [
-        # "learned bias": the model since the units work (standardised patches, y = b + W(s z));
-        # rows measured before it are recomputed.
-        Method("zse SSSC", sssc, settings=f"{kw}, {patch}x{patch}, learned bias, seed 0, {n_threads} threads",
+        # "streamed": the model since the units work (standardised patches, y = b + W(s z)) and the
+        # image-native pipeline (n_train auto, warm-started estimation); older rows are recomputed.
+        Method("zse SSSC", sssc, settings=f"{kw}, {patch}x{patch}, streamed, seed 0, {n_threads} threads",
                stats=("mean", "var")),
         Method("zse PMM", mixture(zse.PMM), counts_only, f"C={C}, {mix}, {patch}x{patch}, seed 0, {n_threads} threads",
                needs_counts=True, stats=("mean", "var")),

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "zse/common.hpp"
@@ -17,6 +18,8 @@
 #include "zse/mixtures.hpp"
 #include "zse/sssc.hpp"
 #include "zse/patches.hpp"
+#include "zse/tiles.hpp"
+#include "zse/volume.hpp"
 
 namespace py = pybind11;
 
@@ -169,6 +172,47 @@ ArrayF64 copy_matrix(const std::vector<double>& v, zse::index_t rows, zse::index
     std::copy(v.begin(), v.end(), out.mutable_data());
     return out;
 }
+
+
+// --- volumes and streamed estimation -----------------------------------------------------------
+
+using ArrayI64 = py::array_t<std::int64_t, py::array::c_style>;
+using Patch3 = std::tuple<zse::index_t, zse::index_t, zse::index_t>;
+
+// Every volume argument is 3-D (Z, R, Q): Python passes a 2-D image as the view image[None].
+zse::VolumeGrid volume_grid(const ArrayF64& volume, const Patch3& patch) {
+    zse::require(volume.ndim() == 3, "volume must be 3-D (Z, R, Q)");
+    return zse::VolumeGrid(volume.shape(0), volume.shape(1), volume.shape(2), std::get<0>(patch),
+                           std::get<1>(patch), std::get<2>(patch));
+}
+
+zse::VolumeGrid shape_grid(const std::tuple<zse::index_t, zse::index_t, zse::index_t>& shape,
+                           const Patch3& patch) {
+    return zse::VolumeGrid(std::get<0>(shape), std::get<1>(shape), std::get<2>(shape),
+                           std::get<0>(patch), std::get<1>(patch), std::get<2>(patch));
+}
+
+// Allocates the requested output volumes (with the GIL held) and points `out` at them.
+py::dict stream_outputs(const zse::VolumeGrid& g, const std::vector<std::string>& stats,
+                        const std::string& median_kind, zse::StreamOutputs& out) {
+    zse::require(median_kind == "average" || median_kind == "lower",
+                 "median_kind must be 'average' or 'lower', got '" + median_kind + "'");
+    out.median_kind = median_kind == "lower" ? zse::MedianKind::lower : zse::MedianKind::average;
+    py::dict result;
+    for (const std::string& name : stats) {
+        ArrayF64 image({g.Z, g.R, g.Q});
+        double* ptr = image.mutable_data();
+        if (name == "mean") out.mean = ptr;
+        else if (name == "var") out.var = ptr;
+        else if (name == "pvar") out.pvar = ptr;
+        else if (name == "median") out.median = ptr;
+        else if (name == "count") out.count = ptr;
+        else throw std::invalid_argument("unknown stat '" + name + "'");
+        result[py::str(name)] = image;
+    }
+    return result;
+}
+
 
 }  // namespace
 
@@ -428,6 +472,211 @@ PYBIND11_MODULE(_core, m) {
           py::arg("n_generations"), py::arg("selection"), py::arg("mutation"),
           py::arg("bitflip_prob"), py::arg("want_stats"), py::arg("want_estimates"),
           py::arg("want_variance"), py::arg("want_lpj"), py::arg("n_threads"));
+
+    // --- volumes and streamed estimation (ALGORITHM.md §2.6) ---------------------------------
+    m.def("stream_plan",
+          [](const std::tuple<zse::index_t, zse::index_t, zse::index_t>& shape, const Patch3& patch,
+             bool want_variances, int n_threads) {
+              const zse::StreamPlan plan = zse::plan_stream(shape_grid(shape, patch), want_variances, n_threads);
+              py::dict d;
+              d["band_length"] = plan.band_length;
+              d["n_bands"] = plan.n_bands;
+              d["wave"] = plan.wave;
+              d["ring_bytes"] = plan.ring_bytes;
+              d["scratch_bytes"] = plan.scratch_bytes;
+              return d;
+          },
+          "Bands, wave and buffer sizes of the streamed estimation (for memory estimates)",
+          py::arg("shape"), py::arg("patch"), py::arg("want_variances"), py::arg("n_threads"));
+    m.def("gather_patches",
+          [](const ArrayF64& volume, const Patch3& patch, const ArrayI64& positions, int n_threads) {
+              const zse::VolumeGrid g = volume_grid(volume, patch);
+              zse::require(positions.ndim() == 1, "positions must be 1-D");
+              const zse::index_t M = positions.shape(0);
+              ArrayF64 out({M, g.D()});
+              const double* v = volume.data();
+              const std::int64_t* pos = positions.data();
+              double* o = out.mutable_data();
+              {
+                  py::gil_scoped_release release;
+                  zse::gather_patches(v, g, pos, M, zse::PatchTransform{}, o, n_threads);
+              }
+              return out;
+          },
+          "The patches at the given global indices, shape (M, D)", py::arg("volume").noconvert(),
+          py::arg("patch"), py::arg("positions").noconvert(), py::arg("n_threads"));
+    m.def("merge_volume",
+          [](const ArrayF64& estimates, const std::tuple<zse::index_t, zse::index_t, zse::index_t>& shape,
+             const Patch3& patch, const std::vector<std::string>& stats,
+             const py::object& variances, const std::string& median_kind, int n_threads) {
+              const zse::VolumeGrid g = shape_grid(shape, patch);
+              zse::require(estimates.ndim() == 2 && estimates.shape(0) == g.n_patches() &&
+                               estimates.shape(1) == g.D(),
+                           "estimates must have shape (" + std::to_string(g.n_patches()) + ", " +
+                               std::to_string(g.D()) + ")");
+              ArrayF64 var_storage;
+              const double* var = nullptr;
+              if (!variances.is_none()) {
+                  var_storage = variances.cast<ArrayF64>();
+                  require_shape(var_storage, {g.n_patches(), g.D()}, "variances");
+                  var = var_storage.data();
+              }
+              zse::StreamOutputs out;
+              py::dict result = stream_outputs(g, stats, median_kind, out);
+              zse::require(out.pvar == nullptr || var != nullptr, "pvar needs the variances");
+              const double* e = estimates.data();
+              const zse::index_t D = g.D();
+              const zse::RowEstimator copy_rows = [&](const zse::RowJob& job) {
+                  std::copy(e + job.first * D, e + (job.first + job.count) * D, job.estimates);
+                  if (job.variances != nullptr)
+                      std::copy(var + job.first * D, var + (job.first + job.count) * D, job.variances);
+              };
+              // The estimator reads its rows from `estimates`; the volume is never read.
+              std::vector<double> zeros(static_cast<std::size_t>(g.n_voxels()), 0.0);
+              {
+                  py::gil_scoped_release release;
+                  zse::estimate_and_merge(zeros.data(), g, zse::PatchTransform{}, copy_rows,
+                                          zse::EstimateTransform{}, out, n_threads);
+              }
+              return result;
+          },
+          "Per-voxel statistics of per-patch estimates of a volume",
+          py::arg("estimates").noconvert(), py::arg("shape"), py::arg("patch"), py::arg("stats"),
+          py::arg("variances"), py::arg("median_kind"), py::arg("n_threads"));
+    m.def("identity_estimate_volume",
+          [](const ArrayF64& volume, const Patch3& patch, const std::vector<std::string>& stats,
+             const std::string& median_kind, int n_threads) {
+              const zse::VolumeGrid g = volume_grid(volume, patch);
+              zse::StreamOutputs out;
+              py::dict result = stream_outputs(g, stats, median_kind, out);
+              zse::require(out.pvar == nullptr, "the identity model has no predictive variance");
+              const zse::index_t D = g.D();
+              const zse::RowEstimator identity = [D](const zse::RowJob& job) {
+                  std::copy(job.patches, job.patches + job.count * D, job.estimates);
+              };
+              const double* v = volume.data();
+              {
+                  py::gil_scoped_release release;
+                  zse::estimate_and_merge(v, g, zse::PatchTransform{}, identity,
+                                          zse::EstimateTransform{}, out, n_threads);
+              }
+              return result;
+          },
+          py::arg("volume").noconvert(), py::arg("patch"), py::arg("stats"),
+          py::arg("median_kind"), py::arg("n_threads"));
+    m.def("mixture_estimate_volume",
+          [](const ArrayF64& volume, const Patch3& patch, const ArrayF64& W, const ArrayF64& log_pi,
+             const py::object& alpha, double beta, double offset, double gain,
+             const std::vector<std::string>& stats, const std::string& median_kind, int n_threads) {
+              const zse::VolumeGrid g = volume_grid(volume, patch);
+              ArrayF64 alpha_storage;
+              zse::require(W.ndim() == 2 && W.shape(1) == g.D(), "W must be (C, D) with D the patch size");
+              zse::MixtureParams p;
+              p.C = W.shape(0);
+              p.D = W.shape(1);
+              require_shape(log_pi, {p.C}, "log_pi");
+              p.W = W.data();
+              p.log_pi = log_pi.data();
+              if (!alpha.is_none()) {
+                  alpha_storage = alpha.cast<ArrayF64>();
+                  require_shape(alpha_storage, {p.C}, "alpha");
+                  p.gamma = true;
+                  p.alpha = alpha_storage.data();
+                  p.beta = beta;
+              }
+              zse::require(gain > 0.0 && std::isfinite(gain) && std::isfinite(offset),
+                           "gain must be finite and > 0, offset finite");
+              std::vector<double> offsets(static_cast<std::size_t>(g.D()), offset);
+              zse::PatchTransform to_counts;
+              to_counts.offset = offsets.data();
+              to_counts.multiply = gain;
+              zse::EstimateTransform to_grey;
+              to_grey.offset = offsets.data();
+              to_grey.divide = gain;
+              zse::StreamOutputs out;
+              py::dict result = stream_outputs(g, stats, median_kind, out);
+              const double* v = volume.data();
+              {
+                  py::gil_scoped_release release;
+                  zse::mixture_estimate_volume(v, g, p, to_counts, to_grey, out, n_threads);
+              }
+              return result;
+          },
+          py::arg("volume").noconvert(), py::arg("patch"), py::arg("W").noconvert(),
+          py::arg("log_pi").noconvert(), py::arg("alpha"), py::arg("beta"), py::arg("offset"),
+          py::arg("gain"), py::arg("stats"), py::arg("median_kind"), py::arg("n_threads"));
+    m.def("sssc_estimate_volume",
+          [](const ArrayF64& volume, const Patch3& patch, const ArrayF64& W, const ArrayF64& pi,
+             const ArrayF64& mu, const ArrayF64& Psi, double sigma2, const ArrayF64& bias,
+             double scale, const ArrayU64& train_states, const ArrayI64& train_positions,
+             zse::index_t n_states, double p_init, std::uint64_t seed, std::uint64_t fresh_seed,
+             zse::index_t n_parents, zse::index_t n_children, zse::index_t n_generations,
+             const std::string& selection, const std::string& mutation, double bitflip_prob,
+             zse::index_t train_sweeps, bool warm_start, zse::index_t warm_sweeps,
+             zse::index_t fresh_sweeps, const std::vector<std::string>& stats,
+             const std::string& median_kind, int n_threads) {
+              const zse::VolumeGrid g = volume_grid(volume, patch);
+              const zse::SSSCParams p = sssc_params(W, pi, mu, Psi, sigma2);
+              zse::require(p.D == g.D(), "W must have D = the patch size rows");
+              require_shape(bias, {p.D}, "bias");
+              zse::require(scale > 0.0 && std::isfinite(scale), "scale must be finite and > 0");
+              zse::require(train_positions.ndim() == 1, "train_positions must be 1-D");
+              const zse::index_t M = train_positions.shape(0);
+              zse::require(train_states.ndim() == 3 && train_states.shape(0) == M &&
+                               train_states.shape(1) == n_states &&
+                               train_states.shape(2) == zse::state_words(p.H),
+                           "train_states must have shape (n_train, n_states, words)");
+              zse::require(n_parents >= 1 && n_children >= 1 && n_generations >= 1 &&
+                               train_sweeps >= 0 && warm_sweeps >= 0 && fresh_sweeps >= 1,
+                           "search settings must be >= 1 (sweeps of warm or trained sets >= 0)");
+              zse::SSSCImageOptions opt;
+              opt.S = n_states;
+              opt.p_init = p_init;
+              opt.seed = seed;
+              opt.fresh_seed = fresh_seed;
+              opt.evo.n_parents = n_parents;
+              opt.evo.n_children = n_children;
+              opt.evo.n_generations = n_generations;
+              opt.evo.selection = parse_selection(selection);
+              opt.evo.mutation = parse_mutation(mutation);
+              zse::require(opt.evo.mutation != zse::Mutation::randflip || n_children <= p.H,
+                           "randflip needs n_children <= H");
+              opt.evo.bitflip_prob = bitflip_prob;
+              double crowdedness = 0.0;
+              for (zse::index_t h = 0; h < p.H; ++h) crowdedness += p.pi[h];
+              opt.evo.crowdedness = crowdedness;
+              opt.train_positions = train_positions.data();
+              opt.train_states = train_states.data();
+              opt.n_train = M;
+              opt.train_sweeps = train_sweeps;
+              opt.warm_start = warm_start;
+              opt.warm_sweeps = warm_sweeps;
+              opt.fresh_sweeps = fresh_sweeps;
+              zse::PatchTransform to_model;
+              to_model.offset = bias.data();
+              to_model.divide = scale;
+              zse::EstimateTransform to_data;
+              to_data.offset = bias.data();
+              to_data.multiply = scale;
+              zse::StreamOutputs out;
+              py::dict result = stream_outputs(g, stats, median_kind, out);
+              const double* v = volume.data();
+              {
+                  py::gil_scoped_release release;
+                  zse::sssc_estimate_volume(v, g, p, to_model, to_data, opt, out, n_threads);
+              }
+              return result;
+          },
+          py::arg("volume").noconvert(), py::arg("patch"), py::arg("W").noconvert(),
+          py::arg("pi").noconvert(), py::arg("mu").noconvert(), py::arg("Psi").noconvert(),
+          py::arg("sigma2"), py::arg("bias").noconvert(), py::arg("scale"),
+          py::arg("train_states").noconvert(), py::arg("train_positions").noconvert(),
+          py::arg("n_states"), py::arg("p_init"), py::arg("seed"), py::arg("fresh_seed"),
+          py::arg("n_parents"), py::arg("n_children"), py::arg("n_generations"),
+          py::arg("selection"), py::arg("mutation"), py::arg("bitflip_prob"),
+          py::arg("train_sweeps"), py::arg("warm_start"), py::arg("warm_sweeps"),
+          py::arg("fresh_sweeps"), py::arg("stats"), py::arg("median_kind"),
+          py::arg("n_threads"));
 
     m.def("sssc_mstep",
           [](const zse::SSSCStats& stats, zse::index_t N, const ArrayF64& W, const ArrayF64& pi,

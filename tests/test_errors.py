@@ -112,7 +112,7 @@ def test_bad_median_kind_and_image_shape():
     with pytest.raises(ValueError, match="median_kind"):
         zse.merge_patches(np.zeros((12, 4)), (4, 5), 2, "median", median_kind="upper")
     with pytest.raises(ValueError, match="image_shape"):
-        zse.merge_patches(np.zeros((12, 4)), (4, 5, 1), 2)
+        zse.merge_patches(np.zeros((12, 4)), (4, 5, 1, 2), 2)
 
 
 @pytest.mark.parametrize(("n_threads", "error"), [(0, ValueError), (-1000, ValueError), (1.5, TypeError), ("2", TypeError)])

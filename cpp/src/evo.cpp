@@ -174,9 +174,35 @@ void mutate(const std::uint64_t* parents, index_t n_parents, index_t H, const Ev
     }
 }
 
-void init_states(std::uint64_t* K, index_t N, index_t S, index_t H, double p_init,
-                 std::uint64_t seed, int n_threads) {
+void init_patch_states(std::uint64_t* Kn, std::uint64_t stream, index_t S, index_t H,
+                       double p_init, std::uint64_t seed) {
     const index_t words = state_words(H);
+    if (H < 63 && S == (index_t{1} << H)) {
+        for (index_t s = 0; s < S; ++s) {
+            std::fill(Kn + s * words, Kn + (s + 1) * words, 0);
+            Kn[s * words] = static_cast<std::uint64_t>(s);
+        }
+        return;
+    }
+    Rng rng(seed, 0, stream);
+    index_t filled = 0, tries = 0;
+    std::uint64_t candidate[4];
+    while (filled < S) {
+        // With few free states left, Bernoulli draws rarely hit them; the limit keeps this
+        // from spinning and names the fix.
+        require(++tries < 1000 * S + 100000,
+                "could not draw S distinct initial states; lower S or raise p_init");
+        std::fill(candidate, candidate + 4, 0);
+        for (index_t h = 0; h < H; ++h)
+            if (rng.uniform() < p_init) flip_bit(candidate, h);
+        bool duplicate = false;
+        for (index_t s = 0; s < filled && !duplicate; ++s)
+            duplicate = same_state(Kn + s * words, candidate, words);
+        if (!duplicate) std::copy(candidate, candidate + words, Kn + filled++ * words);
+    }
+}
+
+void check_state_settings(index_t S, index_t H, double p_init) {
     require(H >= 1 && H <= 256, "H must be in [1, 256]");
     require(S >= 1, "the number of states S must be >= 1");
     const bool enumerate = H < 63 && S == (index_t{1} << H);
@@ -184,31 +210,14 @@ void init_states(std::uint64_t* K, index_t N, index_t S, index_t H, double p_ini
             "S=" + std::to_string(S) + " exceeds the 2^H=" + std::to_string(index_t{1} << H) +
                 " possible states");
     require(enumerate || (p_init > 0.0 && p_init < 1.0), "p_init must be in (0, 1)");
+}
+
+void init_states(std::uint64_t* K, index_t N, index_t S, index_t H, double p_init,
+                 std::uint64_t seed, int n_threads) {
+    check_state_settings(S, H, p_init);
+    const index_t words = state_words(H);
     parallel_for(N, n_threads, [&](index_t n) {
-        std::uint64_t* Kn = K + n * S * words;
-        if (enumerate) {
-            for (index_t s = 0; s < S; ++s) {
-                std::fill(Kn + s * words, Kn + (s + 1) * words, 0);
-                Kn[s * words] = static_cast<std::uint64_t>(s);
-            }
-            return;
-        }
-        Rng rng(seed, 0, static_cast<std::uint64_t>(n));
-        index_t filled = 0, tries = 0;
-        std::uint64_t candidate[4];
-        while (filled < S) {
-            // With few free states left, Bernoulli draws rarely hit them; the limit keeps this
-            // from spinning and names the fix.
-            require(++tries < 1000 * S + 100000,
-                    "could not draw S distinct initial states; lower S or raise p_init");
-            std::fill(candidate, candidate + 4, 0);
-            for (index_t h = 0; h < H; ++h)
-                if (rng.uniform() < p_init) flip_bit(candidate, h);
-            bool duplicate = false;
-            for (index_t s = 0; s < filled && !duplicate; ++s)
-                duplicate = same_state(Kn + s * words, candidate, words);
-            if (!duplicate) std::copy(candidate, candidate + words, Kn + filled++ * words);
-        }
+        init_patch_states(K + n * S * words, static_cast<std::uint64_t>(n), S, H, p_init, seed);
     }, 64);
 }
 

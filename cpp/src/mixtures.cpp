@@ -555,4 +555,17 @@ double solve_alpha(const std::vector<double>& values, const double* weights,
     return b;
 }
 
+void mixture_estimate_volume(const double* volume, const VolumeGrid& grid,
+                             const MixtureParams& params, const PatchTransform& to_model,
+                             const EstimateTransform& to_data, const StreamOutputs& out,
+                             int n_threads) {
+    require(grid.D() == params.D, "the patch size does not match the model's D");
+    // A row of patches is one block for the register-tiled kernels; bands run in parallel, so
+    // each row is estimated on the calling thread.
+    const RowEstimator estimator = [&](const RowJob& job) {
+        mixture_estimate(job.patches, job.count, params, job.estimates, job.variances, 1);
+    };
+    estimate_and_merge(volume, grid, to_model, estimator, to_data, out, n_threads);
+}
+
 }  // namespace zse

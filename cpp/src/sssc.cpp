@@ -355,14 +355,25 @@ void flush_block(Workspace& ws, SSSCStats& acc, index_t H, index_t D) {
     ws.block_rows = 0;
 }
 
+// One patch's work: where its data, states and outputs live, and its random stream.
+struct PatchJob {
+    std::uint64_t stream = 0;         // the global patch index: random numbers never depend on
+                                      // where (thread, band, rank) the patch is processed
+    const double* y = nullptr;        // D values
+    std::uint64_t* Kn = nullptr;      // S states, updated in place
+    index_t n_sweeps = 1;
+    double* estimates = nullptr;      // D, or nullptr
+    double* variance = nullptr;       // D, or nullptr
+    double* lpj = nullptr;            // S, or nullptr
+};
+
 class EStepRunner {
    public:
-    EStepRunner(const double* Y, const SSSCParams& p, std::uint64_t* K, index_t S,
-                const EStepOptions& opt)
-        : Y_(Y), p_(p), K_(K), S_(S), opt_(opt), words_(state_words(p.H)),
-          dv_(derive(p, opt.variance != nullptr)) {}
+    EStepRunner(const SSSCParams& p, index_t S, const EStepOptions& opt)
+        : p_(p), S_(S), opt_(opt), words_(state_words(p.H)),
+          dv_(derive(p, opt.variance != nullptr || opt.want_variance)) {}
 
-    void run_patch(index_t n, StateCache& cache, Workspace& ws, SSSCStats& acc) const;
+    void run_patch(const PatchJob& job, StateCache& cache, Workspace& ws, SSSCStats& acc) const;
     const Derived& derived() const { return dv_; }
 
    private:
@@ -374,11 +385,9 @@ class EStepRunner {
         cache.mark_in_patch(entry, lpj);
         return lpj;
     }
-    void evolve(index_t n, StateCache& cache, Workspace& ws, SSSCStats& counters) const;
+    void evolve(const PatchJob& job, StateCache& cache, Workspace& ws, SSSCStats& counters) const;
 
-    const double* Y_;
     const SSSCParams& p_;
-    std::uint64_t* K_;
     index_t S_;
     const EStepOptions& opt_;
     index_t words_;
@@ -389,10 +398,11 @@ class EStepRunner {
 // generations from the previous generation's children; only children not seen before are
 // evaluated and become candidates; K_n keeps the S best of old and new. (state, lpj) pairs always
 // travel together (pitfall §9.4).
-void EStepRunner::evolve(index_t n, StateCache& cache, Workspace& ws, SSSCStats& counters) const {
-    Rng rng(opt_.seed, opt_.epoch, static_cast<std::uint64_t>(n));
+void EStepRunner::evolve(const PatchJob& job, StateCache& cache, Workspace& ws,
+                         SSSCStats& counters) const {
+    Rng rng(opt_.seed, opt_.epoch, job.stream);
     const EvoConfig& evo = opt_.evo;
-    for (index_t sweep = 0; sweep < opt_.n_sweeps; ++sweep) {
+    for (index_t sweep = 0; sweep < job.n_sweeps; ++sweep) {
         const index_t n_old = static_cast<index_t>(ws.cand_lpj.size());
         ws.pool.assign(ws.cand.begin(), ws.cand.end());
         ws.pool_lpj.assign(ws.cand_lpj.begin(), ws.cand_lpj.end());
@@ -454,15 +464,16 @@ void EStepRunner::evolve(index_t n, StateCache& cache, Workspace& ws, SSSCStats&
     }
 }
 
-void EStepRunner::run_patch(index_t n, StateCache& cache, Workspace& ws, SSSCStats& acc) const {
+void EStepRunner::run_patch(const PatchJob& job, StateCache& cache, Workspace& ws,
+                            SSSCStats& acc) const {
     const index_t H = p_.H, D = p_.D;
     PatchData& pd = ws.pd;
-    pd.y = Y_ + n * D;
+    pd.y = job.y;
     pd.Wy.resize(H);
     project(p_.W, pd.y, D, H, pd.Wy.data());
     pd.yy = 0.0;
     for (index_t d = 0; d < D; ++d) pd.yy += pd.y[d] * pd.y[d];
-    std::uint64_t* Kn = K_ + n * S_ * words_;
+    std::uint64_t* Kn = job.Kn;
     cache.start_patch();
     ws.cand.assign(Kn, Kn + S_ * words_);
     ws.cand_lpj.resize(S_);
@@ -472,10 +483,10 @@ void EStepRunner::run_patch(index_t n, StateCache& cache, Workspace& ws, SSSCSta
         ws.cand_lpj[s] = evaluate(cache, ws, ws.cand_terms[s], acc);
     }
     if (opt_.evolve) {
-        evolve(n, cache, ws, acc);
+        evolve(job, cache, ws, acc);
         std::copy(ws.cand.begin(), ws.cand.end(), Kn);
     }
-    if (opt_.lpj_out != nullptr) std::copy(ws.cand_lpj.begin(), ws.cand_lpj.end(), opt_.lpj_out + n * S_);
+    if (job.lpj != nullptr) std::copy(ws.cand_lpj.begin(), ws.cand_lpj.end(), job.lpj);
 
     // Truncated posterior over K_n (max-shifted), free energy contribution.
     double max_lpj = kMinusInf;
@@ -484,7 +495,7 @@ void EStepRunner::run_patch(index_t n, StateCache& cache, Workspace& ws, SSSCSta
     double norm = 0.0;
     for (double l : ws.cand_lpj) norm += (l == kMinusInf) ? 0.0 : std::exp(l - max_lpj);
     acc.log_joint_sum += max_lpj + std::log(norm) + dv_.log_c;
-    if (!opt_.want_stats && opt_.estimates == nullptr) return;
+    if (!opt_.want_stats && job.estimates == nullptr) return;
 
     if (static_cast<index_t>(ws.es.size()) != H) {
         ws.es.assign(H, 0.0);
@@ -492,7 +503,7 @@ void EStepRunner::run_patch(index_t n, StateCache& cache, Workspace& ws, SSSCSta
         ws.in_support.assign(H, 0);
     }
     ws.support.clear();
-    const bool want_var = opt_.variance != nullptr;
+    const bool want_var = job.variance != nullptr;
     if (want_var) ws.second.assign(D, 0.0);
     for (index_t s = 0; s < S_; ++s) {
         const double l = ws.cand_lpj[s];
@@ -556,8 +567,8 @@ void EStepRunner::run_patch(index_t n, StateCache& cache, Workspace& ws, SSSCSta
         if (ws.block_rows == kStatsBlock) flush_block(ws, acc, H, D);
         acc.T_yy += pd.yy;
     }
-    if (opt_.estimates != nullptr) {
-        double* x = opt_.estimates + n * D;
+    if (job.estimates != nullptr) {
+        double* x = job.estimates;
         for (index_t d = 0; d < D; ++d) {
             const double* w = p_.W + d * H;
             double sum = 0.0;
@@ -565,7 +576,7 @@ void EStepRunner::run_patch(index_t n, StateCache& cache, Workspace& ws, SSSCSta
             x[d] = sum;
         }
         if (want_var) {
-            double* var = opt_.variance + n * D;
+            double* var = job.variance;
             // Rounding can make E[x^2] - E[x]^2 a few ulps negative; a variance is >= 0.
             for (index_t d = 0; d < D; ++d) var[d] = std::max(0.0, ws.second[d] - x[d] * x[d]);
         }
@@ -615,7 +626,7 @@ void SSSCStats::add(const SSSCStats& o) {
 SSSCStats sssc_estep(const double* Y, index_t N, const SSSCParams& params, std::uint64_t* K,
                      index_t S, const EStepOptions& options, int n_threads) {
     require(S >= 1, "S must be >= 1");
-    const EStepRunner runner(Y, params, K, S, options);
+    const EStepRunner runner(params, S, options);
     const index_t n_chunks = n_chunks_for(N), chunk = (N + n_chunks - 1) / n_chunks;
     std::vector<SSSCStats> partial(static_cast<std::size_t>(n_chunks));
     const index_t words = state_words(params.H);
@@ -645,8 +656,18 @@ SSSCStats sssc_estep(const double* Y, index_t N, const SSSCParams& params, std::
         } else {
             st.reset(0, 0);
         }
-        for (index_t n = c * chunk; n < std::min(N, (c + 1) * chunk); ++n)
-            runner.run_patch(n, *caches[tid], ws, st);
+        const index_t D = params.D;
+        for (index_t n = c * chunk; n < std::min(N, (c + 1) * chunk); ++n) {
+            PatchJob job;
+            job.stream = static_cast<std::uint64_t>(n);
+            job.y = Y + n * D;
+            job.Kn = K + n * S * words;
+            job.n_sweeps = options.n_sweeps;
+            job.estimates = options.estimates != nullptr ? options.estimates + n * D : nullptr;
+            job.variance = options.variance != nullptr ? options.variance + n * D : nullptr;
+            job.lpj = options.lpj_out != nullptr ? options.lpj_out + n * S : nullptr;
+            runner.run_patch(job, *caches[tid], ws, st);
+        }
         if (options.want_stats) flush_block(ws, st, params.H, params.D);
     });
     SSSCStats total = std::move(partial[0]);
@@ -780,6 +801,83 @@ SSSCUpdate sssc_mstep(const SSSCStats& st, index_t N, const SSSCParams& old, boo
     }
     u.sigma2 = std::max(std::isfinite(sigma2) ? sigma2 : 1e-5, 1e-5);
     return u;
+}
+
+void sssc_estimate_volume(const double* volume, const VolumeGrid& grid, const SSSCParams& params,
+                          const PatchTransform& to_model, const EstimateTransform& to_data,
+                          const SSSCImageOptions& opt, const StreamOutputs& out, int n_threads) {
+    require(grid.D() == params.D, "the patch size does not match the model's D");
+    check_state_settings(opt.S, params.H, opt.p_init);
+    for (index_t m = 1; m < opt.n_train; ++m)
+        require(opt.train_positions[m - 1] < opt.train_positions[m],
+                "training positions must be sorted and distinct");
+    EStepOptions eo;
+    eo.seed = opt.seed;
+    eo.epoch = 1000000000;  // the estimation stream, as in SSSC.estimate
+    eo.evolve = true;
+    eo.evo = opt.evo;
+    eo.want_stats = false;
+    eo.want_variance = out.pvar != nullptr;  // the driver asks for variances exactly then
+    const EStepRunner runner(params, opt.S, eo);
+    const index_t words = state_words(params.H), S = opt.S, D = params.D;
+    const std::size_t set_size = static_cast<std::size_t>(S * words);
+
+    // Per band (one slot at a time): the state cache, the workspace and the warm-start chain.
+    struct Slot {
+        std::unique_ptr<StateCache> cache;
+        std::unique_ptr<Workspace> ws;
+        std::vector<std::uint64_t> current, row_start;
+        bool has_prev = false, has_row_start = false;
+        index_t cursor = 0;  // next training position >= the current patch
+    };
+    std::vector<Slot> slots(static_cast<std::size_t>(std::max(1, n_threads)));
+    const std::int64_t* pos_begin = opt.train_positions;
+    const std::int64_t* pos_end = opt.train_positions + opt.n_train;
+
+    RowEstimator estimator = [&](const RowJob& job) {
+        Slot& sl = slots[static_cast<std::size_t>(job.slot)];
+        if (!sl.cache) {
+            sl.cache = std::make_unique<StateCache>(runner.derived(), words, std::size_t{1} << 12);
+            sl.ws = std::make_unique<Workspace>();
+            sl.current.resize(set_size);
+            sl.row_start.resize(set_size);
+        }
+        if (job.band_start) {
+            sl.has_prev = sl.has_row_start = false;
+            sl.cursor = std::lower_bound(pos_begin, pos_end, job.first) - pos_begin;
+        }
+        SSSCStats counters;
+        for (index_t t = 0; t < job.count; ++t) {
+            const index_t n = job.first + t;
+            while (sl.cursor < opt.n_train && pos_begin[sl.cursor] < n) ++sl.cursor;
+            PatchJob pj;
+            pj.stream = static_cast<std::uint64_t>(n);
+            pj.y = job.patches + t * D;
+            pj.Kn = sl.current.data();
+            pj.estimates = job.estimates + t * D;
+            pj.variance = job.variances != nullptr ? job.variances + t * D : nullptr;
+            if (sl.cursor < opt.n_train && pos_begin[sl.cursor] == n) {
+                const std::uint64_t* learned = opt.train_states + static_cast<std::size_t>(sl.cursor) * set_size;
+                std::copy(learned, learned + set_size, sl.current.begin());
+                pj.n_sweeps = opt.train_sweeps;
+            } else if (opt.warm_start && t > 0 && sl.has_prev) {
+                pj.n_sweeps = opt.warm_sweeps;  // `current` still holds the left neighbour's set
+            } else if (opt.warm_start && t == 0 && sl.has_row_start) {
+                std::copy(sl.row_start.begin(), sl.row_start.end(), sl.current.begin());
+                pj.n_sweeps = opt.warm_sweeps;
+            } else {
+                init_patch_states(sl.current.data(), pj.stream, S, params.H, opt.p_init, opt.fresh_seed);
+                pj.n_sweeps = opt.fresh_sweeps;
+            }
+            runner.run_patch(pj, *sl.cache, *sl.ws, counters);
+            sl.has_prev = true;
+            if (t == 0) {
+                std::copy(sl.current.begin(), sl.current.end(), sl.row_start.begin());
+                sl.has_row_start = true;
+            }
+        }
+    };
+    estimate_and_merge(volume, grid, to_model, estimator, to_data, out, n_threads);
 }
 
 }  // namespace zse

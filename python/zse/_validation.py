@@ -143,3 +143,53 @@ def check_int(value, name: str, low: int, high: int | None = None) -> int:
         msg = f"{name} must be an int {bounds}, got {value!r}"
         raise ValueError(msg)
     return int(value)
+
+
+def as_volume(image, name: str = "image") -> np.ndarray:
+    """A finite, C-contiguous float64 2-D image (rows, columns) or 3-D volume (z, y, x)."""
+    array = np.asarray(image)
+    _check_real_dtype(array, name)
+    if array.ndim not in (2, 3):
+        msg = (
+            f"{name} must be 2-D (rows, columns) or 3-D (z, y, x), got a {array.ndim}-D array of "
+            f"shape {array.shape}; convert colour images to single-channel images first"
+        )
+        raise ValueError(msg)
+    if array.size == 0:
+        msg = f"{name} is empty (shape {array.shape})"
+        raise ValueError(msg)
+    _check_finite(array, name)
+    return np.ascontiguousarray(array, dtype=np.float64)
+
+
+def as_patch_shape(patch_size, ndim: int) -> tuple[int, ...]:
+    """Patch extents for an ndim-D input: an int is the same size along every axis."""
+    if isinstance(patch_size, (numbers.Integral, numbers.Real)) and not isinstance(patch_size, bool):
+        size = _as_positive_int(patch_size, "patch size")
+        return (size,) * ndim
+    if isinstance(patch_size, Sequence) and not isinstance(patch_size, str):
+        if len(patch_size) == ndim:
+            return tuple(_as_positive_int(p, "patch size") for p in patch_size)
+        if ndim == 3 and len(patch_size) == 2:
+            msg = (
+                f"patch_size {tuple(patch_size)} is 2-D but the input is a 3-D volume; give a "
+                "3-D patch such as (4, 4, 4) (an int means the same size along z, y and x), or "
+                "denoise the sections one by one as 2-D images"
+            )
+            raise ValueError(msg)
+        if ndim == 2 and len(patch_size) == 3:
+            msg = f"patch_size {tuple(patch_size)} is 3-D but the input is a 2-D image"
+            raise ValueError(msg)
+    axes = "(rows, columns)" if ndim == 2 else "(z, rows, columns)"
+    msg = f"patch_size must be an int or a {axes} tuple, got {patch_size!r}"
+    raise TypeError(msg)
+
+
+def check_volume_fits(shape: tuple[int, ...], patch: tuple[int, ...]) -> None:
+    if any(s < p for s, p in zip(shape, patch)):
+        what = "image" if len(shape) == 2 else "volume"
+        msg = (
+            f"{what} of shape {tuple(shape)} is smaller than the patch size "
+            f"{'x'.join(map(str, patch))}"
+        )
+        raise ValueError(msg)

@@ -187,6 +187,21 @@ class _PoissonMixture(EMEstimator):
                 var /= gain * gain
         return (est, var) if return_variance else est
 
+    def _estimate_volume(self, volume, patch, stats, positions, median_kind, n_threads):
+        """Streamed estimate and merge of every patch of a (Z, R, Q) volume (ALGORITHM.md §2.6)."""
+        check_is_fitted(self)
+        D = int(np.prod(patch))
+        if D != self.n_features_in_:
+            msg = f"patches have {D} pixels, the model was fitted on {self.n_features_in_}"
+            raise ValueError(msg)
+        self._to_counts(volume.reshape(-1, volume.shape[-1]))  # negative / non-count checks
+        gain, offset = self._check_gain_offset()
+        alpha = self._alpha_array()
+        return _core.mixture_estimate_volume(
+            volume, patch, self.W_, np.log(self.pi_), alpha, 1.0, offset, gain, stats,
+            median_kind, n_threads,
+        )
+
     def predict_proba(self, patches) -> np.ndarray:
         """Posterior responsibilities r_nc of every component, shape (n_patches, n_components)."""
         Y = self._check_patches_for_estimate(patches)

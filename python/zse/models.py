@@ -7,6 +7,7 @@ variance accept ``estimate(patches, return_variance=True)`` and return ``(mean, 
 
 from __future__ import annotations
 
+from . import _core
 from ._base import BaseEstimator, check_is_fitted
 from ._validation import as_patches
 
@@ -43,6 +44,11 @@ class Identity(BaseEstimator):
             msg = f"patches have {patches.shape[1]} features, the model was fitted on {self.n_features_in_}"
             raise ValueError(msg)
         return patches.copy()
+
+    def _estimate_volume(self, volume, patch, stats, positions, median_kind, n_threads):
+        """Streamed merge of every patch of a (Z, R, Q) volume: the input's statistics."""
+        check_is_fitted(self)
+        return _core.identity_estimate_volume(volume, patch, stats, median_kind, n_threads)
 
 
 def _registry():

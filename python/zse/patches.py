@@ -6,20 +6,30 @@ import numpy as np
 
 from . import _core
 from ._threads import effective_n_threads
-from ._validation import as_image, as_image_shape, as_patch_size, as_stats, check_fits
+from ._validation import (
+    as_image,
+    as_image_shape,
+    as_patch_shape,
+    as_patch_size,
+    as_stats,
+    as_volume,
+    check_fits,
+    check_volume_fits,
+)
 
 MERGE_STATS = ("mean", "median", "var", "count")
 
 
 def extract_patches(image, patch_size, *, n_threads=None) -> np.ndarray:
-    """All overlapping patches of a 2-D image at stride 1.
+    """All overlapping patches of a 2-D image or a 3-D volume at stride 1.
 
     Parameters
     ----------
-    image : array_like of shape (rows, columns)
-        Real-valued, finite image. Converted once to float64.
-    patch_size : int or (int, int)
-        Patch height and width; an int gives a square patch.
+    image : array_like of shape (rows, columns) or (z, rows, columns)
+        Real-valued, finite image or volume. Converted once to float64.
+    patch_size : int or tuple of int
+        Patch extents, (rows, columns) or (z, rows, columns); an int is the same size along
+        every axis.
     n_threads : int, optional
         Threads for the copy (``None``: all available, ``-1``: all CPUs).
 
@@ -27,7 +37,8 @@ def extract_patches(image, patch_size, *, n_threads=None) -> np.ndarray:
     -------
     patches : ndarray of shape (n_patches, patch_rows * patch_cols)
         Patch ``n = r0 * (columns - patch_cols + 1) + c0`` has its top-left corner at
-        ``(r0, c0)``; its pixels are flattened row-major (ALGORITHM.md §2.1).
+        ``(r0, c0)``; its pixels are flattened row-major (ALGORITHM.md §2.1). For a volume,
+        ``n = (z0 * Rc + r0) * Qc + c0`` with Rc, Qc the corner counts, z slowest.
 
     Raises
     ------
@@ -42,7 +53,14 @@ def extract_patches(image, patch_size, *, n_threads=None) -> np.ndarray:
     >>> zse.extract_patches(np.arange(12.0).reshape(3, 4), 2).shape
     (6, 4)
     """
-    image = as_image(image)
+    volume = as_volume(image)
+    if volume.ndim == 3:
+        patch = as_patch_shape(patch_size, 3)
+        check_volume_fits(volume.shape, patch)
+        n = int(np.prod([s - p + 1 for s, p in zip(volume.shape, patch)]))
+        return _core.gather_patches(volume, patch, np.arange(n, dtype=np.int64),
+                                    effective_n_threads(n_threads))
+    image = as_image(volume)
     ph, pw = as_patch_size(patch_size)
     check_fits(image.shape, (ph, pw))
     return _core.extract_patches(image, ph, pw, effective_n_threads(n_threads))
@@ -67,10 +85,10 @@ def merge_patches(
     ----------
     estimates : array_like of shape (n_patches, patch_rows * patch_cols)
         One estimate per patch, in the patch order of :func:`extract_patches`.
-    image_shape : (int, int)
-        Shape of the image the patches were cut from.
-    patch_size : int or (int, int)
-        Patch height and width.
+    image_shape : (int, int) or (int, int, int)
+        Shape of the image (or volume) the patches were cut from.
+    patch_size : int or tuple of int
+        Patch extents (an int: the same along every axis).
     stats : str or sequence of str
         Any of ``"mean"``, ``"median"``, ``"var"`` (population variance of the estimates,
         0 where only one exists) and ``"count"`` (number of estimates per pixel).
@@ -101,6 +119,13 @@ def merge_patches(
     (True, 0.0)
     """
     stats = as_stats(stats, MERGE_STATS)
+    if (
+        not isinstance(image_shape, str)
+        and hasattr(image_shape, "__len__")
+        and len(image_shape) == 3
+    ):
+        return _merge_volume(estimates, image_shape, patch_size, stats, weights, median_kind,
+                             n_threads)
     image_shape = as_image_shape(image_shape)
     ph, pw = as_patch_size(patch_size)
     check_fits(image_shape, (ph, pw))
@@ -150,3 +175,33 @@ def merge_patches(
         median_kind,
         effective_n_threads(n_threads),
     )
+
+
+def _merge_volume(estimates, shape, patch_size, stats, weights, median_kind, n_threads):
+    """merge_patches for a (z, rows, columns) volume (the streamed merge, ALGORITHM.md §2.6)."""
+    from ._validation import _as_positive_int
+
+    shape = tuple(_as_positive_int(s, "image_shape") for s in shape)
+    patch = as_patch_shape(patch_size, 3)
+    check_volume_fits(shape, patch)
+    if weights is not None:
+        msg = "weights are supported for 2-D merges only"
+        raise ValueError(msg)
+    if median_kind not in ("average", "lower"):
+        msg = f"median_kind must be 'average' or 'lower', got {median_kind!r}"
+        raise ValueError(msg)
+    array = np.asarray(estimates)
+    if array.dtype.kind not in "iuf":
+        msg = f"estimates must hold real numbers, got dtype {array.dtype}"
+        raise TypeError(msg)
+    n = int(np.prod([s - p + 1 for s, p in zip(shape, patch)]))
+    expected = (n, int(np.prod(patch)))
+    if array.shape != expected:
+        msg = (
+            f"estimates have shape {array.shape}, but a volume of shape {shape} with "
+            f"{'x'.join(map(str, patch))} patches needs shape {expected}"
+        )
+        raise ValueError(msg)
+    array = np.ascontiguousarray(array, dtype=np.float64)
+    return _core.merge_volume(array, shape, patch, list(stats), None, median_kind,
+                              effective_n_threads(n_threads))

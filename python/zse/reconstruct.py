@@ -1,21 +1,88 @@
-"""Image-level entry point: cut patches, fit the model, estimate every patch, merge."""
+"""Image-level entry point: fit on a subset of patch positions, then estimate every patch of the
+image and merge the estimates while streaming over it (ALGORITHM.md §2.6)."""
 
 from __future__ import annotations
 
+import numbers
 import sys
 import time
 
 import numpy as np
 
+from . import _core
 from ._base import is_fitted
-from ._validation import as_image, as_patch_size, as_stats, check_fits
+from ._memory import available_memory, format_bytes
+from ._threads import effective_n_threads
+from ._validation import as_patch_shape, as_stats, as_volume, check_volume_fits
 from .models import DEFAULT_MODEL, make_model, supports_variance
-from .patches import extract_patches, merge_patches
 
 DEFAULT_PATCH_SIZE = 6
+DEFAULT_PATCH_SIZE_3D = 4
+# "auto" trains on every patch position up to this many, on a seeded random subset beyond
+# (bench/README.md, "Training on a subset": the estimation search of the other patches is
+# warm-started from their neighbours).
+AUTO_TRAIN_MAX = 65536
 # Variances of values beyond these magnitudes over- or underflow float64 (squares of 1e154).
 _SQUARE_SAFE_MAX = 1e150
 _SQUARE_SAFE_MIN = 1e-150
+
+
+def training_positions(n_patches: int, n_train, seed: int) -> np.ndarray:
+    """Sorted global indices of the patches a model is trained on.
+
+    ``"auto"``: every patch when there are at most ``AUTO_TRAIN_MAX``, else that many drawn
+    uniformly without replacement; an int: that many (every patch if it is at least
+    ``n_patches``). The draw depends on ``seed`` only.
+    """
+    if isinstance(n_train, str):
+        if n_train != "auto":
+            msg = f"n_train must be 'auto' or an int >= 1, got {n_train!r}"
+            raise ValueError(msg)
+        count = min(n_patches, AUTO_TRAIN_MAX)
+    elif isinstance(n_train, numbers.Integral) and not isinstance(n_train, bool) and n_train >= 1:
+        count = min(n_patches, int(n_train))
+    else:
+        msg = f"n_train must be 'auto' or an int >= 1, got {n_train!r}"
+        raise ValueError(msg)
+    if count == n_patches:
+        return np.arange(n_patches, dtype=np.int64)
+    rng = np.random.default_rng([seed, 0x7A5E])
+    chosen = np.unique(rng.integers(0, n_patches, size=count, dtype=np.int64))
+    while len(chosen) < count:  # top up the duplicates, deterministically
+        extra = rng.integers(0, n_patches, size=count - len(chosen), dtype=np.int64)
+        chosen = np.unique(np.concatenate([chosen, extra]))
+    return np.ascontiguousarray(chosen[:count] if len(chosen) > count else chosen)
+
+
+def _seed_of(model) -> int:
+    state = getattr(model, "random_state", None)
+    if isinstance(state, numbers.Integral) and not isinstance(state, bool) and state >= 0:
+        return int(state)
+    return 0
+
+
+def estimate_peak_memory(shape, patch, stats, model, n_train: int, n_threads: int) -> dict:
+    """Bytes the streamed reconstruction needs at its peak, by part (before any work)."""
+    voxels = int(np.prod(shape))
+    D = int(np.prod(patch))
+    shape3 = tuple(shape) if len(shape) == 3 else (1, *shape)
+    patch3 = tuple(patch) if len(patch) == 3 else (1, *patch)
+    plan = _core.stream_plan(shape3, patch3, "pvar" in stats, n_threads)
+    parts = {
+        "image (float64)": 8 * voxels,
+        "output images": 8 * voxels * len(stats),
+        "streaming buffers": plan["ring_bytes"] + plan["scratch_bytes"] * plan["wave"],
+        "training patches": 8 * n_train * D * 2,  # the gathered patches and the model's copy
+    }
+    S = getattr(model, "n_states", None)
+    H = getattr(model, "H", None)
+    if isinstance(S, int) and isinstance(H, int):
+        parts["training state sets"] = 8 * n_train * S * ((H + 63) // 64)
+    C = getattr(model, "n_components", None)
+    if isinstance(C, int):
+        parts["mixture blocks"] = 8 * C * D * 4
+    parts["total"] = sum(parts.values())
+    return parts
 
 
 def reconstruct(
@@ -24,64 +91,82 @@ def reconstruct(
     *,
     stats=("mean", "var"),
     patch_size=None,
+    n_train="auto",
     median_kind="average",
     n_threads=None,
     verbose=False,
 ) -> dict:
-    """Denoise an image with a patch model and merge the per-patch estimates.
+    """Denoise an image or volume with a patch model and merge the per-patch estimates.
+
+    The model is fitted on the patches at ``n_train`` positions (unless it is fitted already);
+    then every patch of the image is read, estimated and merged into the per-pixel statistics
+    while streaming over the image in bands, so no (n_patches, D) array is ever formed
+    (ALGORITHM.md §2.6).
 
     Parameters
     ----------
-    image : array_like of shape (rows, columns)
-        The noisy image (real-valued and finite; converted once to float64).
+    image : array_like of shape (rows, columns) or (z, rows, columns)
+        The noisy image or volume (real-valued and finite; converted once to float64).
     model : estimator, optional
-        Any object with ``fit(patches)`` and ``estimate(patches)``. It is fitted on the image's
-        own patches unless it is already fitted. ``None`` uses :class:`zse.SSSC` with its
-        default settings.
+        :class:`zse.SSSC`, :class:`zse.PMM`, :class:`zse.GPMM`, :class:`zse.Identity`, or any
+        object with ``fit(patches)`` and ``estimate(patches)`` (2-D only; estimated on the
+        (n_patches, D) matrix). ``None`` uses :class:`zse.SSSC` with its default settings.
     stats : str or sequence of str
         Images to return: ``"mean"`` (the denoised image), ``"median"``, ``"var"`` (variance of
         the per-patch estimates of each pixel, the "variance image"), ``"pvar"`` (posterior-
-        predictive variance: mean per-patch predictive variance plus ``"var"``; only for models
+        predictive variance: mean per-patch posterior variance plus ``"var"``; only for models
         that provide it) and ``"count"``.
-    patch_size : int or (int, int), optional
-        Patch height and width (default 6).
+    patch_size : int or tuple of int, optional
+        Patch extents: (rows, columns) for an image (default 6 x 6), (z, rows, columns) for a
+        volume (default 4 x 4 x 4); an int is the same size along every axis.
+    n_train : "auto" or int
+        Patch positions the model is trained on, drawn uniformly without replacement with the
+        model's ``random_state`` (0 when it is not an int). ``"auto"``: every patch up to
+        65 536 positions, a random 65 536 beyond (see bench/README.md for what that costs).
     median_kind : {"average", "lower"}
         How ``"median"`` treats an even number of estimates.
     n_threads : int, optional
-        Threads for patch extraction and merging (the model has its own ``n_threads``).
+        Threads for gathering, estimating and merging (the model's own ``n_threads`` is used
+        for its fit). Results do not depend on it.
     verbose : bool
         Print each stage and its duration to stderr.
 
     Returns
     -------
-    dict of str to ndarray of shape (rows, columns)
+    dict of str to ndarray of the image's shape
         One float64 image per requested statistic, in the requested order.
 
     Raises
     ------
     ValueError
-        For invalid images, unknown stats, an image smaller than the patch, a fitted model whose
-        patch dimension does not match, or ``"pvar"`` with a model that has no predictive
-        variance.
+        For invalid images, unknown stats, an image smaller than the patch, a patch size of the
+        wrong dimension, a fitted model whose patch dimension does not match, or ``"pvar"`` with
+        a model that has no predictive variance.
+    MemoryError
+        Before any work, when the estimated peak memory exceeds the memory available; the
+        message names the estimate and the options that shrink it.
     TypeError
         If ``model`` lacks ``fit``/``estimate`` or the image is not real-valued.
     """
-    image = as_image(image)
+    volume = as_volume(image)
     stats = as_stats(stats)
     if model is None:
         model = make_model(DEFAULT_MODEL)
     if not (callable(getattr(model, "fit", None)) and callable(getattr(model, "estimate", None))):
         msg = f"model must have fit(patches) and estimate(patches) methods, got {model!r}"
         raise TypeError(msg)
-    ph, pw = as_patch_size(DEFAULT_PATCH_SIZE if patch_size is None else patch_size)
-    check_fits(image.shape, (ph, pw))
+    default = DEFAULT_PATCH_SIZE if volume.ndim == 2 else DEFAULT_PATCH_SIZE_3D
+    patch = as_patch_shape(default if patch_size is None else patch_size, volume.ndim)
+    check_volume_fits(volume.shape, patch)
     if "pvar" in stats and not supports_variance(model):
         msg = f"stat 'pvar' needs a model with a predictive variance; {type(model).__name__} has none"
         raise ValueError(msg)
-
+    if median_kind not in ("average", "lower"):
+        msg = f"median_kind must be 'average' or 'lower', got {median_kind!r}"
+        raise ValueError(msg)
     second_moments = [s for s in stats if s in ("var", "pvar")]
     if second_moments:
-        peak = float(max(np.max(image), -np.min(image)))
+        peak = float(max(np.max(volume), -np.min(volume)))
         if peak > _SQUARE_SAFE_MAX or 0.0 < peak < _SQUARE_SAFE_MIN:
             msg = (
                 f"the image's values reach {peak:.3g}: their squares leave float64's range, so "
@@ -89,47 +174,107 @@ def reconstruct(
                 "rescale the image (results scale with it) or ask only for mean/median/count"
             )
             raise ValueError(msg)
+    threads = effective_n_threads(n_threads)
+    volume3 = volume if volume.ndim == 3 else volume[None]
+    patch3 = patch if len(patch) == 3 else (1, *patch)
+    n_patches = int(np.prod([s - p + 1 for s, p in zip(volume.shape, patch)]))
+    D = int(np.prod(patch))
+
+    fitted_features = getattr(model, "n_features_in_", None) if is_fitted(model) else None
+    if fitted_features is not None and fitted_features != D:
+        msg = (
+            f"the model was fitted on patches of {fitted_features} pixels, but patch_size "
+            f"{'x'.join(map(str, patch))} gives {D}"
+        )
+        raise ValueError(msg)
+    positions = (
+        training_positions(n_patches, n_train, _seed_of(model))
+        if fitted_features is None
+        else np.zeros(0, dtype=np.int64)
+    )
+    streamed = _has_streamed_estimate(model)
+    if not streamed and volume.ndim == 3:
+        msg = f"{type(model).__name__} has no streamed estimate; volumes need a zse model"
+        raise TypeError(msg)
+    _check_memory(volume.shape, patch, stats, model, len(positions), threads, streamed)
 
     def log(message: str, start: float) -> None:
         if verbose:
             print(f"[zse] {message} ({time.perf_counter() - start:.2f} s)", file=sys.stderr)
 
-    t = time.perf_counter()
-    patches = extract_patches(image, (ph, pw), n_threads=n_threads)
-    log(f"extracted {patches.shape[0]} patches of {ph}x{pw} pixels", t)
-
-    fitted_features = getattr(model, "n_features_in_", None) if is_fitted(model) else None
     if fitted_features is None:
         t = time.perf_counter()
-        model.fit(patches)
+        train = _core.gather_patches(volume3, patch3, positions, threads)
+        log(f"gathered {len(positions)} of {n_patches} patches of {'x'.join(map(str, patch))} "
+            "pixels for training", t)
+        t = time.perf_counter()
+        model.fit(train)
+        del train
         log(f"fitted {type(model).__name__}", t)
-    elif fitted_features != ph * pw:
-        msg = (
-            f"the model was fitted on patches of {fitted_features} pixels, but patch_size "
-            f"{ph}x{pw} gives {ph * pw}"
+
+    t = time.perf_counter()
+    if streamed:
+        merged = model._estimate_volume(
+            volume3, patch3, list(stats), positions, median_kind, threads
         )
-        raise ValueError(msg)
-
-    t = time.perf_counter()
-    if "pvar" in stats:
-        estimates, predictive_variances = model.estimate(patches, return_variance=True)
+        result = {name: merged[name].reshape(volume.shape) for name in stats}
     else:
-        estimates = model.estimate(patches)
-    del patches
-    log("estimated every patch", t)
+        result = _estimate_matrix(volume, patch, model, stats, median_kind, threads)
+    log(f"estimated and merged every patch: {', '.join(stats)}", t)
+    return result
 
-    t = time.perf_counter()
+
+def _has_streamed_estimate(model) -> bool:
+    """True when the model's streamed estimate is the one that goes with its ``estimate``.
+
+    A subclass that overrides ``estimate`` (but inherits ``_estimate_volume``) gets the matrix
+    path, so its own estimate is what is used.
+    """
+    def owner(name):
+        for cls in type(model).__mro__:
+            if name in vars(cls):
+                return cls
+        return None
+
+    return owner("_estimate_volume") is not None and owner("_estimate_volume") is owner("estimate")
+
+
+def _check_memory(shape, patch, stats, model, n_train, n_threads, streamed) -> None:
+    if streamed:
+        parts = estimate_peak_memory(shape, patch, stats, model, n_train, n_threads)
+    else:  # a foreign model: the patch and estimate matrices
+        N = int(np.prod([s - p + 1 for s, p in zip(shape, patch)]))
+        parts = {"total": 8 * N * int(np.prod(patch)) * 3 + 8 * int(np.prod(shape)) * len(stats)}
+    available = available_memory()
+    if available is not None and parts["total"] > available:
+        detail = ", ".join(f"{k} {format_bytes(v)}" for k, v in parts.items() if k != "total")
+        msg = (
+            f"denoising an image of shape {tuple(shape)} needs about "
+            f"{format_bytes(parts['total'])} ({detail}), but only {format_bytes(available)} "
+            "is available; shrink it with a smaller n_train (--n-train), fewer stats (pvar "
+            "doubles the streaming buffers), fewer threads, or crop/bin the image"
+        )
+        raise MemoryError(msg)
+
+
+def _estimate_matrix(image, patch, model, stats, median_kind, n_threads) -> dict:
+    """The (n_patches, D) path for models without a streamed estimate (2-D only)."""
+    from .patches import extract_patches, merge_patches
+
+    patches = extract_patches(image, patch, n_threads=n_threads)
+    if "pvar" in stats:
+        estimates, predictive = model.estimate(patches, return_variance=True)
+    else:
+        estimates, predictive = model.estimate(patches), None
+    del patches
     merge_stats = [s for s in stats if s != "pvar"]
     if "pvar" in stats and "var" not in merge_stats:
         merge_stats.append("var")
-    merged = merge_patches(
-        estimates, image.shape, (ph, pw), merge_stats, median_kind=median_kind, n_threads=n_threads
-    )
-    if "pvar" in stats:
+    merged = merge_patches(estimates, image.shape, patch, merge_stats, median_kind=median_kind,
+                           n_threads=n_threads)
+    if predictive is not None:
         # Law of total variance over the patches covering a pixel (ALGORITHM.md §2.5, V2).
-        mean_predictive = merge_patches(
-            predictive_variances, image.shape, (ph, pw), ("mean",), n_threads=n_threads
-        )["mean"]
+        mean_predictive = merge_patches(predictive, image.shape, patch, ("mean",),
+                                        n_threads=n_threads)["mean"]
         merged["pvar"] = mean_predictive + merged["var"]
-    log("merged " + ", ".join(stats), t)
     return {name: merged[name] for name in stats}

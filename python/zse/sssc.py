@@ -34,7 +34,7 @@ class SSSC(EMEstimator):
     The model has a learned bias b (a mean patch): y = b + W (s * z) + noise. The kernels work
     on standardised patches (the mean value subtracted, divided by the standard deviation), so
     results do not depend on the data's units: fitting ``a * Y + c`` (a > 0) gives estimates
-    ``a * estimate(Y) + c`` and variances ``a**2 * variance`` (ALGORITHM.md §3.9). The learned
+    ``a * estimate(Y) + c`` and variances ``a**2 * variance`` (ALGORITHM.md §3.10). The learned
     parameters are reported in the data's units.
 
     Parameters
@@ -64,7 +64,12 @@ class SSSC(EMEstimator):
         bench/README.md).
     n_estimate_sweeps : int
         Evolutionary sweeps (with the learned parameters fixed) used to find states for patches
-        other than the training patches in :meth:`estimate` and :meth:`score`.
+        other than the training patches from fresh states (in :meth:`estimate`, :meth:`score`,
+        and for the first patch of a band in :func:`zse.reconstruct`).
+    n_warm_sweeps : int
+        Sweeps for a patch that :func:`zse.reconstruct` starts from its neighbour's final
+        states (the patches that share all but one row or column of pixels with it;
+        ALGORITHM.md §2.6).
     random_state : None, int or numpy.random.Generator
     n_threads : int, optional
         Threads of the C++ kernels; results do not depend on it.
@@ -124,6 +129,7 @@ class SSSC(EMEstimator):
         max_iter=100,
         updates="reference",
         n_estimate_sweeps=10,
+        n_warm_sweeps=2,
         random_state=None,
         n_threads=None,
         verbose=False,
@@ -143,6 +149,7 @@ class SSSC(EMEstimator):
         self.max_iter = max_iter
         self.updates = updates
         self.n_estimate_sweeps = n_estimate_sweeps
+        self.n_warm_sweeps = n_warm_sweeps
         self.random_state = random_state
         self.n_threads = n_threads
         self.verbose = verbose
@@ -165,6 +172,7 @@ class SSSC(EMEstimator):
         check_int(self.n_generations, "n_generations", 1)
         check_int(self.max_iter, "max_iter", 1)
         check_int(self.n_estimate_sweeps, "n_estimate_sweeps", 1)
+        check_int(self.n_warm_sweeps, "n_warm_sweeps", 0)
         if self.selection not in SELECTIONS:
             msg = f"selection must be one of {SELECTIONS}, got {self.selection!r}"
             raise ValueError(msg)
@@ -232,7 +240,7 @@ class SSSC(EMEstimator):
         self._K = _core.sssc_init_states(Y.shape[0], S, H, p_init, seed, n_threads)
 
     def _centred(self, Y, out=None):
-        """(Y - bias) / data_scale_, with the bias in the data's units (ALGORITHM.md §3.9).
+        """(Y - bias) / data_scale_, with the bias in the data's units (ALGORITHM.md §3.10).
 
         Computed afresh from Y (not updated in place) so that a resumed fit sees the same bits.
         """
@@ -254,7 +262,7 @@ class SSSC(EMEstimator):
         self.Psi_, self._sigma2_std = update["Psi"], update["sigma2"]
         self.n_dead_units_ = update["n_dead_units"]
         # Conditional M-step of the bias: b = mean_n (y_n - W <s z>_n), exact given q and the
-        # new W, so the free energy cannot decrease (ALGORITHM.md §3.9).
+        # new W, so the free energy cannot decrease (ALGORITHM.md §3.10).
         self._bias_std = self._column_means - self._W_std @ (np.asarray(stats.a_sz) / N)
         if stats.n_invalid:
             self._log(f"{stats.n_invalid} state(s) had a non-positive-definite covariance")
@@ -279,7 +287,7 @@ class SSSC(EMEstimator):
         return unit
 
     def _log_scale_per_patch(self) -> float:
-        # A density in the data's units: log p(a y) = log p(y) - D log a (ALGORITHM.md §3.9).
+        # A density in the data's units: log p(a y) = log p(y) - D log a (ALGORITHM.md §3.10).
         return self._W_std.shape[0] * float(np.log(self.data_scale_))
 
     def _state_arrays(self):
@@ -378,3 +386,28 @@ class SSSC(EMEstimator):
         stats = self._estep(self._centred(Y), K, 10**9, n_sweeps=sweeps,
                             n_threads=n_threads)["stats"]
         return stats.log_joint_sum / Y.shape[0] - self._log_scale_per_patch()
+
+    def _estimate_volume(self, volume, patch, stats, positions, median_kind, n_threads):
+        """Streamed estimate and merge of every patch of a (Z, R, Q) volume (ALGORITHM.md §2.6).
+
+        ``positions`` are the sorted training positions when this model was just fitted on
+        exactly those patches (their learned state sets are the starting point there).
+        """
+        check_is_fitted(self)
+        H, S, p_init = self._check_params()
+        D = int(np.prod(patch))
+        if D != self.n_features_in_:
+            msg = f"patches have {D} pixels, the model was fitted on {self.n_features_in_}"
+            raise ValueError(msg)
+        if len(positions) != self.K_.shape[0]:
+            positions = np.zeros(0, dtype=np.int64)
+        states = self.K_ if len(positions) else np.zeros((0, S, self.K_.shape[2]), np.uint64)
+        return _core.sssc_estimate_volume(
+            volume, patch, self._W_std, self.pi_, self.mu_, self.Psi_, float(self._sigma2_std),
+            np.ascontiguousarray(self.bias_), float(self.data_scale_), states,
+            np.ascontiguousarray(positions, dtype=np.int64), S, p_init, self._seed,
+            (self._seed + 1) % 2**64, int(self.n_parents), int(self.n_children),
+            int(self.n_generations), self.selection, self.mutation,
+            float(self.bitflip_prob or 0.0), 1, True, int(self.n_warm_sweeps),
+            int(self.n_estimate_sweeps), stats, median_kind, n_threads,
+        )

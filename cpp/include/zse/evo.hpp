@@ -66,6 +66,12 @@ void select_parents(const double* lpj, index_t n, index_t n_parents, Selection s
 void mutate(const std::uint64_t* parents, index_t n_parents, index_t H, const EvoConfig& config,
             Rng& rng, std::vector<std::uint64_t>& children);
 
+/// The initial state set of one patch (S states), from the (seed, epoch = 0, stream) stream.
+void init_patch_states(std::uint64_t* Kn, std::uint64_t stream, index_t S, index_t H,
+                       double p_init, std::uint64_t seed);
+/// Throws std::invalid_argument unless S states of H units can be drawn with p_init.
+void check_state_settings(index_t S, index_t H, double p_init);
+
 /// Initial state sets: for every patch S distinct states with bits ~ Bernoulli(p_init), from the
 /// (seed, epoch = 0, patch) streams; all 2^H states when S == 2^H.
 void init_states(std::uint64_t* K, index_t N, index_t S, index_t H, double p_init,

@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "zse/common.hpp"
+#include "zse/tiles.hpp"
+#include "zse/volume.hpp"
 
 namespace zse {
 
@@ -60,6 +62,13 @@ MixtureStats mixture_estep(const double* Y, index_t N, const MixtureParams& para
 /// variance of the noise-free intensity per pixel.
 void mixture_estimate(const double* Y, index_t N, const MixtureParams& params, double* estimates,
                       double* variance, int n_threads);
+
+/// Estimates every patch of `volume` (read as counts through `to_model`) and merges the
+/// estimates, mapped back to grey values by `to_data`, into `out` (estimate_and_merge).
+void mixture_estimate_volume(const double* volume, const VolumeGrid& grid,
+                             const MixtureParams& params, const PatchTransform& to_model,
+                             const EstimateTransform& to_data, const StreamOutputs& out,
+                             int n_threads);
 
 /// Per-patch responsibilities r (N x C), for tests and small problems.
 void mixture_responsibilities(const double* Y, index_t N, const MixtureParams& params, double* r,

@@ -6,6 +6,8 @@
 
 #include "zse/common.hpp"
 #include "zse/evo.hpp"
+#include "zse/tiles.hpp"
+#include "zse/volume.hpp"
 
 namespace zse {
 
@@ -46,6 +48,7 @@ struct EStepOptions {
     double* estimates = nullptr;    ///< N x D posterior-mean estimates, or nullptr
     double* variance = nullptr;     ///< N x D posterior variance of W (s z), or nullptr
     double* lpj_out = nullptr;      ///< N x S log-pseudo-joints of the final K, or nullptr
+    bool want_variance = false;     ///< prepare the per-state terms of the variance
 };
 
 /// One truncated E-step over all patches: (optionally) evolve every K_n (N x S states of
@@ -71,5 +74,33 @@ struct SSSCUpdate {
 /// sigma2; otherwise the published updates (full Psi, sigma2 from posterior-mean outer products).
 /// Bounds as in ALGORITHM.md §3.6: pi in [5e-5, 1 - 5e-5], diag Psi >= 1e-5, sigma2 >= 1e-5.
 SSSCUpdate sssc_mstep(const SSSCStats& stats, index_t N, const SSSCParams& old, bool exact);
+
+/// How the states of every patch are found when a whole image is estimated (ALGORITHM.md §2.6).
+struct SSSCImageOptions {
+    index_t S = 1;
+    double p_init = 0.5;
+    std::uint64_t seed = 0;        ///< the model's seed: random streams (seed, epoch, patch)
+    std::uint64_t fresh_seed = 1;  ///< seed of fresh initial states
+    EvoConfig evo;
+    /// Training patches (sorted global indices) and their learned state sets (M x S x words):
+    /// they start from those and get `train_sweeps` sweeps.
+    const std::int64_t* train_positions = nullptr;
+    const std::uint64_t* train_states = nullptr;
+    index_t n_train = 0;
+    index_t train_sweeps = 1;
+    /// Other patches start from their left (or upper) neighbour's final states when
+    /// `warm_start`, with `warm_sweeps` sweeps; a band's first patch starts from fresh states
+    /// with `fresh_sweeps` sweeps.
+    bool warm_start = true;
+    index_t warm_sweeps = 1;
+    index_t fresh_sweeps = 10;
+};
+
+/// Estimates every patch of `volume` (read through `to_model`: the standardised, bias-free
+/// units) and merges the estimates, mapped back by `to_data`, into `out` (estimate_and_merge).
+void sssc_estimate_volume(const double* volume, const VolumeGrid& grid, const SSSCParams& params,
+                          const PatchTransform& to_model, const EstimateTransform& to_data,
+                          const SSSCImageOptions& options, const StreamOutputs& out,
+                          int n_threads);
 
 }  // namespace zse

@@ -1,0 +1,71 @@
+// Streamed estimation and merging: every patch is read from the image, estimated, and its
+// estimate merged into the per-pixel statistics while it is in cache; no N x D array exists
+// (ALGORITHM.md §2.6).
+#pragma once
+
+#include <functional>
+
+#include "zse/common.hpp"
+#include "zse/merge.hpp"
+#include "zse/volume.hpp"
+
+namespace zse {
+
+/// One corner row of patches handed to a model: `count` patches with global indices
+/// first, first + 1, ... (consecutive c0), already transformed into the model's units.
+struct RowJob {
+    index_t first = 0;
+    index_t count = 0;
+    bool band_start = false;  ///< first row of a band: per-band warm-start chains restart here
+    int slot = 0;             ///< the calling thread's workspace slot, in [0, n_slots)
+    const double* patches = nullptr;  ///< count x D
+    double* estimates = nullptr;      ///< count x D, in the model's units
+    double* variances = nullptr;      ///< count x D, or nullptr when not wanted
+};
+
+/// A model's estimator for one row; called concurrently for different bands (one slot each).
+using RowEstimator = std::function<void(const RowJob&)>;
+
+/// Output images (the volume's shape), each nullptr when not wanted. pvar needs variances.
+struct StreamOutputs {
+    double* mean = nullptr;
+    double* var = nullptr;     ///< population variance of the per-patch estimates (V1)
+    double* pvar = nullptr;    ///< mean per-patch posterior variance + var (V2)
+    double* median = nullptr;
+    double* count = nullptr;
+    MedianKind median_kind = MedianKind::average;
+};
+
+/// Maps an estimate in the model's units back to the data's: e * multiply / divide + offset[d]
+/// (variances: v * multiply^2 / divide^2). The same operations as the Python side.
+struct EstimateTransform {
+    const double* offset = nullptr;  ///< D values, or nullptr
+    double multiply = 1.0;
+    double divide = 1.0;
+};
+
+/// Geometry of the streaming: bands of `band_length` corner slices (rows for 2-D), fixed by the
+/// image alone; `wave` bands are processed at once (bounded by n_threads and memory), which
+/// changes nothing in the results.
+struct StreamPlan {
+    index_t band_length = 1;
+    index_t n_bands = 1;
+    index_t wave = 1;
+    index_t ring_slices = 1;
+    double ring_bytes = 0.0;
+    double scratch_bytes = 0.0;  ///< per-thread row buffers
+};
+
+/// The plan estimate_and_merge will use, for memory estimates before any work.
+StreamPlan plan_stream(const VolumeGrid& grid, bool want_variances, int n_threads);
+
+/// Reads every patch of `volume`, estimates it with `estimator` (bands of rows in parallel, rows
+/// in raster order within a band), and merges the estimates into `out`. Per pixel the statistics
+/// are taken over its estimates in a fixed order, so results do not depend on n_threads.
+/// Border pixels use the estimates that exist. Throws std::invalid_argument for non-finite
+/// estimates.
+void estimate_and_merge(const double* volume, const VolumeGrid& grid,
+                        const PatchTransform& to_model, const RowEstimator& estimator,
+                        const EstimateTransform& to_data, const StreamOutputs& out, int n_threads);
+
+}  // namespace zse
