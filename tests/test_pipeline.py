@@ -171,3 +171,39 @@ def test_plan_does_not_depend_on_threads_except_the_wave():
     b = _core.stream_plan((1, 500, 400), (1, 6, 6), True, 8)
     assert a["band_length"] == b["band_length"] and a["n_bands"] == b["n_bands"]
     assert a["wave"] == 1 and b["wave"] == 8
+
+
+def test_cli_denoises_an_mrc_volume_into_mrc_volumes(tmp_path):
+    import mrcfile
+
+    from zse.cli import main
+
+    volume = counts_volume((9, 12, 11), seed=4).astype(np.float32)
+    with mrcfile.new(tmp_path / "tomo.rec") as mrc:
+        mrc.set_data(volume)
+    out = tmp_path / "out"
+    assert main(["denoise", str(tmp_path / "tomo.rec"), "-o", str(out), "--patch-size", "3,3,3",
+                 "--model", "identity", "--stats", "mean,var,count", "-q"]) == 0
+    with mrcfile.open(out / "mean.mrc") as mrc:
+        np.testing.assert_array_equal(mrc.data, volume)
+    with mrcfile.open(out / "count.mrc") as mrc:
+        assert mrc.data.shape == volume.shape and mrc.data.max() == 27
+    assert (out / "mean.png").is_file()
+    # A 2-D patch on a volume file names both ways out.
+    assert main(["denoise", str(tmp_path / "tomo.rec"), "-o", str(tmp_path / "o2"), "-q"]) == 2
+
+
+def test_cli_n_train_reaches_the_model(tmp_path):
+    import json
+
+    import tifffile
+
+    from zse.cli import main
+
+    tifffile.imwrite(tmp_path / "a.tif", counts_volume((30, 30)).astype(np.float32))
+    args = ["denoise", str(tmp_path / "a.tif"), "-o", str(tmp_path / "o"), "--H", "4", "--n-states", "4",
+            "--n-parents", "2", "--max-iter", "2", "--n-train", "100", "-q"]
+    assert main(args) == 0
+    assert json.loads((tmp_path / "o" / "run.json").read_text())["n_train"] == 100
+    with pytest.raises(SystemExit):
+        main([*args[:-3], "--n-train", "0"])

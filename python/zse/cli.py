@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, io
-from ._validation import as_image
+from ._validation import as_image, as_volume
 from .models import DEFAULT_MODEL, MODELS, make_model
 from .reconstruct import DEFAULT_PATCH_SIZE, reconstruct
 
@@ -24,17 +24,18 @@ class UsageError(ValueError):
     """A command-line value that cannot be used."""
 
 
-def parse_patch_size(text: str) -> tuple[int, int]:
-    parts = text.lower().replace("*", "x").split("x")
+def parse_patch_size(text: str) -> tuple[int, ...]:
+    """``6``, ``6x8`` or ``6,8`` (2-D); ``4x4x4`` or ``4,4,4`` (3-D: the input is a volume)."""
+    parts = text.lower().replace("*", "x").replace(",", "x").split("x")
     try:
         sizes = [int(p) for p in parts]
     except ValueError:
-        raise UsageError(f"--patch-size must look like 6 or 6x8, got {text!r}") from None
+        raise UsageError(f"--patch-size must look like 6, 6x8 or 4x4x4, got {text!r}") from None
     if len(sizes) == 1:
         sizes = sizes * 2
-    if len(sizes) != 2 or min(sizes) < 1:
-        raise UsageError(f"--patch-size must look like 6 or 6x8 with sizes >= 1, got {text!r}")
-    return sizes[0], sizes[1]
+    if len(sizes) not in (2, 3) or min(sizes) < 1:
+        raise UsageError(f"--patch-size must look like 6, 6x8 or 4x4x4 with sizes >= 1, got {text!r}")
+    return tuple(sizes)
 
 
 def parse_crop(text: str, shape: tuple[int, int]) -> tuple[slice, slice]:
@@ -61,12 +62,17 @@ def parse_crop(text: str, shape: tuple[int, int]) -> tuple[slice, slice]:
     return slices[0], slices[1]
 
 
-def _output_names(stats) -> list[str]:
+def _output_names(stats, volume: bool = False) -> list[str]:
     names = ["input.png"]
     for stat in stats:
-        names += [f"{stat}.tif", f"{stat}.png"]
+        names += [f"{stat}.mrc" if volume else f"{stat}.tif", f"{stat}.png"]
     names.append("run.json")
     return names
+
+
+def _preview(array: np.ndarray) -> np.ndarray:
+    """The central section of a volume (an image as it is), for the PNG previews."""
+    return array[array.shape[0] // 2] if array.ndim == 3 else array
 
 
 def _model_report(model) -> dict:
@@ -94,6 +100,7 @@ def run_denoise(
     model_params: dict | None = None,
     extra_outputs: dict | None = None,
     finish_record=None,
+    n_train="auto",
 ) -> dict:
     """Shared body of ``denoise`` and ``demo``: fit, merge, and write every output as one set.
 
@@ -107,27 +114,32 @@ def run_denoise(
         model_name, options=model_params or {}, random_state=seed, n_threads=n_threads,
         verbose=verbose,
     )
-    names = list(extra_outputs) + _output_names(stats)
+    volume = np.ndim(image) == 3
+    names = list(extra_outputs) + _output_names(stats, volume)
     with io.OutputSet(outdir, names, overwrite=overwrite) as outputs:
         for name, array in extra_outputs.items():
             io.write_tiff(outputs.path(name), array)
         t = time.perf_counter()
         results = reconstruct(
-            image, model, stats=stats, patch_size=patch_size, n_threads=n_threads,
-            verbose=verbose,
+            image, model, stats=stats, patch_size=patch_size, n_train=n_train,
+            n_threads=n_threads, verbose=verbose,
         )
         timings["reconstruct"] = round(time.perf_counter() - t, 4)
 
         t = time.perf_counter()
-        io.write_preview_png(outputs.path("input.png"), image)
+        io.write_preview_png(outputs.path("input.png"), _preview(image))
         for stat, array in results.items():
-            io.write_tiff(outputs.path(f"{stat}.tif"), array)
-            io.write_preview_png(outputs.path(f"{stat}.png"), array)
+            if volume:
+                io.write_mrc(outputs.path(f"{stat}.mrc"), array)
+            else:
+                io.write_tiff(outputs.path(f"{stat}.tif"), array)
+            io.write_preview_png(outputs.path(f"{stat}.png"), _preview(array))
         timings["write"] = round(time.perf_counter() - t, 4)
         record.update(
             {
                 "model": _model_report(model),
                 "patch_size": list(patch_size),
+                "n_train": n_train,
                 "stats": list(stats),
                 "seed": seed,
                 "n_threads": n_threads,
@@ -160,6 +172,8 @@ def _base_record(command: str) -> dict:
 
 def cmd_denoise(args) -> int:
     _resolve_threads(args)
+    if len(args.patch_size) == 3:
+        return _denoise_volume(args)
     t = time.perf_counter()
     raw = io.read_image(args.input, page=args.page)
     record = _base_record("denoise")
@@ -197,9 +211,45 @@ def cmd_denoise(args) -> int:
         verbose=not args.quiet,
         record=record,
         model_params=_model_params(args),
+        n_train=args.n_train,
     )
     if not args.quiet:
         print(f"[zse] wrote {', '.join(f'{s}.tif' for s in args.stats)} to {args.output}")
+    return 0
+
+
+def _denoise_volume(args) -> int:
+    """``zse denoise tomogram.rec --patch-size 4x4x4``: the 3-D path, MRC volumes out."""
+    if args.page is not None or args.crop or args.bin != 1:
+        raise UsageError("--page, --crop and --bin apply to 2-D images, not to a 3-D --patch-size")
+    t = time.perf_counter()
+    volume = io.read_volume(args.input)
+    record = _base_record("denoise")
+    record["input"] = {
+        "path": str(Path(args.input).resolve()),
+        "shape": list(volume.shape),
+        "dtype": str(volume.dtype),
+    }
+    volume = as_volume(volume)
+    record.setdefault("timings_s", {})["read"] = round(time.perf_counter() - t, 4)
+    if not args.quiet:
+        print(f"[zse] read volume {args.input}: {volume.shape}", file=sys.stderr)
+    run_denoise(
+        volume,
+        Path(args.output),
+        model_name=args.model,
+        patch_size=args.patch_size,
+        stats=args.stats,
+        seed=args.seed,
+        n_threads=args.n_threads,
+        overwrite=args.overwrite,
+        verbose=not args.quiet,
+        record=record,
+        model_params=_model_params(args),
+        n_train=args.n_train,
+    )
+    if not args.quiet:
+        print(f"[zse] wrote {', '.join(f'{s}.mrc' for s in args.stats)} to {args.output}")
     return 0
 
 
@@ -240,6 +290,7 @@ def cmd_demo(args) -> int:
         model_params=_model_params(args),
         extra_outputs={"noisy.tif": noisy, "clean.tif": clean},
         finish_record=add_quality,
+        n_train=args.n_train,
     )
     outdir = Path(args.output)
     print(f"[zse] PSNR against the clean scene: noisy {quality['psnr_noisy_db']:.2f} dB", end="")
@@ -321,6 +372,18 @@ def _model_params(args) -> dict:
     return params
 
 
+def _n_train(text: str):
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--n-train must be auto or an int >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--n-train must be auto or an int >= 1, got {text!r}")
+    return value
+
+
 def _stats(text: str) -> tuple[str, ...]:
     names = tuple(s.strip() for s in text.split(",") if s.strip())
     if not names:
@@ -334,7 +397,7 @@ def _add_common(p: argparse.ArgumentParser, default_output: str | None) -> None:
     else:
         p.add_argument("-o", "--output", default=default_output, help="output directory (default: %(default)s)")
     p.add_argument("--model", default=DEFAULT_MODEL, choices=sorted(MODELS), help="patch model (default: %(default)s)")
-    p.add_argument("--patch-size", type=parse_patch_size, default=(DEFAULT_PATCH_SIZE, DEFAULT_PATCH_SIZE), help="patch size, e.g. 6 or 6x8 (default: 6)")
+    p.add_argument("--patch-size", type=parse_patch_size, default=(DEFAULT_PATCH_SIZE, DEFAULT_PATCH_SIZE), help="patch size: 6 or 6x8 for an image, 4x4x4 for a volume (MRC in, MRC volumes out; default: 6)")
     p.add_argument("--stats", type=_stats, default=("mean", "var"), help="comma-separated outputs: mean,median,var,pvar,count (default: mean,var)")
     from .sssc import MUTATIONS, SELECTIONS, UPDATES
 
@@ -363,6 +426,7 @@ def _add_common(p: argparse.ArgumentParser, default_output: str | None) -> None:
     c.add_argument("--checkpoint", default=None, help="file the training state is written to every --checkpoint-every epochs")
     c.add_argument("--checkpoint-every", type=int, default=None, help="epochs between checkpoints (default 10)")
     c.add_argument("--resume", action="store_true", default=None, help="continue from --checkpoint if it exists (bit-identical results)")
+    p.add_argument("--n-train", type=_n_train, default="auto", help="patch positions to train on: an int, or auto (every patch up to 65536, a random subset beyond; default)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the model (default: 0)")
     p.add_argument("--n-threads", type=int, default=None, help="threads (default: all available; capped at the CPUs)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")

@@ -61,6 +61,8 @@ def _select_page(n_pages: int, page: int | None, path: Path, what: str = "page")
         msg = (
             f"{path} holds {n_pages} {what}s; pass page=k (--page k on the command line) to "
             f"pick one (0 to {n_pages - 1})"
+            + (", or a 3-D patch size (--patch-size 4x4x4) to denoise the whole volume"
+               if what == "section" else "")
         )
         raise ValueError(msg)
     if isinstance(page, bool) or not isinstance(page, (int, np.integer)):
@@ -281,6 +283,86 @@ def read_image(path, *, page: int | None = None) -> np.ndarray:
         msg = f"{path} holds an array of shape {array.shape}; zse needs a 2-D image"
         raise ValueError(msg)
     return array
+
+
+def read_volume(path) -> np.ndarray:
+    """Read a whole MRC volume or stack (z, y, x), or a multi-page TIFF, as a 3-D array.
+
+    The declared size is checked against the file's size and the available memory before the
+    data are read (as :func:`read_image` does). A single 2-D image is refused: use
+    :func:`read_image`.
+    """
+    path = Path(path)
+    if not path.exists():
+        msg = f"input file not found: {path}"
+        raise FileNotFoundError(msg)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in MRC_SUFFIXES:
+            import mrcfile
+            from mrcfile.utils import dtype_from_mode
+
+            with mrcfile.open(path, mode="r", permissive=False, header_only=True) as mrc:
+                header = mrc.header
+                shape = (int(header.nz), int(header.ny), int(header.nx))
+                dtype = np.dtype(dtype_from_mode(header.mode))
+                extended = int(header.nsymbt)
+            declared = int(np.prod(shape)) * dtype.itemsize
+            have = path.stat().st_size - 1024 - extended
+            if min(shape) < 1 or have < declared:
+                msg = (
+                    f"{path} declares {shape[0]} x {shape[1]} x {shape[2]} {dtype} values but "
+                    f"holds {max(have, 0)} bytes of data (truncated or corrupt file)"
+                )
+                raise ValueError(msg)
+            _check_decoded_size(shape, dtype.itemsize, path)
+            with mrcfile.mmap(path, mode="r", permissive=False) as mrc:
+                volume = np.array(mrc.data)
+        elif suffix in TIFF_SUFFIXES:
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                file_size = path.stat().st_size
+                for page in tif.pages:
+                    _check_tiff_data(page, path, file_size)
+                volume = tif.asarray()
+        else:
+            msg = f"{path}: volumes are read from MRC or TIFF files, not {suffix!r}"
+            raise ValueError(msg)
+    except (MemoryError, FileNotFoundError):
+        raise
+    except ValueError as error:
+        if str(path) in str(error):
+            raise
+        msg = f"could not read {path}: {error}"
+        raise ValueError(msg) from error
+    except Exception as error:  # decoder errors: truncated or corrupt files
+        msg = f"could not read {path} (truncated or corrupt?): {type(error).__name__}: {error}"
+        raise ValueError(msg) from error
+    if volume.ndim != 3:
+        msg = f"{path} holds an array of shape {volume.shape}, not a volume (z, y, x)"
+        raise ValueError(msg)
+    return volume
+
+
+def write_mrc(path, volume, *, overwrite: bool = False) -> Path:
+    """Write a 2-D image or 3-D volume as a float32 MRC file (atomically); returns the path."""
+    import mrcfile
+
+    path = Path(path)
+    _prepare_output(path, overwrite)
+    data = np.asarray(volume)
+    with np.errstate(over="ignore"):
+        out = data.astype(np.float32)
+    if np.isfinite(data).all() and not np.isfinite(out).all():
+        msg = f"values of the image for {path} overflow float32"
+        raise ValueError(msg)
+
+    def write(tmp):
+        with mrcfile.new(tmp, overwrite=True) as mrc:
+            mrc.set_data(out)
+
+    return _write_atomically(path, write)
 
 
 def _prepare_output(path: Path, overwrite: bool) -> None:

@@ -1,0 +1,179 @@
+"""How zse.reconstruct scales with the image: seconds and peak memory at the defaults.
+
+    python bench/scale.py                          # every size at 1 and 2 threads (hours on 2 cores)
+    python bench/scale.py --sizes 256,512,1376x1032 --threads 2
+    python bench/scale.py --quick                  # two small cases (CI smoke)
+
+Each case runs in a fresh subprocess (`python bench/scale.py --one ...`), so its peak resident
+memory (ru_maxrss of the child) is its own. Images are synthetic TEM scenes from
+zse.data.synthetic_tem (shot noise at 20 e-/px), denoised with zse.reconstruct at its defaults
+(SSSC, patch 6x6 or 4x4x4, n_train "auto", stats mean and var). Rows are appended to
+bench/results/scale.csv as they finish (a row already there with the same settings is kept);
+bench/SCALE.md is written from the CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+ALL_SIZES = ["256", "512", "1024", "1376x1032", "2048", "4096", "5760x4092", "256x256x128"]
+TARGETS = {  # issue targets on 2 cores: seconds, MB of peak RSS
+    "1376x1032": (120, 300),
+    "4096x4096": (600, 1000),
+    "5760x4092": (None, 2000),
+    "128x256x256": (900, 1000),
+}
+FIELDS = ["case", "shape", "threads", "max_iter", "seconds", "peak_rss_mb", "n_patches", "n_train",
+          "fit_seconds", "estimate_seconds", "settings"]
+
+
+def parse_size(text: str) -> tuple[int, ...]:
+    parts = [int(p) for p in text.lower().split("x")]
+    if len(parts) == 1:
+        return (parts[0], parts[0])
+    if len(parts) == 2:
+        return (parts[1], parts[0])  # WxH as cameras write it -> (rows, columns)
+    return (parts[2], parts[1], parts[0])  # XxYxZ -> (z, y, x)
+
+
+def make_input(shape):
+    import numpy as np
+
+    import zse
+
+    if len(shape) == 2:
+        noisy, _ = zse.synthetic_tem(shape, dose=20.0, seed=0)
+        return noisy
+    z = shape[0]
+    slab, _ = zse.synthetic_tem(shape[1:], dose=20.0, seed=0)
+    rng = np.random.default_rng(1)
+    # A volume whose sections change slowly: the scene drifts along z, new shot noise per slice.
+    clean = np.stack([np.roll(slab, k // 4, axis=1) for k in range(z)])
+    return rng.poisson(np.maximum(clean, 0)).astype(np.float64)
+
+
+def run_one(size: str, threads: int, max_iter: int | None) -> dict:
+    import zse
+
+    shape = parse_size(size)
+    image = make_input(shape)
+    model = zse.SSSC(random_state=0, n_threads=threads, verbose=False)
+    if max_iter is not None:
+        model.set_params(max_iter=max_iter)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t = time.perf_counter()
+    out = zse.reconstruct(image, model, stats=("mean", "var"), n_threads=threads)
+    seconds = time.perf_counter() - t
+    fit_seconds = sum(model.epoch_seconds_)
+    assert out["mean"].shape == image.shape
+    n_patches = 1
+    patch = (6, 6) if image.ndim == 2 else (4, 4, 4)
+    for s, p in zip(image.shape, patch):
+        n_patches *= s - p + 1
+    return {
+        "case": size,
+        "shape": "x".join(map(str, image.shape)),
+        "threads": threads,
+        "max_iter": model.max_iter,
+        "seconds": round(seconds, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "start_rss_mb": round(before / 1024, 1),
+        "n_patches": n_patches,
+        "n_train": model.K_.shape[0],
+        "fit_seconds": round(fit_seconds, 2),
+        "estimate_seconds": round(seconds - fit_seconds, 2),
+        "settings": f"SSSC defaults, max_iter={model.max_iter}, stats mean+var, seed 0",
+    }
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def write_report(rows: list[dict], path: Path, command: str) -> None:
+    lines = [
+        "# Scale: zse.reconstruct at the defaults",
+        "",
+        f"`{command}` on {platform.machine()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}. Synthetic TEM scenes (`zse.synthetic_tem`, 20 e-/px); "
+        "SSSC at its defaults (H=64, S=32, 100 epochs unless the row says otherwise), patch 6x6 "
+        "(4x4x4 for the volume), `n_train=\"auto\"`, stats mean and var. Peak RSS is the whole "
+        "process (Python, NumPy and zse included).",
+        "",
+        "| case | shape | threads | epochs | patches | trained on | fit s | estimate s | total s | peak RSS MB | target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        target = TARGETS.get(r["shape"]) or TARGETS.get(r["case"])
+        t = "" if target is None else " / ".join(
+            x for x in (f"<= {target[0]} s" if target[0] else "", f"<= {target[1]} MB") if x)
+        lines.append(
+            f"| {r['case']} | {r['shape']} | {r['threads']} | {r['max_iter']} | {int(r['n_patches']):,} | "
+            f"{int(r['n_train']):,} | {r['fit_seconds']} | {r['estimate_seconds']} | {r['seconds']} | "
+            f"{r['peak_rss_mb']} | {t} |"
+        )
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default=",".join(ALL_SIZES))
+    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--max-iter", type=int, default=None, help="epochs (default: the model's)")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one is not None:
+        size, threads = args.one.split("@")
+        print(json.dumps(run_one(size, int(threads), args.max_iter)))
+        return 0
+    if args.quick:
+        args.sizes, args.threads, args.max_iter = "128,24x24x16", "2", 3
+    csv_path = RESULTS / ("scale_quick.csv" if args.quick else "scale.csv")
+    report = RESULTS / "SCALE_quick.md" if args.quick else REPO / "bench" / "SCALE.md"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    rows = [] if args.quick else read_rows(csv_path)
+    done = {(r["case"], r["threads"], r["max_iter"]) for r in rows}
+    for size in args.sizes.split(","):
+        for threads in args.threads.split(","):
+            cmd = [sys.executable, __file__, "--one", f"{size}@{threads}"]
+            if args.max_iter is not None:
+                cmd += ["--max-iter", str(args.max_iter)]
+            key_iter = str(args.max_iter if args.max_iter is not None else 100)
+            if (size, threads, key_iter) in done:
+                continue
+            print(f"[scale] {size} at {threads} thread(s) ...", file=sys.stderr, flush=True)
+            result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if result.returncode != 0:
+                print(result.stderr[-2000:], file=sys.stderr)
+                return 1
+            row = json.loads(result.stdout.strip().splitlines()[-1])
+            row.pop("start_rss_mb", None)
+            print(f"[scale] {row}", file=sys.stderr, flush=True)
+            rows.append({k: str(row[k]) for k in FIELDS})
+            with open(csv_path, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=FIELDS)
+                writer.writeheader()
+                writer.writerows(rows)
+    command = "python bench/scale.py" + ("" if not argv else " " + " ".join(argv))
+    write_report(rows, report, command)
+    print(f"[scale] wrote {report}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
