@@ -167,6 +167,24 @@ zse::Mutation parse_mutation(const std::string& s) {
     throw std::invalid_argument("unknown mutation '" + s + "'");
 }
 
+// The evolutionary search settings, checked; sparseflip's target crowdedness is sum(pi).
+zse::EvoConfig evo_config(const zse::SSSCParams& p, zse::index_t n_parents, zse::index_t n_children,
+                          zse::index_t n_generations, const std::string& selection,
+                          const std::string& mutation, double bitflip_prob) {
+    zse::EvoConfig evo;
+    evo.n_parents = n_parents;
+    evo.n_children = n_children;
+    evo.n_generations = n_generations;
+    evo.selection = parse_selection(selection);
+    evo.mutation = parse_mutation(mutation);
+    zse::require(evo.mutation != zse::Mutation::randflip || n_children <= p.H,
+                 "randflip needs n_children <= H");
+    evo.bitflip_prob = bitflip_prob;
+    evo.crowdedness = 0.0;
+    for (zse::index_t h = 0; h < p.H; ++h) evo.crowdedness += p.pi[h];
+    return evo;
+}
+
 ArrayF64 copy_matrix(const std::vector<double>& v, zse::index_t rows, zse::index_t cols) {
     ArrayF64 out({rows, cols});
     std::copy(v.begin(), v.end(), out.mutable_data());
@@ -427,17 +445,8 @@ PYBIND11_MODULE(_core, m) {
               opt.epoch = epoch;
               opt.evolve = evolve;
               opt.n_sweeps = n_sweeps;
-              opt.evo.n_parents = n_parents;
-              opt.evo.n_children = n_children;
-              opt.evo.n_generations = n_generations;
-              opt.evo.selection = parse_selection(selection);
-              opt.evo.mutation = parse_mutation(mutation);
-              zse::require(opt.evo.mutation != zse::Mutation::randflip || n_children <= p.H,
-                           "randflip needs n_children <= H");
-              opt.evo.bitflip_prob = bitflip_prob;
-              double crowdedness = 0.0;
-              for (zse::index_t h = 0; h < p.H; ++h) crowdedness += p.pi[h];
-              opt.evo.crowdedness = crowdedness;
+              opt.evo = evo_config(p, n_parents, n_children, n_generations, selection, mutation,
+                                   bitflip_prob);
               opt.want_stats = want_stats;
               py::dict out;
               if (want_estimates) {
@@ -634,17 +643,8 @@ PYBIND11_MODULE(_core, m) {
               opt.p_init = p_init;
               opt.seed = seed;
               opt.fresh_seed = fresh_seed;
-              opt.evo.n_parents = n_parents;
-              opt.evo.n_children = n_children;
-              opt.evo.n_generations = n_generations;
-              opt.evo.selection = parse_selection(selection);
-              opt.evo.mutation = parse_mutation(mutation);
-              zse::require(opt.evo.mutation != zse::Mutation::randflip || n_children <= p.H,
-                           "randflip needs n_children <= H");
-              opt.evo.bitflip_prob = bitflip_prob;
-              double crowdedness = 0.0;
-              for (zse::index_t h = 0; h < p.H; ++h) crowdedness += p.pi[h];
-              opt.evo.crowdedness = crowdedness;
+              opt.evo = evo_config(p, n_parents, n_children, n_generations, selection, mutation,
+                                   bitflip_prob);
               opt.train_positions = train_positions.data();
               opt.train_states = train_states.data();
               opt.n_train = M;

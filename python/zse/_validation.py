@@ -37,11 +37,7 @@ def as_image(image, name: str = "image") -> np.ndarray:
             f"{array.shape}; convert colour images or stacks to single 2-D images first"
         )
         raise ValueError(msg)
-    if array.size == 0:
-        msg = f"{name} is empty (shape {array.shape})"
-        raise ValueError(msg)
-    _check_finite(array, name)
-    return np.ascontiguousarray(array, dtype=np.float64)
+    return _finite_float64(array, name)
 
 
 def as_patches(patches, name: str = "patches") -> np.ndarray:
@@ -155,6 +151,10 @@ def as_volume(image, name: str = "image") -> np.ndarray:
             f"shape {array.shape}; convert colour images to single-channel images first"
         )
         raise ValueError(msg)
+    return _finite_float64(array, name)
+
+
+def _finite_float64(array: np.ndarray, name: str) -> np.ndarray:
     if array.size == 0:
         msg = f"{name} is empty (shape {array.shape})"
         raise ValueError(msg)

@@ -199,6 +199,10 @@ def cmd_denoise(args) -> int:
     record.setdefault("timings_s", {})["read"] = round(time.perf_counter() - t, 4)
     if not args.quiet:
         print(f"[zse] read {args.input}: {raw.shape} {raw.dtype} -> {image.shape}", file=sys.stderr)
+    return _denoise_and_report(args, image, record, "tif")
+
+
+def _denoise_and_report(args, image, record, suffix) -> int:
     run_denoise(
         image,
         Path(args.output),
@@ -214,7 +218,7 @@ def cmd_denoise(args) -> int:
         n_train=args.n_train,
     )
     if not args.quiet:
-        print(f"[zse] wrote {', '.join(f'{s}.tif' for s in args.stats)} to {args.output}")
+        print(f"[zse] wrote {', '.join(f'{s}.{suffix}' for s in args.stats)} to {args.output}")
     return 0
 
 
@@ -234,23 +238,7 @@ def _denoise_volume(args) -> int:
     record.setdefault("timings_s", {})["read"] = round(time.perf_counter() - t, 4)
     if not args.quiet:
         print(f"[zse] read volume {args.input}: {volume.shape}", file=sys.stderr)
-    run_denoise(
-        volume,
-        Path(args.output),
-        model_name=args.model,
-        patch_size=args.patch_size,
-        stats=args.stats,
-        seed=args.seed,
-        n_threads=args.n_threads,
-        overwrite=args.overwrite,
-        verbose=not args.quiet,
-        record=record,
-        model_params=_model_params(args),
-        n_train=args.n_train,
-    )
-    if not args.quiet:
-        print(f"[zse] wrote {', '.join(f'{s}.mrc' for s in args.stats)} to {args.output}")
-    return 0
+    return _denoise_and_report(args, volume, record, "mrc")
 
 
 def cmd_demo(args) -> int:

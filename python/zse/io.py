@@ -351,12 +351,7 @@ def write_mrc(path, volume, *, overwrite: bool = False) -> Path:
 
     path = Path(path)
     _prepare_output(path, overwrite)
-    data = np.asarray(volume)
-    with np.errstate(over="ignore"):
-        out = data.astype(np.float32)
-    if np.isfinite(data).all() and not np.isfinite(out).all():
-        msg = f"values of the image for {path} overflow float32"
-        raise ValueError(msg)
+    out = _as_float32(volume, path)
 
     def write(tmp):
         with mrcfile.new(tmp, overwrite=True) as mrc:
@@ -372,6 +367,17 @@ def _prepare_output(path: Path, overwrite: bool) -> None:
     if not path.parent.is_dir():
         msg = f"output directory {path.parent} does not exist"
         raise FileNotFoundError(msg)
+
+
+def _as_float32(data, path: Path) -> np.ndarray:
+    """float32 copy for writing; ValueError when finite values would overflow to inf."""
+    data = np.asarray(data)
+    with np.errstate(over="ignore"):
+        out = data.astype(np.float32)
+    if np.isfinite(data).all() and not np.isfinite(out).all():
+        msg = f"values of the image for {path} overflow float32"
+        raise ValueError(msg)
+    return out
 
 
 def _write_atomically(path: Path, write) -> Path:
@@ -390,12 +396,7 @@ def write_tiff(path, image, *, overwrite: bool = False) -> Path:
     """Write a 2-D image as a float32 TIFF (atomically); returns the path written."""
     path = Path(path)
     _prepare_output(path, overwrite)
-    image = np.asarray(image)
-    with np.errstate(over="ignore"):
-        out = image.astype(np.float32)
-    if np.isfinite(image).all() and not np.isfinite(out).all():
-        msg = f"values of the image for {path} overflow float32"
-        raise ValueError(msg)
+    out = _as_float32(image, path)
     import tifffile
 
     return _write_atomically(
