@@ -32,7 +32,7 @@ class SSSC(EMEstimator):
     set (Drefs, Guiraud & Lücke, JMLR 2022; ALGORITHM.md §3-§4).
 
     The model has a learned bias b (a mean patch): y = b + W (s * z) + noise. The kernels work
-    on standardised patches (the mean value subtracted, divided by the standard deviation), so
+    on standardised patches (a low quantile subtracted, divided by the standard deviation), so
     results do not depend on the data's units: fitting ``a * Y + c`` (a > 0) gives estimates
     ``a * estimate(Y) + c`` and variances ``a**2 * variance`` (ALGORITHM.md §3.10). The learned
     parameters are reported in the data's units.
@@ -99,7 +99,8 @@ class SSSC(EMEstimator):
     bias_ : ndarray of shape (n_features,)
         The learned bias b (the patch that all-off states generate), in the data's units.
     data_offset_, data_scale_ : float
-        Mean and standard deviation of the training patches' values, used to standardise them.
+        The 0.1 % quantile and the standard deviation of the training patches' values, used to
+        standardise them.
     free_energies_ : list of float
         Truncated free energy per patch at every epoch, as a density in the data's units
         (computed with the parameters before that epoch's M-step, after the state search).
