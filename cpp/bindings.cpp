@@ -133,6 +133,27 @@ zse::MixtureParams mixture_params(const ArrayF64& Y, const ArrayF64& W, const Ar
     return p;
 }
 
+// The chunks of a (part, n_parts) share, checked.
+zse::ChunkShare chunk_share(const zse::FixedChunks& chunks, const py::object& share) {
+    const auto pn = share.cast<std::tuple<int, int>>();
+    return zse::share_of(chunks, std::get<0>(pn), std::get<1>(pn));
+}
+
+py::dict mixture_stats_dict(const zse::MixtureStats& st, zse::index_t C, zse::index_t D,
+                            zse::index_t K) {
+    py::dict out;
+    out["R"] = vector_to_array(st.R);
+    ArrayF64 S = vector_to_array(st.S);
+    out["S"] = S.reshape({C, D});
+    out["T"] = vector_to_array(st.T);
+    if (K > 0) {
+        ArrayF64 h = vector_to_array(st.hist);
+        out["hist"] = h.reshape({C, K});
+    }
+    out["log_likelihood"] = st.log_likelihood;
+    return out;
+}
+
 using ArrayU64 = py::array_t<std::uint64_t, py::array::c_style>;
 
 zse::SSSCParams sssc_params(const ArrayF64& W, const ArrayF64& pi, const ArrayF64& mu,
@@ -210,27 +231,33 @@ zse::VolumeGrid shape_grid(const std::tuple<zse::index_t, zse::index_t, zse::ind
                            std::get<0>(patch), std::get<1>(patch), std::get<2>(patch));
 }
 
-// Allocates the requested output volumes (with the GIL held) and points `out` at them.
+// Allocates the requested output volumes (with the GIL held) and points `out` at them. With
+// n_parts > 1 they hold part `part`'s share of the slices only (rows of a 2-D image; MPI ranks).
 py::dict stream_outputs(const zse::VolumeGrid& g, const std::vector<std::string>& stats,
-                        const std::string& median_kind, zse::StreamOutputs& out) {
+                        const std::string& median_kind, int part, int n_parts,
+                        zse::StreamOutputs& out) {
     zse::require(median_kind == "average" || median_kind == "lower",
                  "median_kind must be 'average' or 'lower', got '" + median_kind + "'");
     out.median_kind = median_kind == "lower" ? zse::MedianKind::lower : zse::MedianKind::average;
+    const zse::SliceRange range = zse::slices_of_part(g, part, n_parts);
+    out.slice_begin = range.first;
+    out.slice_end = range.last;
+    const bool image = g.Z == 1 && g.Pz == 1;  // slices are rows
+    const zse::index_t n = range.last - range.first;
     py::dict result;
     for (const std::string& name : stats) {
-        ArrayF64 image({g.Z, g.R, g.Q});
-        double* ptr = image.mutable_data();
+        ArrayF64 volume = image ? ArrayF64({zse::index_t{1}, n, g.Q}) : ArrayF64({n, g.R, g.Q});
+        double* ptr = volume.mutable_data();
         if (name == "mean") out.mean = ptr;
         else if (name == "var") out.var = ptr;
         else if (name == "pvar") out.pvar = ptr;
         else if (name == "median") out.median = ptr;
         else if (name == "count") out.count = ptr;
         else throw std::invalid_argument("unknown stat '" + name + "'");
-        result[py::str(name)] = image;
+        result[py::str(name)] = volume;
     }
     return result;
 }
-
 
 }  // namespace
 
@@ -279,10 +306,25 @@ PYBIND11_MODULE(_core, m) {
         }
         return out;
     }, py::arg("Y").noconvert(), py::arg("n_threads"));
+    py::class_<zse::MixtureStats>(m, "MixtureStats", "Statistics of one chunk of a mixture E-step (private)")
+        .def(py::pickle(
+            [](const zse::MixtureStats& st) {
+                return py::make_tuple(st.R, st.S, st.T, st.hist, st.log_likelihood);
+            },
+            [](const py::tuple& t) {
+                zse::require(t.size() == 5, "not a pickled MixtureStats");
+                zse::MixtureStats st;
+                st.R = t[0].cast<std::vector<double>>();
+                st.S = t[1].cast<std::vector<double>>();
+                st.T = t[2].cast<std::vector<double>>();
+                st.hist = t[3].cast<std::vector<double>>();
+                st.log_likelihood = t[4].cast<double>();
+                return st;
+            }));
     m.def("mixture_estep",
           [](const ArrayF64& Y, const ArrayF64& W, const ArrayF64& log_pi, const py::object& alpha,
              double beta, const ArrayF64& log_factorials, const zse::TotalsIndex* totals,
-             bool want_hist, int n_threads) {
+             bool want_hist, int n_threads, const py::object& share) -> py::object {
               ArrayF64 alpha_storage;
               const zse::MixtureParams p = mixture_params(Y, W, log_pi, alpha, beta, alpha_storage);
               require_shape(log_factorials, {Y.shape(0)}, "log_factorials");
@@ -290,26 +332,38 @@ PYBIND11_MODULE(_core, m) {
               const double* y = Y.data();
               const double* lf = log_factorials.data();
               const zse::index_t N = Y.shape(0);
+              const zse::index_t K = want_hist ? static_cast<zse::index_t>(totals->values.size()) : 0;
+              if (!share.is_none()) {
+                  const zse::ChunkShare own = chunk_share(zse::mixture_chunks(N), share);
+                  std::vector<zse::MixtureStats> partials;
+                  {
+                      py::gil_scoped_release release;
+                      partials = zse::mixture_estep_partials(y, N, p, lf, totals, want_hist, own,
+                                                             n_threads);
+                  }
+                  return py::cast(std::move(partials));
+              }
               zse::MixtureStats st;
               {
                   py::gil_scoped_release release;
                   st = zse::mixture_estep(y, N, p, lf, totals, want_hist, n_threads);
               }
-              py::dict out;
-              out["R"] = vector_to_array(st.R);
-              ArrayF64 S = vector_to_array(st.S);
-              out["S"] = S.reshape({p.C, p.D});
-              out["T"] = vector_to_array(st.T);
-              if (want_hist) {
-                  ArrayF64 h = vector_to_array(st.hist);
-                  out["hist"] = h.reshape({p.C, static_cast<zse::index_t>(totals->values.size())});
-              }
-              out["log_likelihood"] = st.log_likelihood;
-              return out;
+              return mixture_stats_dict(st, p.C, p.D, K);
           },
+          "Exact E-step; with share=(part, n_parts) the per-chunk statistics of that part only",
           py::arg("Y").noconvert(), py::arg("W").noconvert(), py::arg("log_pi").noconvert(),
           py::arg("alpha"), py::arg("beta"), py::arg("log_factorials").noconvert(),
-          py::arg("totals"), py::arg("want_hist"), py::arg("n_threads"));
+          py::arg("totals"), py::arg("want_hist"), py::arg("n_threads"),
+          py::arg("share") = py::none());
+    m.def("sum_mixture_stats",
+          [](std::vector<zse::MixtureStats> partials, zse::index_t C, zse::index_t D,
+             zse::index_t K) {
+              const zse::MixtureStats st = zse::sum_in_chunk_order(
+                  partials, [](zse::MixtureStats& a, const zse::MixtureStats& b) { a.add(b); });
+              return mixture_stats_dict(st, C, D, K);
+          },
+          "Sums per-chunk statistics in chunk order (the same sums as mixture_estep)",
+          py::arg("partials"), py::arg("C"), py::arg("D"), py::arg("K"));
     m.def("mixture_estimate",
           [](const ArrayF64& Y, const ArrayF64& W, const ArrayF64& log_pi, const py::object& alpha,
              double beta, bool want_variance, int n_threads) {
@@ -407,7 +461,45 @@ PYBIND11_MODULE(_core, m) {
         .def_readonly("n_invalid", &zse::SSSCStats::n_invalid)
         .def_readonly("n_new_states", &zse::SSSCStats::n_new_states)
         .def_readonly("n_replaced", &zse::SSSCStats::n_replaced)
-        .def_readonly("n_lpj", &zse::SSSCStats::n_lpj);
+        .def_readonly("n_lpj", &zse::SSSCStats::n_lpj)
+        .def(py::pickle(
+            [](const zse::SSSCStats& s) {
+                return py::make_tuple(s.H, s.D, s.a_s, s.a_sz, s.B_ss, s.B_szsz, s.B_mm, s.B_s_sz,
+                                      s.Y_sz, s.T_yy, s.log_joint_sum,
+                                      py::make_tuple(s.n_invalid, s.n_new_states, s.n_replaced,
+                                                     s.n_lpj));
+            },
+            [](const py::tuple& t) {
+                zse::require(t.size() == 12, "not a pickled SSSCStats");
+                zse::SSSCStats s;
+                s.H = t[0].cast<zse::index_t>();
+                s.D = t[1].cast<zse::index_t>();
+                s.a_s = t[2].cast<std::vector<double>>();
+                s.a_sz = t[3].cast<std::vector<double>>();
+                s.B_ss = t[4].cast<std::vector<double>>();
+                s.B_szsz = t[5].cast<std::vector<double>>();
+                s.B_mm = t[6].cast<std::vector<double>>();
+                s.B_s_sz = t[7].cast<std::vector<double>>();
+                s.Y_sz = t[8].cast<std::vector<double>>();
+                s.T_yy = t[9].cast<double>();
+                s.log_joint_sum = t[10].cast<double>();
+                const auto counts = t[11].cast<std::tuple<std::int64_t, std::int64_t, std::int64_t, std::int64_t>>();
+                s.n_invalid = std::get<0>(counts);
+                s.n_new_states = std::get<1>(counts);
+                s.n_replaced = std::get<2>(counts);
+                s.n_lpj = std::get<3>(counts);
+                return s;
+            }));
+    m.def("sum_sssc_stats",
+          [](std::vector<zse::SSSCStats> partials, zse::index_t H, zse::index_t D) {
+              zse::SSSCStats total = zse::sum_in_chunk_order(
+                  partials, [](zse::SSSCStats& a, const zse::SSSCStats& b) { a.add(b); });
+              total.H = H;
+              total.D = D;
+              return total;
+          },
+          "Sums per-chunk statistics in chunk order (the same sums as sssc_estep)",
+          py::arg("partials"), py::arg("H"), py::arg("D"));
 
     m.def("sssc_init_states",
           [](zse::index_t N, zse::index_t S, zse::index_t H, double p_init, std::uint64_t seed,
@@ -431,7 +523,8 @@ PYBIND11_MODULE(_core, m) {
              std::uint64_t epoch, bool evolve, zse::index_t n_sweeps, zse::index_t n_parents,
              zse::index_t n_children, zse::index_t n_generations, const std::string& selection,
              const std::string& mutation, double bitflip_prob, bool want_stats,
-             bool want_estimates, bool want_variance, bool want_lpj, int n_threads) {
+             bool want_estimates, bool want_variance, bool want_lpj, int n_threads,
+             const py::object& share) {
               const zse::SSSCParams p = sssc_params(W, pi, mu, Psi, sigma2);
               zse::require(Y.ndim() == 2 && Y.shape(1) == p.D, "patches must be (N, D) with D = W.shape[0]");
               const zse::index_t N = Y.shape(0);
@@ -466,6 +559,16 @@ PYBIND11_MODULE(_core, m) {
               }
               const double* y = Y.data();
               std::uint64_t* k = K.mutable_data();
+              if (!share.is_none()) {
+                  const zse::ChunkShare own = chunk_share(zse::sssc_chunks(N), share);
+                  std::vector<zse::SSSCStats> partials;
+                  {
+                      py::gil_scoped_release release;
+                      partials = zse::sssc_estep_partials(y, N, p, k, S, opt, own, n_threads);
+                  }
+                  out["chunk_stats"] = std::move(partials);
+                  return out;
+              }
               zse::SSSCStats stats;
               {
                   py::gil_scoped_release release;
@@ -480,9 +583,27 @@ PYBIND11_MODULE(_core, m) {
           py::arg("n_sweeps"), py::arg("n_parents"), py::arg("n_children"),
           py::arg("n_generations"), py::arg("selection"), py::arg("mutation"),
           py::arg("bitflip_prob"), py::arg("want_stats"), py::arg("want_estimates"),
-          py::arg("want_variance"), py::arg("want_lpj"), py::arg("n_threads"));
+          py::arg("want_variance"), py::arg("want_lpj"), py::arg("n_threads"),
+          py::arg("share") = py::none());
 
     // --- volumes and streamed estimation (ALGORITHM.md §2.6) ---------------------------------
+    m.def("chunk_share_patches",
+          [](const std::string& kernel, zse::index_t N, int part, int n_parts) {
+              zse::require(kernel == "sssc" || kernel == "mixture", "kernel must be 'sssc' or 'mixture'");
+              const zse::FixedChunks chunks = kernel == "sssc" ? zse::sssc_chunks(N) : zse::mixture_chunks(N);
+              const zse::ChunkShare own = zse::share_of(chunks, part, n_parts);
+              return py::make_tuple(chunks.begin(own.first), chunks.begin(own.last));
+          },
+          "The patches [begin, end) of part `part`'s chunks of an E-step over N patches",
+          py::arg("kernel"), py::arg("N"), py::arg("part"), py::arg("n_parts"));
+    m.def("stream_share",
+          [](const std::tuple<zse::index_t, zse::index_t, zse::index_t>& shape, const Patch3& patch,
+             int part, int n_parts) {
+              const zse::SliceRange r = zse::slices_of_part(shape_grid(shape, patch), part, n_parts);
+              return py::make_tuple(r.first, r.last);
+          },
+          "The output slices (rows of an image) [first, last) that part `part` finishes",
+          py::arg("shape"), py::arg("patch"), py::arg("part"), py::arg("n_parts"));
     m.def("stream_plan",
           [](const std::tuple<zse::index_t, zse::index_t, zse::index_t>& shape, const Patch3& patch,
              bool want_variances, int n_threads) {
@@ -531,7 +652,7 @@ PYBIND11_MODULE(_core, m) {
                   var = var_storage.data();
               }
               zse::StreamOutputs out;
-              py::dict result = stream_outputs(g, stats, median_kind, out);
+              py::dict result = stream_outputs(g, stats, median_kind, 0, 1, out);
               zse::require(out.pvar == nullptr || var != nullptr, "pvar needs the variances");
               const double* e = estimates.data();
               const zse::index_t D = g.D();
@@ -554,10 +675,10 @@ PYBIND11_MODULE(_core, m) {
           py::arg("variances"), py::arg("median_kind"), py::arg("n_threads"));
     m.def("identity_estimate_volume",
           [](const ArrayF64& volume, const Patch3& patch, const std::vector<std::string>& stats,
-             const std::string& median_kind, int n_threads) {
+             const std::string& median_kind, int n_threads, int part, int n_parts) {
               const zse::VolumeGrid g = volume_grid(volume, patch);
               zse::StreamOutputs out;
-              py::dict result = stream_outputs(g, stats, median_kind, out);
+              py::dict result = stream_outputs(g, stats, median_kind, part, n_parts, out);
               zse::require(out.pvar == nullptr, "the identity model has no predictive variance");
               const zse::index_t D = g.D();
               const zse::RowEstimator identity = [D](const zse::RowJob& job) {
@@ -572,11 +693,13 @@ PYBIND11_MODULE(_core, m) {
               return result;
           },
           py::arg("volume").noconvert(), py::arg("patch"), py::arg("stats"),
-          py::arg("median_kind"), py::arg("n_threads"));
+          py::arg("median_kind"), py::arg("n_threads"), py::arg("part") = 0,
+          py::arg("n_parts") = 1);
     m.def("mixture_estimate_volume",
           [](const ArrayF64& volume, const Patch3& patch, const ArrayF64& W, const ArrayF64& log_pi,
              const py::object& alpha, double beta, double offset, double gain,
-             const std::vector<std::string>& stats, const std::string& median_kind, int n_threads) {
+             const std::vector<std::string>& stats, const std::string& median_kind, int n_threads,
+             int part, int n_parts) {
               const zse::VolumeGrid g = volume_grid(volume, patch);
               ArrayF64 alpha_storage;
               zse::require(W.ndim() == 2 && W.shape(1) == g.D(), "W must be (C, D) with D the patch size");
@@ -603,7 +726,7 @@ PYBIND11_MODULE(_core, m) {
               to_grey.offset = offsets.data();
               to_grey.divide = gain;
               zse::StreamOutputs out;
-              py::dict result = stream_outputs(g, stats, median_kind, out);
+              py::dict result = stream_outputs(g, stats, median_kind, part, n_parts, out);
               const double* v = volume.data();
               {
                   py::gil_scoped_release release;
@@ -613,7 +736,8 @@ PYBIND11_MODULE(_core, m) {
           },
           py::arg("volume").noconvert(), py::arg("patch"), py::arg("W").noconvert(),
           py::arg("log_pi").noconvert(), py::arg("alpha"), py::arg("beta"), py::arg("offset"),
-          py::arg("gain"), py::arg("stats"), py::arg("median_kind"), py::arg("n_threads"));
+          py::arg("gain"), py::arg("stats"), py::arg("median_kind"), py::arg("n_threads"),
+          py::arg("part") = 0, py::arg("n_parts") = 1);
     m.def("sssc_estimate_volume",
           [](const ArrayF64& volume, const Patch3& patch, const ArrayF64& W, const ArrayF64& pi,
              const ArrayF64& mu, const ArrayF64& Psi, double sigma2, const ArrayF64& bias,
@@ -623,7 +747,7 @@ PYBIND11_MODULE(_core, m) {
              const std::string& selection, const std::string& mutation, double bitflip_prob,
              zse::index_t train_sweeps, bool warm_start, zse::index_t warm_sweeps,
              zse::index_t fresh_sweeps, const std::vector<std::string>& stats,
-             const std::string& median_kind, int n_threads) {
+             const std::string& median_kind, int n_threads, int part, int n_parts) {
               const zse::VolumeGrid g = volume_grid(volume, patch);
               const zse::SSSCParams p = sssc_params(W, pi, mu, Psi, sigma2);
               zse::require(p.D == g.D(), "W must have D = the patch size rows");
@@ -659,7 +783,7 @@ PYBIND11_MODULE(_core, m) {
               to_data.offset = bias.data();
               to_data.multiply = scale;
               zse::StreamOutputs out;
-              py::dict result = stream_outputs(g, stats, median_kind, out);
+              py::dict result = stream_outputs(g, stats, median_kind, part, n_parts, out);
               const double* v = volume.data();
               {
                   py::gil_scoped_release release;
@@ -676,7 +800,7 @@ PYBIND11_MODULE(_core, m) {
           py::arg("selection"), py::arg("mutation"), py::arg("bitflip_prob"),
           py::arg("train_sweeps"), py::arg("warm_start"), py::arg("warm_sweeps"),
           py::arg("fresh_sweeps"), py::arg("stats"), py::arg("median_kind"),
-          py::arg("n_threads"));
+          py::arg("n_threads"), py::arg("part") = 0, py::arg("n_parts") = 1);
 
     m.def("sssc_mstep",
           [](const zse::SSSCStats& stats, zse::index_t N, const ArrayF64& W, const ArrayF64& pi,

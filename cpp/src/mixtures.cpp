@@ -7,6 +7,7 @@
 #include <string>
 
 #include "zse/parallel.hpp"
+#include "zse/reduction.hpp"
 #include "zse/simd.hpp"
 #include "zse/special.hpp"
 
@@ -20,10 +21,6 @@ constexpr index_t kTileCols = 8;
 constexpr double kExpUnderflow = -746.0;
 
 index_t round_up(index_t x, index_t m) { return (x + m - 1) / m * m; }
-
-// Work is split into chunks fixed by N alone (never by the thread count); each chunk accumulates
-// its own statistics, and chunks are reduced in order, so sums are bit-identical for any n_threads.
-index_t n_chunks_for(index_t N) { return std::clamp<index_t>((N + 4095) / 4096, 1, 32); }
 
 // Parameters rearranged once per call into the operands of the blocked products.
 //
@@ -304,29 +301,37 @@ void sum_log_factorials(const double* Y, index_t N, index_t D, double* out, int 
     }, 1024);
 }
 
-MixtureStats mixture_estep(const double* Y, index_t N, const MixtureParams& params,
-                           const double* log_factorials, const TotalsIndex* totals,
-                           bool want_hist, int n_threads) {
+FixedChunks mixture_chunks(index_t N) { return fixed_chunks(N, 4096); }
+
+void MixtureStats::add(const MixtureStats& o) {
+    auto add_vec = [](std::vector<double>& a, const std::vector<double>& b) {
+        for (std::size_t i = 0; i < a.size() && i < b.size(); ++i) a[i] += b[i];
+    };
+    add_vec(R, o.R);
+    add_vec(S, o.S);
+    add_vec(T, o.T);
+    add_vec(hist, o.hist);
+    log_likelihood += o.log_likelihood;
+}
+
+std::vector<MixtureStats> mixture_estep_partials(const double* Y, index_t N,
+                                                 const MixtureParams& params,
+                                                 const double* log_factorials,
+                                                 const TotalsIndex* totals, bool want_hist,
+                                                 ChunkShare share, int n_threads) {
     const Prepared q = prepare(params);
     const index_t C = q.C, D = q.D, D_ext = q.D_ext;
     const index_t K = (want_hist && totals != nullptr) ? static_cast<index_t>(totals->values.size()) : 0;
-    const index_t n_chunks = n_chunks_for(N);
-    const index_t chunk = (N + n_chunks - 1) / n_chunks;
-    struct Partial {
-        std::vector<double> S_ext, hist;
-        double log_likelihood = 0.0;
-    };
-    std::vector<Partial> partial(static_cast<std::size_t>(n_chunks));
-
-    parallel_for(n_chunks, n_threads, [&](index_t k) {
-        Partial& st = partial[static_cast<std::size_t>(k)];
-        st.S_ext.assign(static_cast<std::size_t>(q.C_pad * D_ext), 0.0);
+    const FixedChunks chunks = mixture_chunks(N);
+    require(share.first >= 0 && share.first <= share.last && share.last <= chunks.count,
+            "the chunk share lies outside the patches' chunks");
+    return chunk_partials<MixtureStats>(chunks, share, n_threads, [&](index_t k, MixtureStats& st) {
+        std::vector<double> S_ext(static_cast<std::size_t>(q.C_pad * D_ext), 0.0);
         if (K > 0) st.hist.assign(static_cast<std::size_t>(C * K), 0.0);
         BlockWorkspace ws(q);
-        const index_t begin = k * chunk, end = std::min(N, begin + chunk);
-        for_each_block(begin, end, [&](index_t n0, index_t nb) {
+        for_each_block(chunks.begin(k), chunks.end(k), [&](index_t n0, index_t nb) {
             const index_t rows = block_posteriors(Y, n0, nb, q, ws);
-            accumulate_statistics(ws.r.data(), rows, q.C_pad, ws.Yb.data(), D_ext, st.S_ext.data());
+            accumulate_statistics(ws.r.data(), rows, q.C_pad, ws.Yb.data(), D_ext, S_ext.data());
             for (index_t i = 0; i < nb; ++i) {
                 double constant = -log_factorials[n0 + i];
                 if (q.gamma && !q.class_alpha) constant += log_gamma(q.global_alpha + ws.total(i, q));
@@ -340,29 +345,26 @@ MixtureStats mixture_estep(const double* Y, index_t N, const MixtureParams& para
                 }
             }
         });
+        // The extended columns hold sum r y, T_c and R_c (see Prepared); copying them apart
+        // changes no value, so chunk sums of the parts equal the parts of chunk sums.
+        st.R.resize(C);
+        st.T.resize(C);
+        st.S.resize(static_cast<std::size_t>(C * D));
+        for (index_t c = 0; c < C; ++c) {
+            std::copy(S_ext.begin() + c * D_ext, S_ext.begin() + c * D_ext + D, st.S.begin() + c * D);
+            st.T[c] = S_ext[c * D_ext + D];
+            st.R[c] = S_ext[c * D_ext + D + 1];
+        }
     });
+}
 
-    for (index_t k = 1; k < n_chunks; ++k) {  // fixed order: chunk 0, 1, 2, ...
-        Partial& first = partial[0];
-        const Partial& st = partial[static_cast<std::size_t>(k)];
-        for (std::size_t i = 0; i < first.S_ext.size(); ++i) first.S_ext[i] += st.S_ext[i];
-        for (std::size_t i = 0; i < first.hist.size(); ++i) first.hist[i] += st.hist[i];
-        first.log_likelihood += st.log_likelihood;
-    }
-    MixtureStats total;
-    const Partial& sum = partial[0];
-    total.R.resize(C);
-    total.T.resize(C);
-    total.S.resize(static_cast<std::size_t>(C * D));
-    for (index_t c = 0; c < C; ++c) {
-        std::copy(sum.S_ext.begin() + c * D_ext, sum.S_ext.begin() + c * D_ext + D,
-                  total.S.begin() + c * D);
-        total.T[c] = sum.S_ext[c * D_ext + D];
-        total.R[c] = sum.S_ext[c * D_ext + D + 1];
-    }
-    total.hist = sum.hist;
-    total.log_likelihood = sum.log_likelihood;
-    return total;
+MixtureStats mixture_estep(const double* Y, index_t N, const MixtureParams& params,
+                           const double* log_factorials, const TotalsIndex* totals,
+                           bool want_hist, int n_threads) {
+    std::vector<MixtureStats> partials =
+        mixture_estep_partials(Y, N, params, log_factorials, totals, want_hist,
+                               ChunkShare{0, mixture_chunks(N).count}, n_threads);
+    return sum_in_chunk_order(partials, [](MixtureStats& a, const MixtureStats& b) { a.add(b); });
 }
 
 // Both loops below walk the same fixed chunks as the E-step, so each chunk allocates its block
@@ -371,8 +373,8 @@ void mixture_estimate(const double* Y, index_t N, const MixtureParams& params, d
                       double* variance, int n_threads) {
     const Prepared q = prepare(params);
     const index_t C = q.C, D = q.D, D_ext = q.D_ext, C_pad = q.C_pad;
-    const index_t n_chunks = n_chunks_for(N), chunk = (N + n_chunks - 1) / n_chunks;
-    parallel_for(n_chunks, n_threads, [&](index_t k) {
+    const FixedChunks chunks = mixture_chunks(N);
+    parallel_for(chunks.count, n_threads, [&](index_t k) {
         BlockWorkspace ws(q);
         std::vector<double> first(static_cast<std::size_t>(kBlock * D_ext)), second, rb;
         if (variance != nullptr) {
@@ -381,7 +383,7 @@ void mixture_estimate(const double* Y, index_t N, const MixtureParams& params, d
             // are discarded.
             rb.assign(static_cast<std::size_t>(kBlock * C_pad), 0.0);
         }
-        for_each_block(k * chunk, std::min(N, (k + 1) * chunk), [&](index_t n0, index_t nb) {
+        for_each_block(chunks.begin(k), chunks.end(k), [&](index_t n0, index_t nb) {
             const index_t rows = block_posteriors(Y, n0, nb, q, ws);
             // r_c a_c with a_c = E[z | c, y] (GPMM) or 1 (PMM), and r_c E[z^2 | c, y].
             for (index_t i = 0; i < nb; ++i) {
@@ -414,10 +416,10 @@ void mixture_estimate(const double* Y, index_t N, const MixtureParams& params, d
 void mixture_responsibilities(const double* Y, index_t N, const MixtureParams& params, double* r,
                               int n_threads) {
     const Prepared q = prepare(params);
-    const index_t n_chunks = n_chunks_for(N), chunk = (N + n_chunks - 1) / n_chunks;
-    parallel_for(n_chunks, n_threads, [&](index_t k) {
+    const FixedChunks chunks = mixture_chunks(N);
+    parallel_for(chunks.count, n_threads, [&](index_t k) {
         BlockWorkspace ws(q);
-        for_each_block(k * chunk, std::min(N, (k + 1) * chunk), [&](index_t n0, index_t nb) {
+        for_each_block(chunks.begin(k), chunks.end(k), [&](index_t n0, index_t nb) {
             block_posteriors(Y, n0, nb, q, ws);
             for (index_t i = 0; i < nb; ++i)
                 std::copy(ws.r.data() + i * q.C_pad, ws.r.data() + i * q.C_pad + q.C,
@@ -456,12 +458,13 @@ std::vector<index_t> kmeans_plusplus(const double* Y, index_t N, index_t D, inde
     chosen.reserve(C);
     chosen.push_back(static_cast<index_t>(uniform() * static_cast<double>(N)));
     std::vector<double> d2(static_cast<std::size_t>(N), std::numeric_limits<double>::infinity());
-    const index_t n_chunks = n_chunks_for(N), chunk = (N + n_chunks - 1) / n_chunks;
+    const FixedChunks chunks = mixture_chunks(N);
+    const index_t n_chunks = chunks.count;
     std::vector<double> chunk_sum(static_cast<std::size_t>(n_chunks));
     while (true) {
         const double* center = Y + chosen.back() * D;
         parallel_for(n_chunks, n_threads, [&](index_t k) {
-            chunk_sum[k] = update_min_distances(Y, k * chunk, std::min(N, (k + 1) * chunk), D,
+            chunk_sum[k] = update_min_distances(Y, chunks.begin(k), chunks.end(k), D,
                                                 center, d2.data());
         });
         if (static_cast<index_t>(chosen.size()) == C) break;
@@ -473,7 +476,7 @@ std::vector<index_t> kmeans_plusplus(const double* Y, index_t N, index_t D, inde
         index_t k = 0;
         while (k + 1 < n_chunks && u >= chunk_sum[k]) u -= chunk_sum[k++];
         index_t pick = -1;
-        for (index_t n = k * chunk; n < std::min(N, (k + 1) * chunk); ++n) {
+        for (index_t n = chunks.begin(k); n < chunks.end(k); ++n) {
             if (d2[n] > 0.0) pick = n;  // last positive-weight patch guards against rounding
             if (u < d2[n]) break;
             u -= d2[n];

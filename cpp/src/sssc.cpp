@@ -9,6 +9,7 @@
 
 #include "zse/linalg.hpp"
 #include "zse/parallel.hpp"
+#include "zse/reduction.hpp"
 #include "zse/simd.hpp"
 
 namespace zse {
@@ -18,8 +19,6 @@ constexpr index_t kMaxWords = 4;  // H <= 256
 constexpr double kMinusInf = -std::numeric_limits<double>::infinity();
 constexpr double kLog2Pi = 1.8378770664093454836;
 
-// Statistics are reduced over chunks fixed by N alone, in chunk order.
-index_t n_chunks_for(index_t N) { return std::clamp<index_t>((N + 2047) / 2048, 1, 32); }
 
 // Everything about a state s that does not depend on the patch (ALGORITHM.md §3.2, §3.9), in the
 // k x k form: never a D x D matrix. Arrays live in the cache's arena; see StateCache.
@@ -623,19 +622,24 @@ void SSSCStats::add(const SSSCStats& o) {
     n_lpj += o.n_lpj;
 }
 
-SSSCStats sssc_estep(const double* Y, index_t N, const SSSCParams& params, std::uint64_t* K,
-                     index_t S, const EStepOptions& options, int n_threads) {
+FixedChunks sssc_chunks(index_t N) { return fixed_chunks(N, 2048); }
+
+std::vector<SSSCStats> sssc_estep_partials(const double* Y, index_t N, const SSSCParams& params,
+                                           std::uint64_t* K, index_t S,
+                                           const EStepOptions& options, ChunkShare share,
+                                           int n_threads) {
     require(S >= 1, "S must be >= 1");
     const EStepRunner runner(params, S, options);
-    const index_t n_chunks = n_chunks_for(N), chunk = (N + n_chunks - 1) / n_chunks;
-    std::vector<SSSCStats> partial(static_cast<std::size_t>(n_chunks));
+    const FixedChunks chunks = sssc_chunks(N);
+    require(share.first >= 0 && share.first <= share.last && share.last <= chunks.count,
+            "the chunk share lies outside the patches' chunks");
     const index_t words = state_words(params.H);
     // One cache and workspace per thread (never shared, so no locks), created in the region.
     // Few states recur across patches, so a small cache that stays in L2 is faster than a large
     // one (measured with bench_estep: 2^12 entries beat 2^15 and 2^18).
     std::vector<std::unique_ptr<StateCache>> caches(static_cast<std::size_t>(std::max(1, n_threads)));
     std::vector<std::unique_ptr<Workspace>> workspaces(caches.size());
-    parallel_for(n_chunks, n_threads, [&](index_t c) {
+    return chunk_partials<SSSCStats>(chunks, share, n_threads, [&](index_t c, SSSCStats& st) {
 #ifdef _OPENMP
         const std::size_t tid = static_cast<std::size_t>(omp_get_thread_num());
 #else
@@ -645,7 +649,6 @@ SSSCStats sssc_estep(const double* Y, index_t N, const SSSCParams& params, std::
             caches[tid] = std::make_unique<StateCache>(runner.derived(), words, std::size_t{1} << 12);
             workspaces[tid] = std::make_unique<Workspace>();
         }
-        SSSCStats& st = partial[static_cast<std::size_t>(c)];
         Workspace& ws = *workspaces[tid];
         if (options.want_stats) {
             st.reset(params.H, params.D);
@@ -657,7 +660,7 @@ SSSCStats sssc_estep(const double* Y, index_t N, const SSSCParams& params, std::
             st.reset(0, 0);
         }
         const index_t D = params.D;
-        for (index_t n = c * chunk; n < std::min(N, (c + 1) * chunk); ++n) {
+        for (index_t n = chunks.begin(c); n < chunks.end(c); ++n) {
             PatchJob job;
             job.stream = static_cast<std::uint64_t>(n);
             job.y = Y + n * D;
@@ -670,8 +673,14 @@ SSSCStats sssc_estep(const double* Y, index_t N, const SSSCParams& params, std::
         }
         if (options.want_stats) flush_block(ws, st, params.H, params.D);
     });
-    SSSCStats total = std::move(partial[0]);
-    for (index_t c = 1; c < n_chunks; ++c) total.add(partial[static_cast<std::size_t>(c)]);
+}
+
+SSSCStats sssc_estep(const double* Y, index_t N, const SSSCParams& params, std::uint64_t* K,
+                     index_t S, const EStepOptions& options, int n_threads) {
+    const FixedChunks chunks = sssc_chunks(N);
+    std::vector<SSSCStats> partials =
+        sssc_estep_partials(Y, N, params, K, S, options, ChunkShare{0, chunks.count}, n_threads);
+    SSSCStats total = sum_in_chunk_order(partials, [](SSSCStats& a, const SSSCStats& b) { a.add(b); });
     total.H = params.H;
     total.D = params.D;
     return total;

@@ -51,6 +51,18 @@ StreamPlan plan_stream(const VolumeGrid& original, bool want_variances, int n_th
     return plan;
 }
 
+SliceRange slices_of_part(const VolumeGrid& original, int part, int n_parts) {
+    require(n_parts >= 1 && part >= 0 && part < n_parts, "part must be in [0, n_parts)");
+    const VolumeGrid g = banded_view(original);
+    const index_t L = band_length_for(original), n_bands = (g.Zc() + L - 1) / L;
+    const index_t b0 = n_bands * part / n_parts, b1 = n_bands * (part + 1) / n_parts;
+    SliceRange range;
+    if (b0 == b1) return range;
+    range.first = b0 == 0 ? 0 : b0 * L;
+    range.last = b1 == n_bands ? g.Z : b1 * L;
+    return range;
+}
+
 void estimate_and_merge(const double* volume, const VolumeGrid& original,
                         const PatchTransform& to_model, const RowEstimator& estimator,
                         const EstimateTransform& to_data, const StreamOutputs& out, int n_threads) {
@@ -60,6 +72,13 @@ void estimate_and_merge(const double* volume, const VolumeGrid& original,
     const StreamPlan plan = plan_stream(original, want_var, n_threads);
     const index_t D = g.D(), Qc = g.Qc(), Rc = g.Rc(), Zc = g.Zc();
     const index_t plane = g.R * g.Q, ring = plan.ring_slices, L = plan.band_length;
+    // The slices this call finishes, and the bands whose patches cover them.
+    const index_t s_begin = out.slice_begin, s_end = out.slice_end < 0 ? g.Z : out.slice_end;
+    require(0 <= s_begin && s_begin <= s_end && s_end <= g.Z, "output slice range out of bounds");
+    if (s_begin == s_end) return;
+    const index_t band_lo = std::max<index_t>(0, s_begin - (g.Pz - 1)) / L;
+    const index_t band_hi = (std::min(s_end, Zc) + L - 1) / L;
+    const index_t out_first = s_begin * plane;  // index of the outputs' first pixel
     std::vector<double> ring_est(static_cast<std::size_t>(ring * plane * D));
     std::vector<double> ring_var(want_var ? ring_est.size() : 0);
     const int slots = static_cast<int>(plan.wave);
@@ -142,7 +161,7 @@ void estimate_and_merge(const double* volume, const VolumeGrid& original,
             for (double x : values) sum += x - shift;
             const double mean = shift + sum / static_cast<double>(m);
             if (!std::isfinite(mean)) throw_non_finite(original, z, r, c);
-            const index_t pixel = (z * g.R + r) * g.Q + c;
+            const index_t pixel = (z * g.R + r) * g.Q + c - out_first;
             double variance = 0.0;
             if (out.var != nullptr || out.pvar != nullptr) {
                 double ss = 0.0;
@@ -171,19 +190,19 @@ void estimate_and_merge(const double* volume, const VolumeGrid& original,
         }
     };
 
-    index_t finished = 0;  // slices [0, finished) are final
-    for (index_t wave_start = 0; wave_start < plan.n_bands; wave_start += plan.wave) {
-        const index_t wave_end = std::min(plan.n_bands, wave_start + plan.wave);
+    index_t finished = band_lo * L;  // slices [band_lo L, finished) are final (or not ours)
+    for (index_t wave_start = band_lo; wave_start < band_hi; wave_start += plan.wave) {
+        const index_t wave_end = std::min(band_hi, wave_start + plan.wave);
         parallel_for(wave_end - wave_start, static_cast<int>(plan.wave), [&](index_t i) {
             // Each band of the wave has its own slot, so workspaces are never shared.
             run_band(wave_start + i, static_cast<int>(i));
         });
         const index_t corner_end = std::min(Zc, wave_end * L);
         const index_t done = corner_end == Zc ? g.Z : corner_end;
-        const index_t rows = (done - finished) * g.R;
+        const index_t first_slice = std::max(finished, s_begin), last_slice = std::min(done, s_end);
+        const index_t rows = std::max<index_t>(0, last_slice - first_slice) * g.R;
         std::vector<std::vector<double>> values(static_cast<std::size_t>(std::max(1, n_threads))),
             vars(values.size());
-        const index_t first_slice = finished;
         parallel_for(rows, n_threads, [&](index_t k) {
 #ifdef _OPENMP
             const std::size_t tid = static_cast<std::size_t>(omp_get_thread_num());

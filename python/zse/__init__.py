@@ -14,6 +14,7 @@ __version__ = _core.__version__
 from . import io  # noqa: E402
 from ._base import NotFittedError  # noqa: E402
 from .data import psnr, synthetic_tem  # noqa: E402
+from ._mpi import RankError  # noqa: E402
 from .mixtures import GPMM, PMM  # noqa: E402
 from .models import Identity  # noqa: E402
 from .patches import extract_patches, merge_patches  # noqa: E402
@@ -42,6 +43,7 @@ __all__ = [
     "PMM",
     "SSSC",
     "NotFittedError",
+    "RankError",
     "__version__",
     "extract_patches",
     "io",

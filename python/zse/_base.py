@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._mpi import team_of
 from ._random import seed_from
 from ._threads import effective_n_threads
 
@@ -121,7 +122,7 @@ CHECKPOINT_VERSION = 1
 # Settings that do not change what an epoch computes: a run may resume with other values.
 _RESUMABLE_PARAMS = frozenset(
     {"n_threads", "verbose", "checkpoint", "checkpoint_every", "resume", "max_iter", "tol",
-     "n_estimate_sweeps"}
+     "n_estimate_sweeps", "comm"}
 )
 
 
@@ -156,7 +157,8 @@ class EMEstimator(BaseEstimator):
     """
 
     def _log(self, message: str) -> None:
-        if self.verbose:
+        team = getattr(self, "_team", None)
+        if self.verbose and (team is None or team.is_root):
             print(f"[zse] {type(self).__name__}: {message}", file=sys.stderr, flush=True)
 
     def fit(self, patches, y=None):
@@ -226,6 +228,8 @@ class EMEstimator(BaseEstimator):
         seed = seed_from(self.random_state)
         data_id = self._train_fingerprint
         self._reset()
+        # With an MPI communicator each rank runs its share of every E-step (ALGORITHM.md §7.2).
+        self._team = team_of(getattr(self, "comm", None))
 
         start_epoch, objectives, seconds, converged = 1, [], [], False
         stored = None
@@ -269,6 +273,7 @@ class EMEstimator(BaseEstimator):
         self.converged_ = converged
         self._finish(Y)
         self._log(f"fitted in {time.perf_counter() - t_start:.2f} s")
+        del self._team  # a fitted model holds no communicator state (it can be pickled)
 
     def _converged(self, objectives) -> bool:
         return False
@@ -300,15 +305,24 @@ class EMEstimator(BaseEstimator):
             "epoch_seconds": [float(v) for v in seconds],
             "converged": bool(converged),
         }
+        # _state_arrays is collective under MPI (the state sets are gathered); rank 0 writes.
         arrays = {f"state__{k}": np.asarray(v) for k, v in self._state_arrays().items()}
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as handle:
-                np.savez(handle, meta=np.array(json.dumps(meta)), **arrays)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        team = self._team
+
+        def write():
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            try:
+                with open(tmp, "wb") as handle:
+                    np.savez(handle, meta=np.array(json.dumps(meta)), **arrays)
+                os.replace(tmp, path)
+            finally:
+                if tmp.exists():
+                    tmp.unlink()
+
+        if team is None:
+            write()
+        else:
+            team.run(lambda: write() if team.is_root else None, gather=False)
 
     def _read_checkpoint(self, path: Path, data_id) -> dict:
         try:

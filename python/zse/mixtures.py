@@ -143,15 +143,29 @@ class _PoissonMixture(EMEstimator):
             self._log(f"{n_dead} component(s) received no responsibility")
         self._log_factorials = None
 
-    def _estep(self, Y, log_factorials, n_threads, want_hist=False, totals=None):
+    def _estep(self, Y, log_factorials, n_threads, want_hist=False, totals=None, share=None):
         return _core.mixture_estep(
             Y, self.W_, np.log(self.pi_), self._alpha_array(), 1.0, log_factorials,
-            totals, want_hist, n_threads,
+            totals, want_hist, n_threads, share=share,
         )
 
+    def _histogram_request(self):
+        """(want_hist, totals) of the training E-step; GPMM asks for what its alpha needs."""
+        return False, None
+
     def _fit_estep(self, Y, log_factorials, n_threads):
-        """The E-step inside ``fit``; GPMM adds what its alpha update needs."""
-        return self._estep(Y, log_factorials, n_threads)
+        """The training E-step: here, or summed over the MPI ranks' chunk partials in chunk
+        order (bit-identical, ALGORITHM.md §7.2)."""
+        want_hist, totals = self._histogram_request()
+        team = self._team
+        if team is None:
+            return self._estep(Y, log_factorials, n_threads, want_hist, totals)
+        C, D = self.W_.shape
+        K = len(totals.values) if want_hist else 0
+        return team.sum_chunk_partials(
+            lambda: self._estep(Y, log_factorials, n_threads, want_hist, totals, share=team.share),
+            lambda partials: _core.sum_mixture_stats(partials, C, D, K),
+        )
 
     def _check_patches_for_estimate(self, patches):
         check_is_fitted(self)
@@ -187,7 +201,8 @@ class _PoissonMixture(EMEstimator):
                 var /= gain * gain
         return (est, var) if return_variance else est
 
-    def _estimate_volume(self, volume, patch, stats, positions, median_kind, n_threads):
+    def _estimate_volume(self, volume, patch, stats, positions, median_kind, n_threads,
+                         share=(0, 1)):
         """Streamed estimate and merge of every patch of a (Z, R, Q) volume (ALGORITHM.md §2.6)."""
         check_is_fitted(self)
         D = int(np.prod(patch))
@@ -199,7 +214,7 @@ class _PoissonMixture(EMEstimator):
         alpha = self._alpha_array()
         return _core.mixture_estimate_volume(
             volume, patch, self.W_, np.log(self.pi_), alpha, 1.0, offset, gain, stats,
-            median_kind, n_threads,
+            median_kind, n_threads, part=share[0], n_parts=share[1],
         )
 
     def predict_proba(self, patches) -> np.ndarray:
@@ -243,6 +258,9 @@ class PMM(_PoissonMixture):
         Print the log-likelihood and time of every epoch.
     checkpoint, checkpoint_every, resume
         Periodic checkpoints and bit-identical resume, as for :class:`zse.SSSC`.
+    comm : mpi4py communicator, optional
+        Train on several MPI ranks (bit-identical results for any ranks and threads), as for
+        :class:`zse.SSSC`.
 
     Attributes
     ----------
@@ -276,6 +294,7 @@ class PMM(_PoissonMixture):
         checkpoint=None,
         checkpoint_every=10,
         resume=False,
+        comm=None,
     ):
         self.n_components = n_components
         self.max_iter = max_iter
@@ -288,6 +307,7 @@ class PMM(_PoissonMixture):
         self.checkpoint = checkpoint
         self.checkpoint_every = checkpoint_every
         self.resume = resume
+        self.comm = comm
 
     def _init_params(self, Y, seeds):
         C = seeds.shape[0]
@@ -318,7 +338,7 @@ class GPMM(_PoissonMixture):
         Number of mixture components C.
     max_iter, tol, gain, offset, random_state, n_threads, verbose
         As for :class:`PMM`.
-    checkpoint, checkpoint_every, resume
+    checkpoint, checkpoint_every, resume, comm
         As for :class:`PMM`.
     learn_alpha : bool
         Learn the Gamma shape alpha by a bracketed root find of its profile equation
@@ -361,6 +381,7 @@ class GPMM(_PoissonMixture):
         checkpoint=None,
         checkpoint_every=10,
         resume=False,
+        comm=None,
     ):
         self.n_components = n_components
         self.max_iter = max_iter
@@ -377,6 +398,7 @@ class GPMM(_PoissonMixture):
         self.checkpoint = checkpoint
         self.checkpoint_every = checkpoint_every
         self.resume = resume
+        self.comm = comm
 
     _ALPHA_MIN = 1e-6
 
@@ -405,10 +427,10 @@ class GPMM(_PoissonMixture):
         self.W_ = np.maximum(seeds / alpha, self._w_floor_counts / alpha)
         self.pi_ = np.full(C, 1.0 / C)
 
-    def _fit_estep(self, Y, log_factorials, n_threads):
+    def _histogram_request(self):
         # The per-class histogram of patch totals feeds the class-specific alpha update.
         want_hist = bool(self.learn_alpha and self.class_alpha)
-        return self._estep(Y, log_factorials, n_threads, want_hist, self._totals if want_hist else None)
+        return want_hist, self._totals if want_hist else None
 
     def _mstep(self, stats, N, n_threads):
         R, T, S = stats["R"], stats["T"], stats["S"]

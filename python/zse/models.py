@@ -45,10 +45,12 @@ class Identity(BaseEstimator):
             raise ValueError(msg)
         return patches.copy()
 
-    def _estimate_volume(self, volume, patch, stats, positions, median_kind, n_threads):
+    def _estimate_volume(self, volume, patch, stats, positions, median_kind, n_threads,
+                         share=(0, 1)):
         """Streamed merge of every patch of a (Z, R, Q) volume: the input's statistics."""
         check_is_fitted(self)
-        return _core.identity_estimate_volume(volume, patch, stats, median_kind, n_threads)
+        return _core.identity_estimate_volume(volume, patch, stats, median_kind, n_threads,
+                                              part=share[0], n_parts=share[1])
 
 
 def _registry():

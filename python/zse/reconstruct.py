@@ -3,6 +3,7 @@ image and merge the estimates while streaming over it (ALGORITHM.md §2.6)."""
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import sys
 import time
@@ -12,6 +13,7 @@ import numpy as np
 from . import _core
 from ._base import is_fitted
 from ._memory import available_memory, format_bytes
+from ._mpi import team_of
 from ._threads import effective_n_threads
 from ._validation import as_patch_shape, as_stats, as_volume, check_volume_fits
 from .models import DEFAULT_MODEL, make_model, supports_variance
@@ -95,7 +97,8 @@ def reconstruct(
     median_kind="average",
     n_threads=None,
     verbose=False,
-) -> dict:
+    comm=None,
+) -> dict | None:
     """Denoise an image or volume with a patch model and merge the per-patch estimates.
 
     The model is fitted on the patches at ``n_train`` positions (unless it is fitted already);
@@ -129,15 +132,24 @@ def reconstruct(
         Threads for gathering, estimating and merging (the model's own ``n_threads`` is used
         for its fit). Results do not depend on it.
     verbose : bool
-        Print each stage and its duration to stderr.
+        Print each stage and its duration to stderr (rank 0 only under MPI).
+    comm : mpi4py communicator, optional
+        Run on the communicator's MPI ranks: every rank calls ``reconstruct`` with the same
+        image and settings; each trains on its share of the training patches (when the model's
+        own ``comm`` is None, it is used for the fit) and estimates its share of the image's
+        bands, each with ``n_threads`` threads. Results are bit-identical to one rank with any
+        thread count. Needs a zse model. See README "On a cluster".
 
     Returns
     -------
-    dict of str to ndarray of the image's shape
-        One float64 image per requested statistic, in the requested order.
+    dict of str to ndarray of the image's shape, or None
+        One float64 image per requested statistic, in the requested order. Under MPI only
+        rank 0 gets the images; the other ranks get None.
 
     Raises
     ------
+    zse.RankError
+        Under MPI, on every rank, when the work of any rank failed (with its message).
     ValueError
         For invalid images, unknown stats, an image smaller than the patch, a patch size of the
         wrong dimension, a fitted model whose patch dimension does not match, or ``"pvar"`` with
@@ -196,10 +208,14 @@ def reconstruct(
     if not streamed and volume.ndim == 3:
         msg = f"{type(model).__name__} has no streamed estimate; volumes need a zse model"
         raise TypeError(msg)
+    team = team_of(comm)
+    if team is not None and not streamed:
+        msg = f"{type(model).__name__} has no streamed estimate; MPI (comm=) needs a zse model"
+        raise TypeError(msg)
     _check_memory(volume.shape, patch, stats, model, len(positions), threads, streamed)
 
     def log(message: str, start: float) -> None:
-        if verbose:
+        if verbose and (team is None or team.is_root):
             print(f"[zse] {message} ({time.perf_counter() - start:.2f} s)", file=sys.stderr)
 
     if fitted_features is None:
@@ -208,11 +224,23 @@ def reconstruct(
         log(f"gathered {len(positions)} of {n_patches} patches of {'x'.join(map(str, patch))} "
             "pixels for training", t)
         t = time.perf_counter()
-        model.fit(train)
+        with _fitting_on(model, comm if team is not None else None):
+            model.fit(train)
         del train
         log(f"fitted {type(model).__name__}", t)
 
     t = time.perf_counter()
+    if team is not None:
+        # Each rank finishes whole bands of rows (slices); rank 0 gathers them in rank order.
+        merged = team.run(lambda: model._estimate_volume(
+            volume3, patch3, list(stats), positions, median_kind, threads, share=team.share
+        ), gather=False)
+        axis = 1 if volume.ndim == 2 else 0  # rows of the (1, R, Q) view, or slices
+        full = {name: team.gather_slices(merged[name], axis) for name in stats}
+        log(f"estimated and merged every patch on {team.size} ranks: {', '.join(stats)}", t)
+        if not team.is_root:
+            return None
+        return {name: full[name].reshape(volume.shape) for name in stats}
     if streamed:
         merged = model._estimate_volume(
             volume3, patch3, list(stats), positions, median_kind, threads
@@ -222,6 +250,19 @@ def reconstruct(
         result = _estimate_matrix(volume, patch, model, stats, median_kind, threads)
     log(f"estimated and merged every patch: {', '.join(stats)}", t)
     return result
+
+
+@contextlib.contextmanager
+def _fitting_on(model, comm):
+    """Fits ``model`` on ``comm``'s ranks when its own ``comm`` is unset (then restores it)."""
+    if comm is None or getattr(model, "comm", "absent") is not None:
+        yield
+        return
+    model.comm = comm
+    try:
+        yield
+    finally:
+        model.comm = None
 
 
 def _has_streamed_estimate(model) -> bool:

@@ -86,6 +86,11 @@ class SSSC(EMEstimator):
         Continue from ``checkpoint`` when it exists (bit-identical to an uninterrupted run;
         a checkpoint of other data or settings is refused). ``max_iter`` may be raised to
         extend a finished run.
+    comm : mpi4py communicator, optional
+        Train on several MPI ranks: every rank calls ``fit`` with the same patches and runs the
+        E-step of its share of them (with its own ``n_threads``); the learned parameters are
+        bit-identical to a run on one rank, for any number of ranks and threads. Every rank
+        ends with the fitted model. See README "On a cluster".
 
     Attributes
     ----------
@@ -139,6 +144,7 @@ class SSSC(EMEstimator):
         checkpoint=None,
         checkpoint_every=10,
         resume=False,
+        comm=None,
     ):
         self.H = H
         self.n_states = n_states
@@ -159,6 +165,7 @@ class SSSC(EMEstimator):
         self.checkpoint = checkpoint
         self.checkpoint_every = checkpoint_every
         self.resume = resume
+        self.comm = comm
 
     # -- checks and initialisation -----------------------------------------------------------
     def _check_params(self):
@@ -213,15 +220,37 @@ class SSSC(EMEstimator):
         }
 
     def _estep(self, Y, K, epoch, *, evolve=True, n_sweeps=1, want_stats=False,
-               want_estimates=False, want_variance=False, want_lpj=False, n_threads=1):
+               want_estimates=False, want_variance=False, want_lpj=False, n_threads=1,
+               share=None):
         """The C++ E-step on standardised patches with the standardised parameters."""
         return _core.sssc_estep(
             Y, self._W_std, self.pi_, self.mu_, self.Psi_, float(self._sigma2_std), K,
             self._seed, epoch, evolve, n_sweeps, int(self.n_parents), int(self.n_children),
             int(self.n_generations), self.selection, self.mutation,
             float(self.bitflip_prob or 0.0), want_stats, want_estimates, want_variance,
-            want_lpj, n_threads,
+            want_lpj, n_threads, share=share,
         )
+
+    def _training_stats(self, work, epoch, n_threads):
+        """The statistics of one training E-step: here, or summed over the MPI ranks' chunk
+        partials in chunk order (bit-identical, ALGORITHM.md §7.2)."""
+        team = self._team
+        if team is None:
+            return self._estep(work, self._K, epoch, want_stats=True, n_threads=n_threads)["stats"]
+        H, D = self._W_std.shape[1], self._W_std.shape[0]
+        return team.sum_chunk_partials(
+            lambda: self._estep(work, self._K, epoch, want_stats=True, n_threads=n_threads,
+                                share=team.share)["chunk_stats"],
+            lambda partials: _core.sum_sssc_stats(partials, H, D),
+        )
+
+    def _full_state_sets(self):
+        """Every training patch's state set; under MPI each rank holds its own chunks' only."""
+        team = self._team
+        if team is None:
+            return self._K
+        begin, end = _core.chunk_share_patches("sssc", self._K.shape[0], *team.share)
+        return team.allgather_rows(self._K, begin, end)
 
     # -- EM hooks (see EMEstimator) ------------------------------------------------------------
     def _fit_data(self, patches):
@@ -255,7 +284,7 @@ class SSSC(EMEstimator):
     def _em_epoch(self, Y, epoch, n_threads):
         N = Y.shape[0]
         work = self._centred(Y, out=self._work)
-        stats = self._estep(work, self._K, epoch, want_stats=True, n_threads=n_threads)["stats"]
+        stats = self._training_stats(work, epoch, n_threads)
         free_energy = stats.log_joint_sum / N - self._log_scale_per_patch()
         update = _core.sssc_mstep(
             stats, N, self._W_std, self.pi_, self.mu_, self.Psi_, float(self._sigma2_std),
@@ -296,7 +325,8 @@ class SSSC(EMEstimator):
     def _state_arrays(self):
         return {
             "W": self._W_std, "pi": self.pi_, "mu": self.mu_, "Psi": self.Psi_,
-            "sigma2": np.float64(self._sigma2_std), "K": self._K, "bias": self._bias_std,
+            "sigma2": np.float64(self._sigma2_std), "K": self._full_state_sets(),
+            "bias": self._bias_std,
             "n_dead_units": np.int64(self.n_dead_units_),
         }
 
@@ -319,7 +349,7 @@ class SSSC(EMEstimator):
         self.W_ = self._W_std * self.data_scale_
         self.bias_ = self.data_offset_ + self.data_scale_ * self._bias_std
         self.sigma2_ = float(np.float64(self._sigma2_std) * self._variance_unit())
-        self.K_ = self._K
+        self.K_ = self._full_state_sets()
         del self._K, self._work, self._column_means
         self.n_features_in_ = Y.shape[1]
         if self.n_dead_units_:
@@ -390,7 +420,8 @@ class SSSC(EMEstimator):
                             n_threads=n_threads)["stats"]
         return stats.log_joint_sum / Y.shape[0] - self._log_scale_per_patch()
 
-    def _estimate_volume(self, volume, patch, stats, positions, median_kind, n_threads):
+    def _estimate_volume(self, volume, patch, stats, positions, median_kind, n_threads,
+                         share=(0, 1)):
         """Streamed estimate and merge of every patch of a (Z, R, Q) volume (ALGORITHM.md §2.6).
 
         ``positions`` are the sorted training positions when this model was just fitted on
@@ -413,4 +444,5 @@ class SSSC(EMEstimator):
             int(self.n_generations), self.selection, self.mutation,
             float(self.bitflip_prob or 0.0), 1, True, int(self.n_warm_sweeps),
             int(self.n_estimate_sweeps), stats, median_kind, n_threads,
+            part=share[0], n_parts=share[1],
         )

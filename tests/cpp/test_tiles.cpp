@@ -74,7 +74,61 @@ static void check_volume(index_t Z, index_t R, index_t Q, index_t Pz, index_t Ph
     }
 }
 
+// Each of n_parts workers finishes its share of slices; put together they must equal one run over
+// the whole image bit for bit, with an estimator that (like the warm-start chains) depends on the
+// rows since its band started.
+static void check_parts(index_t Z, index_t R, index_t Q, index_t Pz, index_t Ph, index_t Pw,
+                        int n_parts, int threads) {
+    const zse::VolumeGrid g(Z, R, Q, Pz, Ph, Pw);
+    std::mt19937_64 gen(11);
+    std::normal_distribution<double> normal;
+    std::vector<double> volume(static_cast<std::size_t>(g.n_voxels()));
+    for (double& v : volume) v = normal(gen);
+    const index_t D = g.D();
+    std::vector<index_t> rows_since_start(16, 0);
+    const zse::RowEstimator chained = [&](const zse::RowJob& job) {
+        index_t& k = rows_since_start[static_cast<std::size_t>(job.slot)];
+        k = job.band_start ? 0 : k + 1;
+        for (index_t i = 0; i < job.count * D; ++i) job.estimates[i] = job.patches[i] + 1e-3 * k;
+    };
+    std::vector<double> whole_mean(volume.size()), whole_median(volume.size());
+    zse::StreamOutputs whole;
+    whole.mean = whole_mean.data();
+    whole.median = whole_median.data();
+    zse::estimate_and_merge(volume.data(), g, zse::PatchTransform{}, chained,
+                            zse::EstimateTransform{}, whole, threads);
+    const bool image = Z == 1 && Pz == 1;
+    const index_t slice_size = image ? Q : R * Q;  // slices are rows of an image
+    index_t next = 0;
+    for (int part = 0; part < n_parts; ++part) {
+        const zse::SliceRange range = zse::slices_of_part(g, part, n_parts);
+        if (range.first == range.last) continue;
+        CHECK(range.first == next);  // contiguous, in part order
+        next = range.last;
+        const std::size_t n = static_cast<std::size_t>((range.last - range.first) * slice_size);
+        std::vector<double> mean(n), median(n);
+        zse::StreamOutputs out;
+        out.mean = mean.data();
+        out.median = median.data();
+        out.slice_begin = range.first;
+        out.slice_end = range.last;
+        zse::estimate_and_merge(volume.data(), g, zse::PatchTransform{}, chained,
+                                zse::EstimateTransform{}, out, threads);
+        for (std::size_t i = 0; i < n; ++i) {
+            CHECK(mean[i] == whole_mean[range.first * slice_size + i]);
+            CHECK(median[i] == whole_median[range.first * slice_size + i]);
+        }
+    }
+    CHECK(next == (image ? R : Z));  // every slice belongs to one part
+}
+
 int main() {
+    for (int parts : {1, 2, 3, 5}) {
+        for (int threads : {1, 2}) {
+            check_parts(1, 70, 9, 1, 5, 3, parts, threads);  // 66 corner rows: 5 bands of 16
+            check_parts(9, 5, 6, 3, 2, 2, parts, threads);   // 7 corner slices: one per band
+        }
+    }
     for (int threads : {1, 2, 3}) {
         check_volume(1, 37, 23, 1, 4, 3, threads);   // an image: bands of corner rows
         check_volume(1, 5, 5, 1, 5, 5, threads);     // one patch

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "zse/common.hpp"
+#include "zse/reduction.hpp"
 #include "zse/tiles.hpp"
 #include "zse/volume.hpp"
 
@@ -35,6 +36,7 @@ struct MixtureStats {
     std::vector<double> T;        ///< C: sum_n r_nc t_n
     std::vector<double> hist;     ///< C x K: sum of r_nc over patches whose total is value k
     double log_likelihood = 0.0;  ///< sum_n log p(y_n) including every constant
+    void add(const MixtureStats& other);
 };
 
 /// Distinct patch totals and, per patch, the index of its total (for the alpha equations).
@@ -57,6 +59,17 @@ void sum_log_factorials(const double* Y, index_t N, index_t D, double* out, int 
 MixtureStats mixture_estep(const double* Y, index_t N, const MixtureParams& params,
                            const double* log_factorials, const TotalsIndex* totals,
                            bool want_hist, int n_threads);
+
+/// The fixed chunks the mixture kernels split N patches into (ALGORITHM.md §7.2).
+FixedChunks mixture_chunks(index_t N);
+
+/// The E-step of the chunks in `share` only, one MixtureStats per chunk in chunk order; summed
+/// with sum_in_chunk_order, the partials of all chunks give mixture_estep's statistics bit for bit.
+std::vector<MixtureStats> mixture_estep_partials(const double* Y, index_t N,
+                                                 const MixtureParams& params,
+                                                 const double* log_factorials,
+                                                 const TotalsIndex* totals, bool want_hist,
+                                                 ChunkShare share, int n_threads);
 
 /// Posterior-mean estimate of every patch (N x D) and, if `variance` is non-null, the posterior
 /// variance of the noise-free intensity per pixel.

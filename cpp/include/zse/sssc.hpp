@@ -6,6 +6,7 @@
 
 #include "zse/common.hpp"
 #include "zse/evo.hpp"
+#include "zse/reduction.hpp"
 #include "zse/tiles.hpp"
 #include "zse/volume.hpp"
 
@@ -58,6 +59,18 @@ struct EStepOptions {
 /// chunks fixed by N, so results do not depend on n_threads.
 SSSCStats sssc_estep(const double* Y, index_t N, const SSSCParams& params, std::uint64_t* K,
                      index_t S, const EStepOptions& options, int n_threads);
+
+/// The fixed chunks the E-step of N patches is reduced over (ALGORITHM.md §7.2).
+FixedChunks sssc_chunks(index_t N);
+
+/// The E-step of the patches in the chunks of `share` only (other patches and their state sets
+/// are not touched), one SSSCStats per chunk in chunk order. Summed with sum_in_chunk_order,
+/// the partials of all chunks, from however many processes, give sssc_estep's statistics bit
+/// for bit.
+std::vector<SSSCStats> sssc_estep_partials(const double* Y, index_t N, const SSSCParams& params,
+                                           std::uint64_t* K, index_t S,
+                                           const EStepOptions& options, ChunkShare share,
+                                           int n_threads);
 
 /// log p(s, y_n) (including every constant) for M given states (packed) and N patches: N x M.
 void sssc_log_joint(const double* Y, index_t N, const SSSCParams& params,

@@ -34,6 +34,10 @@ struct StreamOutputs {
     double* median = nullptr;
     double* count = nullptr;
     MedianKind median_kind = MedianKind::average;
+    /// The outputs hold the slices [slice_begin, slice_end) of the image (rows for 2-D images,
+    /// slices for volumes) only: one MPI rank's share. slice_end < 0: every slice.
+    index_t slice_begin = 0;
+    index_t slice_end = -1;
 };
 
 /// Maps an estimate in the model's units back to the data's: e * multiply / divide + offset[d]
@@ -59,10 +63,20 @@ struct StreamPlan {
 /// The plan estimate_and_merge will use, for memory estimates before any work.
 StreamPlan plan_stream(const VolumeGrid& grid, bool want_variances, int n_threads);
 
+/// The output slices [first, last) one of `n_parts` workers (MPI ranks) finishes: whole bands,
+/// contiguous and in part order; empty when there are fewer bands than parts.
+struct SliceRange {
+    index_t first = 0;
+    index_t last = 0;
+};
+SliceRange slices_of_part(const VolumeGrid& grid, int part, int n_parts);
+
 /// Reads every patch of `volume`, estimates it with `estimator` (bands of rows in parallel, rows
 /// in raster order within a band), and merges the estimates into `out`. Per pixel the statistics
 /// are taken over its estimates in a fixed order, so results do not depend on n_threads.
-/// Border pixels use the estimates that exist. Throws std::invalid_argument for non-finite
+/// Border pixels use the estimates that exist. With out.slice_begin/slice_end only the bands
+/// whose patches cover those slices are estimated (estimates depend on the band only, so every
+/// slice comes out as in a run over the whole image). Throws std::invalid_argument for non-finite
 /// estimates.
 void estimate_and_merge(const double* volume, const VolumeGrid& grid,
                         const PatchTransform& to_model, const RowEstimator& estimator,
