@@ -22,10 +22,11 @@ def test_denoise_writes_outputs_and_run_json(tmp_path, tiny_tif, capsys):
     path, data = tiny_tif
     out = tmp_path / "out"
     assert main(["denoise", str(path), "-o", str(out), "--model", "identity", "--patch-size", "4x5", "--stats", "mean,median,var"]) == 0
-    for name in ("mean.tif", "median.tif", "var.tif", "mean.png", "var.png", "input.png", "run.json"):
+    for name in ("tiny_mean.tif", "tiny_median.tif", "tiny_var.tif", "tiny_mean.png", "tiny_var.png",
+                 "tiny_input.png", "tiny.zse.json"):
         assert (out / name).is_file(), name
-    np.testing.assert_array_equal(tifffile.imread(out / "mean.tif"), data.astype(np.float32))
-    record = json.loads((out / "run.json").read_text())
+    np.testing.assert_array_equal(tifffile.imread(out / "tiny_mean.tif"), data.astype(np.float32))
+    record = json.loads((out / "tiny.zse.json").read_text())
     assert record["zse_version"] == zse.__version__
     assert record["patch_size"] == [4, 5] and record["stats"] == ["mean", "median", "var"]
     assert record["model"]["name"] == "Identity" and "reconstruct" in record["timings_s"]
@@ -41,13 +42,23 @@ def test_denoise_refuses_to_overwrite(tmp_path, tiny_tif, capsys):
     assert main([*args, "--overwrite"]) == 0
 
 
-def test_crop_and_bin(tmp_path, tiny_tif):
+def test_crop_and_decimate(tmp_path, tiny_tif):
     path, data = tiny_tif
     out = tmp_path / "o"
-    assert main(["denoise", str(path), "-o", str(out), "--crop", "2:20,3:", "--bin", "2", "-q", "--patch-size", "3", "--model", "identity"]) == 0
-    np.testing.assert_array_equal(tifffile.imread(out / "mean.tif"), data[2:20, 3:][::2, ::2].astype(np.float32))
-    record = json.loads((out / "run.json").read_text())
+    assert main(["denoise", str(path), "-o", str(out), "--crop", "2:20,3:", "--decimate", "2", "-q", "--patch-size", "3", "--model", "identity"]) == 0
+    np.testing.assert_array_equal(tifffile.imread(out / "tiny_mean.tif"), data[2:20, 3:][::2, ::2].astype(np.float32))
+    record = json.loads((out / "tiny.zse.json").read_text())
     assert record["input"]["crop"] == [2, 20, 3, 30] and record["input"]["processed_shape"] == [9, 14]
+
+
+def test_bin_averages_blocks_and_says_what_it_cropped(tmp_path, tiny_tif, capsys):
+    path, data = tiny_tif  # 24 x 30: --bin 4 crops 2 columns
+    out = tmp_path / "o"
+    assert main(["denoise", str(path), "-o", str(out), "--bin", "4", "--patch-size", "3", "--model", "identity"]) == 0
+    expected = data[:, :28].astype(np.float64).reshape(6, 4, 7, 4).mean(axis=(1, 3))
+    np.testing.assert_allclose(tifffile.imread(out / "tiny_mean.tif"), expected.astype(np.float32))
+    assert "0 row(s) and 2 column(s) do not fill a block and were cropped" in capsys.readouterr().err
+    assert main(["denoise", str(path), "-o", str(tmp_path / "p"), "--bin", "2", "--decimate", "2", "-q"]) == 2
 
 
 @pytest.mark.parametrize(
@@ -57,6 +68,7 @@ def test_crop_and_bin(tmp_path, tiny_tif):
         (["--crop", "5:5,0:10"], "empty"),
         (["--crop", "a:b,0:1"], "integers"),
         (["--bin", "0"], "--bin"),
+        (["--decimate", "0"], "--decimate"),
         (["--patch-size", "40"], "smaller than the patch"),
         (["--stats", "mean,mode"], "unknown stat 'mode'"),
         (["--page", "4"], "page 4 does not exist"),
@@ -90,10 +102,13 @@ def test_demo_and_module_entry_point(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "PSNR" in result.stdout
-    for name in ("noisy.tif", "clean.tif", "mean.tif", "var.tif", "run.json"):
+    for name in ("noisy.tif", "clean.tif", "demo_mean.tif", "demo_var.tif", "demo_fields.png",
+                 "demo.zse.json"):
         assert (out / name).is_file()
-    record = json.loads((out / "run.json").read_text())
+    record = json.loads((out / "demo.zse.json").read_text())
     assert "psnr_noisy_db" in record["quality"]
+    # The demo scene holds electron counts: --model auto picks the Poisson model and says why.
+    assert record["model"]["name"] == "GPMM" and record["model_choice"]["counts"] is True
     again = subprocess.run([sys.executable, "-m", "zse", "demo", "-o", str(out)], capture_output=True, text=True)
     assert again.returncode == 2 and "--overwrite" in again.stderr
 
@@ -112,9 +127,9 @@ def test_mixture_model_options(tmp_path, rng, capsys):
     out = tmp_path / "o"
     args = ["denoise", str(path), "-o", str(out), "-q", "--model", "gpmm", "--n-components", "8", "--max-iter", "3", "--stats", "mean,var,pvar"]
     assert main(args) == 0
-    record = json.loads((out / "run.json").read_text())
+    record = json.loads((out / "counts.zse.json").read_text())
     assert record["model"]["params"]["n_components"] == 8 and len(record["model"]["log_likelihoods"]) == 3
-    assert (out / "pvar.tif").is_file()
+    assert (out / "counts_pvar.tif").is_file()
     assert main(["denoise", str(path), "-o", str(tmp_path / "p"), "-q", "--model", "identity", "--gain", "2"]) == 2
     assert "--gain does not apply to model 'identity'" in capsys.readouterr().err
     grey = (counts.astype(float) * 4 + 100).astype(np.uint16)  # 0.25 counts per grey level, dark level 100

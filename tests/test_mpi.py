@@ -120,3 +120,38 @@ def test_team_run_gathers_results_in_rank_order():
     team = Team(FakeComm(others=[(None, "from rank 1")]))
     assert team.run(lambda: "from rank 0") == ["from rank 0", "from rank 1"]
     assert team.run(lambda: "mine", gather=False) == "mine"
+
+
+@needs_mpi
+def test_command_line_under_mpirun_spreads_files_and_shares_one(tmp_path):
+    import tifffile
+
+    from zse.cli import main
+
+    sys.path.insert(0, str(WORKER.parent))
+    try:
+        import mpi_worker
+    finally:
+        sys.path.pop(0)
+    image = mpi_worker.scene().astype(np.uint16)
+    for name in ("a", "b", "c"):
+        tifffile.imwrite(tmp_path / f"{name}.tif", image + ord(name) - ord("a"))
+    options = ["--model", "sssc", "--H", "6", "--n-states", "6", "--n-parents", "3", "--max-iter", "2", "-q"]
+    files = [str(tmp_path / f"{n}.tif") for n in ("a", "b", "c")]
+    assert main(["denoise", *files, "-o", str(tmp_path / "one"), *options]) == 0
+    zse_cli = [sys.executable, "-m", "zse", "denoise"]
+    # Three files on two ranks: whole files per rank. One file: both ranks work on it.
+    spread = subprocess.run(["mpiexec", "-n", "2", *zse_cli, *files, "-o", str(tmp_path / "spread"), *options],
+                            capture_output=True, text=True, timeout=300)
+    assert spread.returncode == 0, spread.stderr
+    shared = subprocess.run(["mpiexec", "-n", "2", *zse_cli, files[0], "-o", str(tmp_path / "shared"), *options],
+                            capture_output=True, text=True, timeout=300)
+    assert shared.returncode == 0, shared.stderr
+    for folder, names in (("spread", "abc"), ("shared", "a")):
+        for name in names:
+            for stat in ("mean", "var"):
+                np.testing.assert_array_equal(tifffile.imread(tmp_path / folder / f"{name}_{stat}.tif"),
+                                              tifffile.imread(tmp_path / "one" / f"{name}_{stat}.tif"))
+    import json
+
+    assert json.loads((tmp_path / "shared" / "a.zse.json").read_text())["n_ranks"] == 2

@@ -184,13 +184,17 @@ def test_cli_denoises_an_mrc_volume_into_mrc_volumes(tmp_path):
     out = tmp_path / "out"
     assert main(["denoise", str(tmp_path / "tomo.rec"), "-o", str(out), "--patch-size", "3,3,3",
                  "--model", "identity", "--stats", "mean,var,count", "-q"]) == 0
-    with mrcfile.open(out / "mean.mrc") as mrc:
+    with mrcfile.open(out / "tomo_mean.mrc") as mrc:
         np.testing.assert_array_equal(mrc.data, volume)
-    with mrcfile.open(out / "count.mrc") as mrc:
+        assert mrc.is_volume()
+    with mrcfile.open(out / "tomo_count.mrc") as mrc:
         assert mrc.data.shape == volume.shape and mrc.data.max() == 27
-    assert (out / "mean.png").is_file()
-    # A 2-D patch on a volume file names both ways out.
-    assert main(["denoise", str(tmp_path / "tomo.rec"), "-o", str(tmp_path / "o2"), "-q"]) == 2
+    assert (out / "tomo_mean.png").is_file()
+    # A tomogram goes through the 3-D path with 4 x 4 x 4 patches by default.
+    assert main(["denoise", str(tmp_path / "tomo.rec"), "-o", str(tmp_path / "o2"), "--model", "identity", "-q"]) == 0
+    import json
+
+    assert json.loads((tmp_path / "o2" / "tomo.zse.json").read_text())["patch_size"] == [4, 4, 4]
 
 
 def test_cli_n_train_reaches_the_model(tmp_path):
@@ -201,9 +205,9 @@ def test_cli_n_train_reaches_the_model(tmp_path):
     from zse.cli import main
 
     tifffile.imwrite(tmp_path / "a.tif", counts_volume((30, 30)).astype(np.float32))
-    args = ["denoise", str(tmp_path / "a.tif"), "-o", str(tmp_path / "o"), "--H", "4", "--n-states", "4",
+    args = ["denoise", str(tmp_path / "a.tif"), "-o", str(tmp_path / "o"), "--model", "sssc", "--H", "4", "--n-states", "4",
             "--n-parents", "2", "--max-iter", "2", "--n-train", "100", "-q"]
     assert main(args) == 0
-    assert json.loads((tmp_path / "o" / "run.json").read_text())["n_train"] == 100
+    assert json.loads((tmp_path / "o" / "a.zse.json").read_text())["n_train"] == 100
     with pytest.raises(SystemExit):
         main([*args[:-3], "--n-train", "0"])

@@ -305,7 +305,7 @@ def test_cli_turns_memory_errors_into_a_clear_exit_2(tmp_path, capsys):
     path = handmade_tiff(tmp_path / "h.tif", 10**6, 10**6, compression=8, strip=zlib.compress(b"\x00" * 1000))
     assert main(["denoise", str(path), "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("zse: error: not enough memory") and "Traceback" not in err
+    assert err.startswith("zse: error: ") and "not enough memory" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
 
 
@@ -328,12 +328,19 @@ def test_mrc_header_declaring_a_huge_stack_is_refused(tmp_path):
         io.read_image(tmp_path / "h.mrc", page=0)
 
 
-def test_mrc_stack_without_page_is_an_error_on_the_command_line(tmp_path, capsys):
+def test_mrc_stack_on_the_command_line_is_every_section_or_one_page(tmp_path, capsys):
+    data = np.random.default_rng(0).normal(size=(3, 12, 12)).astype(np.float32)
     with mrcfile.new(tmp_path / "s.mrc") as mrc:
-        mrc.set_data(np.random.default_rng(0).normal(size=(3, 12, 12)).astype(np.float32))
-    assert main(["denoise", str(tmp_path / "s.mrc"), "-o", str(tmp_path / "o"), "--model", "identity"]) == 2
-    assert "holds 3 sections; pass page=k (--page k" in capsys.readouterr().err
-    assert main(["denoise", str(tmp_path / "s.mrc"), "-o", str(tmp_path / "o"), "--model", "identity", "--page", "2", "--patch-size", "3", "-q"]) == 0
+        mrc.set_data(data)
+        mrc.set_image_stack()
+    assert main(["denoise", str(tmp_path / "s.mrc"), "-o", str(tmp_path / "o"), "--model", "identity", "--patch-size", "3"]) == 0
+    assert "stack (3, 12, 12)" in capsys.readouterr().err
+    with mrcfile.open(tmp_path / "o" / "s_mean.mrc") as mrc:
+        np.testing.assert_array_equal(mrc.data, data)
+        assert mrc.is_image_stack()
+    assert main(["denoise", str(tmp_path / "s.mrc"), "-o", str(tmp_path / "p"), "--model", "identity", "--page", "2", "--patch-size", "3", "-q"]) == 0
+    with mrcfile.open(tmp_path / "p" / "s_mean.mrc") as mrc:
+        np.testing.assert_array_equal(mrc.data, data[2])
 
 
 @pytest.mark.parametrize("content", [b"", b"II*\x00", b"\x89PNG\r\n\x1a\n" + b"\x00" * 20, b"not an image at all"])
@@ -437,11 +444,11 @@ def test_overwrite_replaces_the_whole_set_and_failure_keeps_the_old_one(tmp_path
 def test_existing_outputs_are_refused_before_any_work(tmp_path, small_tif, monkeypatch, capsys):
     out = tmp_path / "o"
     out.mkdir()
-    (out / "mean.tif").write_bytes(b"old")
-    monkeypatch.setattr(zse.cli, "reconstruct", lambda *a, **k: pytest.fail("work started"))
+    (out / "in_mean.tif").write_bytes(b"old")
+    monkeypatch.setattr(zse._workflow, "reconstruct", lambda *a, **k: pytest.fail("work started"))
     assert main(["denoise", str(small_tif), "-o", str(out), "-q"]) == 2
     assert "outputs exist already" in capsys.readouterr().err
-    assert (out / "mean.tif").read_bytes() == b"old"
+    assert (out / "in_mean.tif").read_bytes() == b"old"
 
 
 def test_unwritable_output_folder_is_a_clear_error(tmp_path, small_tif, capsys):
@@ -465,10 +472,10 @@ def test_internal_errors_exit_1_with_a_report_hint(tmp_path, small_tif, monkeypa
     def bug(*args, **kwargs):
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr(zse.cli, "reconstruct", bug)
+    monkeypatch.setattr(zse._workflow, "reconstruct", bug)
     assert main(["denoise", str(small_tif), "-o", str(tmp_path / "o"), "-q"]) == 1
     err = capsys.readouterr().err
-    assert "zse: internal error: RuntimeError: kaboom" in err and "please report it" in err
+    assert "zse: internal error: " in err and "RuntimeError: kaboom" in err and "please report it" in err
     assert not (tmp_path / "o").exists()
 
 
@@ -668,7 +675,7 @@ def test_cli_checkpoint_and_resume_give_identical_outputs(tmp_path, small_tif):
     ckpt = str(tmp_path / "run.ckpt")
     assert main([*base, "-o", str(tmp_path / "part"), "--max-iter", "3", "--checkpoint", ckpt]) == 0
     assert main([*base, "-o", str(tmp_path / "rest"), "--max-iter", "6", "--checkpoint", ckpt, "--resume"]) == 0
-    for stat in ("mean.tif", "var.tif"):
+    for stat in ("in_mean.tif", "in_var.tif"):
         np.testing.assert_array_equal(tifffile.imread(tmp_path / "full" / stat), tifffile.imread(tmp_path / "rest" / stat))
 
 
@@ -702,7 +709,7 @@ def test_cli_small_h_adapts_defaults_with_a_note(tmp_path, small_tif, capsys):
     assert main(["denoise", str(small_tif), "-o", str(tmp_path / "o"), "--H", "3", "--max-iter", "2", "--patch-size", "3"]) == 0
     err = capsys.readouterr().err
     assert "using --n-states 8" in err and "using --n-parents 8" in err
-    record = json.loads((tmp_path / "o" / "run.json").read_text())
+    record = json.loads((tmp_path / "o" / "in.zse.json").read_text())
     assert record["model"]["params"]["n_states"] == 8 and record["model"]["params"]["n_parents"] == 8
 
 
@@ -730,5 +737,5 @@ def test_cli_reaches_every_parameter_of_a_valid_small_model(tmp_path, small_tif)
         "--mutation", "cross_sparseflip", "--bitflip-prob", "0.2", "--p-init", "0.3",
         "--updates", "exact", "--n-estimate-sweeps", "2", "--max-iter", "2", "--patch-size", "3",
     ]) == 0
-    params = json.loads((tmp_path / "o" / "run.json").read_text())["model"]["params"]
+    params = json.loads((tmp_path / "o" / "in.zse.json").read_text())["model"]["params"]
     assert params["selection"] == "rand" and params["n_generations"] == 2 and params["bitflip_prob"] == 0.2

@@ -16,6 +16,7 @@ from ._base import NotFittedError  # noqa: E402
 from .data import psnr, synthetic_tem  # noqa: E402
 from ._mpi import RankError  # noqa: E402
 from .mixtures import GPMM, PMM  # noqa: E402
+from .model_io import ModelFileError, load_model, save_model  # noqa: E402
 from .models import Identity  # noqa: E402
 from .patches import extract_patches, merge_patches  # noqa: E402
 from .reconstruct import reconstruct  # noqa: E402
@@ -47,9 +48,12 @@ __all__ = [
     "__version__",
     "extract_patches",
     "io",
+    "load_model",
     "merge_patches",
+    "ModelFileError",
     "psnr",
     "reconstruct",
+    "save_model",
     "show_config",
     "synthetic_tem",
 ]

@@ -278,6 +278,27 @@ class EMEstimator(BaseEstimator):
     def _converged(self, objectives) -> bool:
         return False
 
+    # -- model files (zse.save_model / zse.load_model) ------------------------------------------
+    # Private attributes a model file must carry besides the learned ``*_`` ones, and learned
+    # ones it leaves out.
+    _model_file_private: tuple = ("_seed",)
+    _model_file_skip: tuple = ()
+
+    def _check_fitted_shapes(self) -> None:
+        """Raise ValueError when learned arrays disagree with each other or the parameters."""
+
+    def _after_load(self) -> None:
+        """Validate and complete the state read from a model file."""
+        self.n_features_in_ = int(self.n_features_in_)
+        self._seed = int(self._seed)
+        self._train_fingerprint = None  # nothing was trained on in this process
+        self._check_fitted_shapes()
+
+    def _rng(self, random_state):
+        from ._random import seed_from
+
+        return np.random.default_rng(seed_from(random_state))
+
     # -- checkpoints ---------------------------------------------------------------------------
     def _checkpoint_settings(self) -> dict:
         params = {

@@ -1,9 +1,8 @@
-"""The ``zse`` command line: ``zse denoise``, ``zse demo`` and ``zse info``."""
+"""The ``zse`` command line: ``zse denoise``, ``zse fit``, ``zse demo`` and ``zse info``."""
 
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
@@ -11,17 +10,21 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, io
-from ._validation import as_image, as_volume
+from ._workflow import (
+    InputError,
+    UsageError,
+    base_record,
+    denoise_one,
+    expand_inputs,
+    output_stems,
+    parse_crop,
+)
 from .models import DEFAULT_MODEL, MODELS, make_model
-from .reconstruct import DEFAULT_PATCH_SIZE, reconstruct
-
 
 # The demo should finish in well under a minute on a laptop; the model's own default is longer.
 DEMO_MAX_ITER = 30
 
-
-class UsageError(ValueError):
-    """A command-line value that cannot be used."""
+__all__ = ["main", "build_parser", "parse_crop", "parse_patch_size", "UsageError"]
 
 
 def parse_patch_size(text: str) -> tuple[int, ...]:
@@ -38,207 +41,173 @@ def parse_patch_size(text: str) -> tuple[int, ...]:
     return tuple(sizes)
 
 
-def parse_crop(text: str, shape: tuple[int, int]) -> tuple[slice, slice]:
-    """``"y0:y1,x0:x1"`` (ends may be left empty) -> slices; out-of-range crops are errors."""
-    axes = text.split(",")
-    if len(axes) != 2:
-        raise UsageError(f"--crop must look like y0:y1,x0:x1, got {text!r}")
-    slices = []
-    for axis_text, size, axis in zip(axes, shape, ("y", "x")):
-        ends = axis_text.split(":")
-        if len(ends) != 2:
-            raise UsageError(f"--crop must look like y0:y1,x0:x1, got {text!r}")
-        try:
-            start = int(ends[0]) if ends[0].strip() else 0
-            stop = int(ends[1]) if ends[1].strip() else size
-        except ValueError:
-            raise UsageError(f"--crop bounds must be integers, got {text!r}") from None
-        if not 0 <= start < stop <= size:
-            raise UsageError(
-                f"--crop {axis} range {start}:{stop} is empty or outside the image "
-                f"(0:{size} along {axis}); nothing is clipped silently"
-            )
-        slices.append(slice(start, stop))
-    return slices[0], slices[1]
+def _mpi_comm(args):
+    """COMM_WORLD when launched by mpirun/srun (or --mpi) with more than one rank, else None."""
+    from ._mpi import launched_by_mpi, world
+
+    if not (getattr(args, "mpi", False) or launched_by_mpi()):
+        return None
+    comm = world()
+    if comm.Get_size() == 1:
+        return None
+    if args.n_threads is None:
+        # Ranks on one node share its CPUs: each takes its part instead of all of them.
+        from mpi4py import MPI
+
+        from ._threads import available_cpus
+
+        local = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_size()
+        args.n_threads = max(1, available_cpus() // local)
+    return comm
 
 
-def _output_names(stats, volume: bool = False) -> list[str]:
-    names = ["input.png"]
-    for stat in stats:
-        names += [f"{stat}.mrc" if volume else f"{stat}.tif", f"{stat}.png"]
-    names.append("run.json")
-    return names
+def _logger(args, is_root: bool = True):
+    def log(message: str) -> None:
+        if not args.quiet and is_root:
+            print(f"[zse] {message}", file=sys.stderr, flush=True)
+
+    return log
 
 
-def _preview(array: np.ndarray) -> np.ndarray:
-    """The central section of a volume (an image as it is), for the PNG previews."""
-    return array[array.shape[0] // 2] if array.ndim == 3 else array
+def _error_code(error: BaseException) -> int:
+    """2 for errors of inputs, options, files or memory; 1 for anything else (a bug)."""
+    from ._base import CheckpointError
+    from ._mpi import RankError
+    from .model_io import ModelFileError
+
+    if isinstance(error, RankError):
+        return 2 if error.kind in ("ValueError", "TypeError", "FileNotFoundError", "OSError",
+                                   "MemoryError", "CheckpointError", "ModelFileError",
+                                   "InputError", "UsageError", "FileExistsError") else 1
+    user = (MemoryError, ValueError, TypeError, OSError, CheckpointError, ModelFileError)
+    return 2 if isinstance(error, user) else 1
 
 
-def _model_report(model) -> dict:
-    report = {"name": type(model).__name__, "params": model.get_params() if hasattr(model, "get_params") else {}}
-    for attr in ("free_energies_", "log_likelihoods_", "n_iter_"):
-        value = getattr(model, attr, None)
-        if value is not None:
-            report[attr.rstrip("_")] = np.asarray(value).tolist()
-    report["params"] = {k: (v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)) for k, v in report["params"].items()}
-    return report
+def _report(path, error: BaseException) -> int:
+    code = _error_code(error)
+    where = f"{path}: " if path is not None else ""
+    if isinstance(error, MemoryError):
+        detail = str(error) or "an allocation failed"
+        print(f"zse: error: {where}not enough memory: {detail}; try --crop, --bin, a smaller "
+              "--patch-size or fewer --stats", file=sys.stderr)
+    elif code == 2:
+        print(f"zse: error: {where}{error}", file=sys.stderr)
+    else:
+        import traceback
 
-
-def run_denoise(
-    image,
-    outdir: Path,
-    *,
-    model_name: str,
-    patch_size: tuple[int, int],
-    stats: tuple[str, ...],
-    seed: int | None,
-    n_threads: int | None,
-    overwrite: bool,
-    verbose: bool,
-    record: dict,
-    model_params: dict | None = None,
-    extra_outputs: dict | None = None,
-    finish_record=None,
-    n_train="auto",
-) -> dict:
-    """Shared body of ``denoise`` and ``demo``: fit, merge, and write every output as one set.
-
-    ``extra_outputs`` maps further file names to arrays written as float TIFFs (the demo's
-    noisy and clean scenes); ``finish_record(record, results)`` may add to run.json. Nothing
-    appears in ``outdir`` unless every file could be written (:class:`zse.io.OutputSet`).
-    """
-    timings = record.setdefault("timings_s", {})
-    extra_outputs = extra_outputs or {}
-    model = make_model(
-        model_name, options=model_params or {}, random_state=seed, n_threads=n_threads,
-        verbose=verbose,
-    )
-    volume = np.ndim(image) == 3
-    names = list(extra_outputs) + _output_names(stats, volume)
-    with io.OutputSet(outdir, names, overwrite=overwrite) as outputs:
-        for name, array in extra_outputs.items():
-            io.write_tiff(outputs.path(name), array)
-        t = time.perf_counter()
-        results = reconstruct(
-            image, model, stats=stats, patch_size=patch_size, n_train=n_train,
-            n_threads=n_threads, verbose=verbose,
-        )
-        timings["reconstruct"] = round(time.perf_counter() - t, 4)
-
-        t = time.perf_counter()
-        io.write_preview_png(outputs.path("input.png"), _preview(image))
-        for stat, array in results.items():
-            if volume:
-                io.write_mrc(outputs.path(f"{stat}.mrc"), array)
-            else:
-                io.write_tiff(outputs.path(f"{stat}.tif"), array)
-            io.write_preview_png(outputs.path(f"{stat}.png"), _preview(array))
-        timings["write"] = round(time.perf_counter() - t, 4)
-        record.update(
-            {
-                "model": _model_report(model),
-                "patch_size": list(patch_size),
-                "n_train": n_train,
-                "stats": list(stats),
-                "seed": seed,
-                "n_threads": n_threads,
-                "outputs": [str(outputs.final_path(n)) for n in names],
-            }
-        )
-        if finish_record is not None:
-            finish_record(record, results)
-        io.write_json(outputs.path("run.json"), record)
-    return results
-
-
-def _base_record(command: str) -> dict:
-    from . import _core
-
-    return {
-        "zse_version": __version__,
-        "command": command,
-        "argv": sys.argv,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "platform": {
-            "python": platform.python_version(),
-            "machine": platform.machine(),
-            "system": platform.system(),
-            "openmp": bool(_core.has_openmp),
-            "compiler": _core.compiler(),
-        },
-    }
+        traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
+        print(f"zse: internal error: {where}{type(error).__name__}: {error}\n"
+              f"This is a bug in zse {__version__}; please report it with the command line above.",
+              file=sys.stderr)
+    return code
 
 
 def cmd_denoise(args) -> int:
     _resolve_threads(args)
-    if len(args.patch_size) == 3:
-        return _denoise_volume(args)
-    t = time.perf_counter()
-    raw = io.read_image(args.input, page=args.page)
-    record = _base_record("denoise")
-    record["input"] = {
-        "path": str(Path(args.input).resolve()),
-        "page": args.page,
-        "shape": list(raw.shape),
-        "dtype": str(raw.dtype),
-    }
-    image = raw
-    if args.crop:
-        rows, cols = parse_crop(args.crop, image.shape)
-        image = image[rows, cols]
-        record["input"]["crop"] = [rows.start, rows.stop, cols.start, cols.stop]
-    if args.bin < 1:
-        raise UsageError(f"--bin must be >= 1, got {args.bin}")
-    if args.bin > 1:
-        # The reference's "omit every second pixel" downscaling: keep every n-th row and column.
-        image = image[:: args.bin, :: args.bin]
-    record["input"]["bin"] = args.bin
-    image = as_image(image)
-    record["input"]["processed_shape"] = list(image.shape)
-    record.setdefault("timings_s", {})["read"] = round(time.perf_counter() - t, 4)
-    if not args.quiet:
-        print(f"[zse] read {args.input}: {raw.shape} {raw.dtype} -> {image.shape}", file=sys.stderr)
-    return _denoise_and_report(args, image, record, "tif")
+    _check_image_options(args)
+    paths = expand_inputs(args.inputs)
+    stems = output_stems(paths)
+    comm = _mpi_comm(args)
+    fitted = _load_model_file(args)
+    spread = comm is not None and len(paths) >= comm.Get_size()
+    rank = 0 if comm is None else comm.Get_rank()
+    # Many inputs on many ranks: each rank denoises whole files on its own (round robin);
+    # fewer inputs than ranks: every file uses all ranks.
+    mine = paths[rank :: comm.Get_size()] if spread else paths
+    file_comm = None if spread else comm
+    log = _logger(args, rank == 0)
+    failures = []
+    for path in mine:
+        try:
+            denoise_one(path, stems[path], args, model_params=lambda name: _model_params(args, name),
+                        fitted=fitted,
+                        comm=file_comm, log=log)
+        except KeyboardInterrupt:
+            raise
+        except Exception as error:  # noqa: BLE001 - one failing input must not stop the others
+            failures.append((str(path), _error_code(error)))
+            if rank == 0 or spread:
+                _report(path, error)
+            if file_comm is not None:
+                break  # the ranks' team has failed: no further collective work is possible
+    if spread:
+        from ._mpi import team_of
 
-
-def _denoise_and_report(args, image, record, suffix) -> int:
-    run_denoise(
-        image,
-        Path(args.output),
-        model_name=args.model,
-        patch_size=args.patch_size,
-        stats=args.stats,
-        seed=args.seed,
-        n_threads=args.n_threads,
-        overwrite=args.overwrite,
-        verbose=not args.quiet,
-        record=record,
-        model_params=_model_params(args),
-        n_train=args.n_train,
-    )
-    if not args.quiet:
-        print(f"[zse] wrote {', '.join(f'{s}.{suffix}' for s in args.stats)} to {args.output}")
+        everyone = team_of(comm).run(lambda: failures)
+        failures = [f for rank_failures in everyone for f in rank_failures]
+    if failures:
+        if len(paths) > 1 and rank == 0:
+            print(f"zse: {len(failures)} of {len(paths)} inputs failed: "
+                  + ", ".join(p for p, _ in failures), file=sys.stderr)
+        return max(code for _, code in failures)
     return 0
 
 
-def _denoise_volume(args) -> int:
-    """``zse denoise tomogram.rec --patch-size 4x4x4``: the 3-D path, MRC volumes out."""
-    if args.page is not None or args.crop or args.bin != 1:
-        raise UsageError("--page, --crop and --bin apply to 2-D images, not to a 3-D --patch-size")
+def cmd_fit(args) -> int:
+    """``zse fit INPUT... -o model.zse``: one model from patches of every input."""
+    from ._mpi import team_of
+    from ._workflow import training_patches
+    from .model_io import save_model
+
+    _resolve_threads(args)
+    _check_image_options(args)
+    paths = expand_inputs(args.inputs)
+    comm = _mpi_comm(args)
+    team = team_of(comm)
+    is_root = team is None or team.is_root
+    log = _logger(args, is_root)
+    output = Path(args.output)
+    if output.exists() and not args.overwrite:
+        raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
     t = time.perf_counter()
-    volume = io.read_volume(args.input)
-    record = _base_record("denoise")
-    record["input"] = {
-        "path": str(Path(args.input).resolve()),
-        "shape": list(volume.shape),
-        "dtype": str(volume.dtype),
-    }
-    volume = as_volume(volume)
-    record.setdefault("timings_s", {})["read"] = round(time.perf_counter() - t, 4)
-    if not args.quiet:
-        print(f"[zse] read volume {args.input}: {volume.shape}", file=sys.stderr)
-    return _denoise_and_report(args, volume, record, "mrc")
+    patches, patch, model_name, evidence, records = training_patches(paths, args)
+    if evidence is not None:
+        log(f"model auto: {model_name} ({evidence['reason']})")
+    log(f"drew {len(patches)} training patches of {'x'.join(map(str, patch))} pixels from "
+        f"{len(paths)} input(s)")
+    params = _model_params(args, model_name)
+    model = make_model(model_name, options=params, random_state=args.seed,
+                       n_threads=args.n_threads, verbose=not args.quiet and is_root)
+    if comm is not None and hasattr(model, "comm"):
+        model.comm = comm
+    model.fit(patches)
+    if hasattr(model, "comm"):
+        model.comm = None
+    if is_root:
+        save_model(model, output, patch_size=patch, overwrite=args.overwrite)
+        log(f"fitted {type(model).__name__} in {time.perf_counter() - t:.1f} s; wrote {output}")
+    if team is not None:
+        team.check()
+    return 0
+
+
+def _load_model_file(args):
+    if not args.model_file:
+        return None
+    from .model_io import load_model
+
+    if args.model != "auto":
+        raise UsageError("--model-file gives the model; leave out --model")
+    given = [name for name in MODEL_OPTIONS if getattr(args, name, None) not in (None, False)
+             and name not in ("gain", "offset", "n_estimate_sweeps", "n_warm_sweeps")]
+    if given:
+        raise UsageError("--model-file holds a fitted model; these options would not be used: "
+                         + ", ".join("--" + n.replace("_", "-") for n in given))
+    model = load_model(args.model_file)
+    for name in ("gain", "offset", "n_estimate_sweeps", "n_warm_sweeps"):
+        value = getattr(args, name, None)
+        if value is not None and name in model.get_params():
+            setattr(model, name, value)
+    model.n_threads = args.n_threads
+    return model
+
+
+def _check_image_options(args) -> None:
+    for name in ("bin", "decimate"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.bin > 1 and args.decimate > 1:
+        raise UsageError("--bin averages blocks and --decimate keeps every n-th pixel: give one")
 
 
 def cmd_demo(args) -> int:
@@ -246,46 +215,36 @@ def cmd_demo(args) -> int:
 
     _resolve_threads(args)
     noisy, clean = synthetic_tem(seed=args.seed if args.seed is not None else 0)
-    record = _base_record("demo")
-    record["input"] = {
-        "synthetic": "zse.data.synthetic_tem",
-        "shape": list(noisy.shape),
-        "dose_e_per_px": 20.0,
-    }
+    out = Path(args.output)
     print(
         f"[zse] demo: synthetic TEM scene {noisy.shape[0]}x{noisy.shape[1]} px, "
         f"shot noise at 20 e-/px, model {args.model}",
         file=sys.stderr,
     )
+    with io.OutputSet(out, ["noisy.tif", "clean.tif"], overwrite=args.overwrite) as outputs:
+        io.write_tiff(outputs.path("noisy.tif"), noisy)
+        io.write_tiff(outputs.path("clean.tif"), clean)
+    args.inputs, args.output, args.quiet = [str(out / "noisy.tif")], str(out), False
+    for name, value in (("page", None), ("crop", None), ("bin", 1), ("decimate", 1),
+                        ("volume", False), ("per_section", False), ("model_file", None),
+                        ("format", None)):
+        setattr(args, name, value)
+    record = denoise_one(out / "noisy.tif", "demo", args,
+                         model_params=lambda name: _model_params(args, name),
+                         log=_logger(args))
     quality = {"psnr_noisy_db": round(psnr(clean, noisy), 3)}
+    mean_path = out / "demo_mean.tif"
+    if mean_path.exists():
+        import tifffile
 
-    def add_quality(record, results):
-        if "mean" in results:
-            quality["psnr_mean_db"] = round(psnr(clean, results["mean"]), 3)
-        record["quality"] = quality
-
-    run_denoise(
-        noisy,
-        Path(args.output),
-        model_name=args.model,
-        patch_size=args.patch_size,
-        stats=args.stats,
-        seed=args.seed,
-        n_threads=args.n_threads,
-        overwrite=args.overwrite,
-        verbose=True,
-        record=record,
-        model_params=_model_params(args),
-        extra_outputs={"noisy.tif": noisy, "clean.tif": clean},
-        finish_record=add_quality,
-        n_train=args.n_train,
-    )
-    outdir = Path(args.output)
+        quality["psnr_mean_db"] = round(psnr(clean, tifffile.imread(mean_path).astype(np.float64)), 3)
+    record["quality"] = quality
+    io.write_json(out / "demo.zse.json", record, overwrite=True)
     print(f"[zse] PSNR against the clean scene: noisy {quality['psnr_noisy_db']:.2f} dB", end="")
     if "psnr_mean_db" in quality:
         print(f", denoised mean {quality['psnr_mean_db']:.2f} dB", end="")
     print()
-    print(f"[zse] outputs in {outdir.resolve()}: " + ", ".join(sorted(p.name for p in outdir.iterdir())))
+    print(f"[zse] outputs in {out.resolve()}: " + ", ".join(sorted(p.name for p in out.iterdir())))
     return 0
 
 
@@ -326,10 +285,12 @@ def _resolve_threads(args) -> None:
     args.n_threads = resolved
 
 
-def _model_params(args) -> dict:
-    """Model options given on the command line (an option the model lacks is an error).
+def _model_params(args, model_name: str | None = None) -> dict:
+    """Model options given on the command line for ``model_name`` (default ``--model``); an
+    option the model lacks is an error when the model is made.
 
-    For SSSC, defaults that a small H or S cannot take (more states than 2^H, more parents
+    With ``--model auto``, ``--gain``/``--offset`` serve the count test and go to the Poisson
+    models only. For SSSC, defaults that a small H or S cannot take (more states than 2^H, more parents
     than states, more single-bit children than units) are lowered to the largest valid value,
     with a note; values the user gave are never changed.
     """
@@ -338,7 +299,11 @@ def _model_params(args) -> dict:
     }
     if params.get("resume") is False:
         params.pop("resume")
-    if args.model == "sssc":
+    model_name = model_name or args.model
+    if args.model == "auto" and model_name not in ("pmm", "gpmm"):
+        params.pop("gain", None)
+        params.pop("offset", None)
+    if model_name == "sssc":
         import inspect
 
         from .sssc import SSSC
@@ -379,16 +344,18 @@ def _stats(text: str) -> tuple[str, ...]:
     return names
 
 
-def _add_common(p: argparse.ArgumentParser, default_output: str | None) -> None:
-    if default_output is None:
-        p.add_argument("-o", "--output", required=True, help="output directory")
-    else:
-        p.add_argument("-o", "--output", default=default_output, help="output directory (default: %(default)s)")
-    p.add_argument("--model", default=DEFAULT_MODEL, choices=sorted(MODELS), help="patch model (default: %(default)s)")
-    p.add_argument("--patch-size", type=parse_patch_size, default=(DEFAULT_PATCH_SIZE, DEFAULT_PATCH_SIZE), help="patch size: 6 or 6x8 for an image, 4x4x4 for a volume (MRC in, MRC volumes out; default: 6)")
-    p.add_argument("--stats", type=_stats, default=("mean", "var"), help="comma-separated outputs: mean,median,var,pvar,count (default: mean,var)")
+def _add_model_options(p: argparse.ArgumentParser) -> None:
     from .sssc import MUTATIONS, SELECTIONS, UPDATES
 
+    p.add_argument("--model", default="auto", choices=["auto", *sorted(MODELS)],
+                   help="patch model; auto (default): gpmm for electron counts (tested on the "
+                        "data, see --counts), else sssc")
+    p.add_argument("--counts", action=argparse.BooleanOptionalAction, default=None,
+                   help="with --model auto: the input holds electron counts (--counts) or not "
+                        "(--no-counts) instead of testing the data")
+    p.add_argument("--patch-size", type=parse_patch_size, default=None,
+                   help="patch size: 6 or 6x8 for images and stacks, 4x4x4 for a volume "
+                        "(default: 6 for sssc, 8 for pmm/gpmm, 4x4x4 for volumes)")
     m = p.add_argument_group("model parameters (see the model's docstring; default: the model's)")
     m.add_argument("--H", type=int, default=None, help="latent units H (sssc; default 64)")
     m.add_argument("--n-states", type=int, default=None, help="states kept per patch S (sssc; default 32, at most 2^H)")
@@ -408,39 +375,61 @@ def _add_common(p: argparse.ArgumentParser, default_output: str | None) -> None:
     m.add_argument("--class-alpha", action=argparse.BooleanOptionalAction, default=None, help="one Gamma shape per component (gpmm)")
     m.add_argument("--alpha-init", type=float, default=None, help="initial Gamma shape (gpmm)")
     m.add_argument("--alpha-max", type=float, default=None, help="cap of the Gamma shape (gpmm)")
-    m.add_argument("--gain", type=float, default=None, help="counts per grey level (pmm, gpmm; default 1)")
-    m.add_argument("--offset", type=float, default=None, help="detector dark level in grey values (pmm, gpmm; default 0)")
+    m.add_argument("--gain", type=float, default=None, help="counts per grey level (pmm, gpmm and the count test of --model auto; default 1)")
+    m.add_argument("--offset", type=float, default=None, help="detector dark level in grey values (pmm, gpmm and the count test; default 0)")
     c = p.add_argument_group("checkpoints of long fits (sssc, pmm, gpmm)")
     c.add_argument("--checkpoint", default=None, help="file the training state is written to every --checkpoint-every epochs")
     c.add_argument("--checkpoint-every", type=int, default=None, help="epochs between checkpoints (default 10)")
     c.add_argument("--resume", action="store_true", default=None, help="continue from --checkpoint if it exists (bit-identical results)")
     p.add_argument("--n-train", type=_n_train, default="auto", help="patch positions to train on: an int, or auto (every patch up to 65536, a random subset beyond; default)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the model (default: 0)")
-    p.add_argument("--n-threads", type=int, default=None, help="threads (default: all available; capped at the CPUs)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--n-threads", type=int, default=None, help="threads per process (default: all available; under MPI the node's CPUs shared by its ranks)")
+    p.add_argument("--mpi", action="store_true", help="use every MPI rank (detected when started by mpirun/mpiexec/srun)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+
+def _add_input_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--page", type=int, default=None, help="only this page of a TIFF stack / section of an MRC stack")
+    p.add_argument("--volume", action="store_true", help="treat a 3-D file as a volume (3-D patches) even if its header says stack")
+    p.add_argument("--crop", default=None, help="region y0:y1,x0:x1 of every section (applied before --bin)")
+    p.add_argument("--bin", type=int, default=1, help="average N x N blocks (IMOD's binning; a remainder is cropped, with a note)")
+    p.add_argument("--decimate", type=int, default=1, help="keep every N-th pixel in each direction")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zse",
-        description="Zero-shot enhancement of a single noisy electron-microscopy image.",
+        description="Zero-shot enhancement of noisy electron-microscopy images.",
     )
     parser.add_argument("--version", action="version", version=f"zse {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("denoise", help="denoise an image file; writes mean/var TIFFs, PNG previews and run.json")
-    p.add_argument("input", help="input image: TIFF, MRC, PNG or JPEG")
-    _add_common(p, None)
-    p.add_argument("--page", type=int, default=None, help="page of a TIFF stack / section of an MRC stack")
-    p.add_argument("--crop", default=None, help="region y0:y1,x0:x1 (applied before --bin)")
-    p.add_argument("--bin", type=int, default=1, help="keep every n-th pixel in each direction (default: 1)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p = sub.add_parser("denoise", help="denoise images, stacks and volumes; per input <stem>_mean/<stem>_var, previews, <stem>_fields.png and <stem>.zse.json")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="TIFF, MRC, PNG or JPEG files or quoted patterns (\"dir/*.mrc\")")
+    p.add_argument("-o", "--output", required=True, help="output directory")
+    p.add_argument("--format", choices=("mrc", "tif"), default=None, help="output format (default: mrc for MRC inputs, else tif)")
+    p.add_argument("--stats", type=_stats, default=("mean", "var"), help="comma-separated outputs: mean,median,var,pvar,count (default: mean,var)")
+    p.add_argument("--model-file", default=None, help="apply a model written by zse fit instead of fitting one per input")
+    p.add_argument("--per-section", action="store_true", help="stacks: fit a model for each section (default: one model from patches of all sections)")
+    _add_input_options(p)
+    _add_model_options(p)
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=cmd_denoise)
 
+    p = sub.add_parser("fit", help="fit one model on patches of every input and write it to a model file")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="TIFF, MRC, PNG or JPEG files or quoted patterns")
+    p.add_argument("-o", "--output", required=True, help="model file to write (e.g. model.zse)")
+    _add_input_options(p)
+    _add_model_options(p)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model file")
+    p.set_defaults(func=cmd_fit)
+
     p = sub.add_parser("demo", help="denoise a bundled example EM scene")
-    _add_common(p, "zse-demo")
-    p.set_defaults(max_iter=DEMO_MAX_ITER)
-    p.set_defaults(func=cmd_demo)
+    p.add_argument("-o", "--output", default="zse-demo", help="output directory (default: %(default)s)")
+    p.add_argument("--stats", type=_stats, default=("mean", "var"), help="comma-separated outputs (default: mean,var)")
+    _add_model_options(p)
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.set_defaults(max_iter=DEMO_MAX_ITER, func=cmd_demo)
 
     p = sub.add_parser("info", help="print version, OpenMP and thread configuration")
     p.set_defaults(func=cmd_info)
@@ -463,8 +452,6 @@ def main(argv=None) -> int:
     """
     import signal
 
-    from ._base import CheckpointError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -473,33 +460,14 @@ def main(argv=None) -> int:
         previous = None
     try:
         return args.func(args)
-    except MemoryError as error:
-        detail = str(error) or "an allocation failed"
-        print(
-            f"zse: error: not enough memory: {detail}; try --crop, --bin, a smaller --patch-size "
-            "or fewer --stats",
-            file=sys.stderr,
-        )
-        return 2
-    except (ValueError, TypeError, OSError, CheckpointError) as error:
-        print(f"zse: error: {error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("zse: interrupted; no partial outputs were left", file=sys.stderr)
         return 130
     except Terminated:
         print("zse: terminated; no partial outputs were left", file=sys.stderr)
         return 143
-    except Exception as error:  # noqa: BLE001 - the last line of defence reports the bug
-        import traceback
-
-        traceback.print_exc(file=sys.stderr)
-        print(
-            f"zse: internal error: {type(error).__name__}: {error}\n"
-            f"This is a bug in zse {__version__}; please report it with the command line above.",
-            file=sys.stderr,
-        )
-        return 1
+    except Exception as error:  # noqa: BLE001 - reported as a user error (2) or a bug (1)
+        return _report(None, error)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -345,8 +346,120 @@ def read_volume(path) -> np.ndarray:
     return volume
 
 
-def write_mrc(path, volume, *, overwrite: bool = False) -> Path:
-    """Write a 2-D image or 3-D volume as a float32 MRC file (atomically); returns the path."""
+@dataclass
+class ImageInfo:
+    """What a file says about its pixels besides their values.
+
+    Attributes
+    ----------
+    kind : {"image", "stack", "volume"}
+        One 2-D image; a stack of 2-D sections (an MRC with ISPG 0 and several sections, a
+        multi-page TIFF); or a 3-D volume (an MRC with ISPG 1 and several sections, e.g. a
+        tomogram ``.rec``).
+    n_sections : int
+        Sections of a stack or volume (1 for an image).
+    voxel_size : tuple of float, optional
+        (x, y, z) pixel/voxel size in Å when the file gives one (MRC header, TIFF resolution
+        tags), else None.
+    origin : tuple of float, optional
+        The MRC header's origin (x, y, z) in Å.
+    labels : list of str
+        The MRC header's text labels.
+    """
+
+    kind: str = "image"
+    n_sections: int = 1
+    voxel_size: tuple | None = None
+    origin: tuple | None = None
+    labels: list = field(default_factory=list)
+
+
+_ANGSTROM_PER_UNIT = {2: 2.54e8, 3: 1e8}  # TIFF ResolutionUnit: 2 inch, 3 centimetre
+
+
+def read_info(path) -> ImageInfo:
+    """The kind (image, stack, volume), size and pixel size of an image file, from its header.
+
+    Reads headers only (no pixel data). PNG/JPEG/BMP files are single images without a pixel
+    size; a multi-page TIFF is a stack.
+    """
+    path = Path(path)
+    if not path.exists():
+        msg = f"input file not found: {path}"
+        raise FileNotFoundError(msg)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in MRC_SUFFIXES:
+            return _mrc_info(path)
+        if suffix in TIFF_SUFFIXES:
+            return _tiff_info(path)
+    except (OSError, ValueError) as error:
+        if str(path) in str(error):
+            raise
+        msg = f"could not read the header of {path}: {error}"
+        raise ValueError(msg) from error
+    if suffix in PIL_SUFFIXES:
+        return ImageInfo()
+    msg = f"unsupported file type {suffix!r} for {path}; supported: " + ", ".join(SUPPORTED_SUFFIXES)
+    raise ValueError(msg)
+
+
+def _mrc_info(path: Path) -> ImageInfo:
+    import mrcfile
+
+    with mrcfile.open(path, mode="r", permissive=False, header_only=True) as mrc:
+        header = mrc.header
+        nz, ispg = int(header.nz), int(header.ispg)
+        size = tuple(float(v) for v in (mrc.voxel_size.x, mrc.voxel_size.y, mrc.voxel_size.z))
+        origin = tuple(float(v) for v in (header.origin.x, header.origin.y, header.origin.z))
+        labels = [str(label.decode("ascii", "replace")).rstrip() for label in
+                  header.label[: int(header.nlabl)]]
+    if nz == 1:
+        kind = "image"
+    else:
+        # ISPG 0 marks a stack of images; 1 (and the space groups) a volume; .rec is a tomogram.
+        kind = "stack" if ispg == 0 and path.suffix.lower() != ".rec" else "volume"
+    return ImageInfo(
+        kind=kind, n_sections=nz,
+        voxel_size=size if any(v > 0 for v in size) else None,
+        origin=origin, labels=[label for label in labels if label],
+    )
+
+
+def _tiff_info(path: Path) -> ImageInfo:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        pages = tif.pages
+        first = pages[0]
+        if len(pages) == 1 and first.samplesperpixel == 1 and len(first.shape) == 3:
+            n_sections = int(first.shape[0])
+        else:
+            n_sections = len(pages)
+        voxel_size = None
+        tags = first.tags
+        if "XResolution" in tags and "ResolutionUnit" in tags:
+            unit = int(tags["ResolutionUnit"].value)
+            numerator, denominator = tags["XResolution"].value
+            if unit in _ANGSTROM_PER_UNIT and numerator > 0 and denominator > 0:
+                pixels_per_unit = numerator / denominator
+                size = _ANGSTROM_PER_UNIT[unit] / pixels_per_unit
+                voxel_size = (size, size, 0.0)
+    return ImageInfo(kind="stack" if n_sections > 1 else "image", n_sections=n_sections,
+                     voxel_size=voxel_size)
+
+
+ZSE_LABEL = "zse: denoised with zero-shot enhancement"
+
+
+def write_mrc(path, volume, *, overwrite: bool = False, info: ImageInfo | None = None,
+              label: str | None = None) -> Path:
+    """Write a 2-D image or 3-D array as a float32 MRC file (atomically); returns the path.
+
+    With ``info`` (from :func:`read_info` of the input) the voxel size, origin and labels are
+    kept, a 3-D array is marked as a stack or a volume like the input, and ``label`` (at most
+    80 characters) is added to the labels.
+    """
     import mrcfile
 
     path = Path(path)
@@ -356,6 +469,24 @@ def write_mrc(path, volume, *, overwrite: bool = False) -> Path:
     def write(tmp):
         with mrcfile.new(tmp, overwrite=True) as mrc:
             mrc.set_data(out)
+            if out.ndim == 3:
+                if info is not None and info.kind == "stack":
+                    mrc.set_image_stack()
+                else:
+                    mrc.set_volume()
+            # Only the input's labels and ours (not mrcfile's "Created by" line).
+            mrc.header.nlabl = 0
+            mrc.header.label[:] = b""
+            if info is not None:
+                if info.voxel_size is not None:
+                    mrc.voxel_size = info.voxel_size
+                if info.origin is not None:
+                    mrc.header.origin = info.origin
+                labels = list(info.labels)[-9:]  # 10 labels at most, ours is the last
+                for text in labels:
+                    mrc.add_label(text[:80])
+            if label:
+                mrc.add_label(label[:80])
 
     return _write_atomically(path, write)
 
@@ -392,15 +523,24 @@ def _write_atomically(path: Path, write) -> Path:
     return path
 
 
-def write_tiff(path, image, *, overwrite: bool = False) -> Path:
-    """Write a 2-D image as a float32 TIFF (atomically); returns the path written."""
+def write_tiff(path, image, *, overwrite: bool = False, info: ImageInfo | None = None) -> Path:
+    """Write a 2-D image (or a stack, one page per section) as a float32 TIFF (atomically).
+
+    With ``info`` carrying a pixel size, it is written to the resolution tags (pixels per
+    centimetre), which Fiji/ImageJ and napari's TIFF readers show as the pixel size.
+    Returns the path written.
+    """
     path = Path(path)
     _prepare_output(path, overwrite)
     out = _as_float32(image, path)
     import tifffile
 
+    options = {}
+    if info is not None and info.voxel_size is not None and info.voxel_size[0] > 0:
+        per_cm = 1e8 / float(info.voxel_size[0])
+        options = {"resolution": (per_cm, per_cm), "resolutionunit": "CENTIMETER"}
     return _write_atomically(
-        path, lambda tmp: tifffile.imwrite(tmp, out, photometric="minisblack")
+        path, lambda tmp: tifffile.imwrite(tmp, out, photometric="minisblack", **options)
     )
 
 
@@ -428,6 +568,51 @@ def write_preview_png(path, image, *, percentiles=(0.5, 99.5), overwrite: bool =
     path = Path(path)
     _prepare_output(path, overwrite)
     picture = Image.fromarray(preview_uint8(image, percentiles))
+    return _write_atomically(path, lambda tmp: picture.save(tmp, format="PNG"))
+
+
+def fields_mosaic(model, patch, *, scale: int = 4) -> np.ndarray:
+    """The learned generative fields as one 8-bit picture, strongest first.
+
+    SSSC: the columns of ``W_`` ordered by ``pi_`` (each shown symmetric about zero: mid-grey is
+    0); PMM/GPMM: the component means ``W_`` ordered by weight ``pi_`` (each from its own
+    minimum to maximum). A 3-D patch shows its central slice. Every pixel is ``scale`` x
+    ``scale`` screen pixels, with a one-pixel gap between fields.
+    """
+    W = np.asarray(model.W_, dtype=np.float64)
+    fields = W.T if hasattr(model, "H") else W  # one field per row
+    order = np.argsort(-np.asarray(model.pi_), kind="stable")
+    fields = fields[order]
+    patch = tuple(int(p) for p in patch)
+    fields = fields.reshape(len(fields), *patch)
+    if fields.ndim == 4:
+        fields = fields[:, patch[0] // 2]
+    n, rows, cols = fields.shape
+    grid = int(np.ceil(np.sqrt(n)))
+    grid_rows = int(np.ceil(n / grid))
+    tile_r, tile_c = rows * scale + 1, cols * scale + 1
+    mosaic = np.full((grid_rows * tile_r + 1, grid * tile_c + 1), 255, dtype=np.uint8)
+    for k, field in enumerate(fields):
+        if hasattr(model, "H"):
+            peak = np.max(np.abs(field))
+            scaled = 0.5 + 0.5 * field / peak if peak > 0 else np.full(field.shape, 0.5)
+        else:
+            lo, hi = field.min(), field.max()
+            scaled = (field - lo) / (hi - lo) if hi > lo else np.full(field.shape, 0.5)
+        tile = np.kron(np.round(scaled * 255).astype(np.uint8), np.ones((scale, scale), np.uint8))
+        r, c = divmod(k, grid)
+        mosaic[1 + r * tile_r : 1 + r * tile_r + rows * scale,
+               1 + c * tile_c : 1 + c * tile_c + cols * scale] = tile
+    return mosaic
+
+
+def write_fields_png(path, model, patch, *, overwrite: bool = False) -> Path:
+    """Write :func:`fields_mosaic` of a fitted model as a PNG; returns the path."""
+    from PIL import Image
+
+    path = Path(path)
+    _prepare_output(path, overwrite)
+    picture = Image.fromarray(fields_mosaic(model, patch))
     return _write_atomically(path, lambda tmp: picture.save(tmp, format="PNG"))
 
 

@@ -217,6 +217,43 @@ class _PoissonMixture(EMEstimator):
             median_kind, n_threads, part=share[0], n_parts=share[1],
         )
 
+    def _check_fitted_shapes(self):
+        C, D = int(self.n_components), self.n_features_in_
+        if np.shape(self.W_) != (C, D) or np.shape(self.pi_) != (C,):
+            msg = f"W_ {np.shape(self.W_)} / pi_ {np.shape(self.pi_)} do not match C={C}, D={D}"
+            raise ValueError(msg)
+        if not (np.all(self.W_ > 0) and np.all(self.pi_ > 0)):
+            msg = "W_ and pi_ must be positive"
+            raise ValueError(msg)
+
+    def _draw_components(self, n, rng):
+        return rng.choice(len(self.pi_), size=n, p=self.pi_ / self.pi_.sum())
+
+    def _sample_rates(self, components, rng):
+        return self.W_[components]
+
+    def sample(self, n_samples=1, random_state=None):
+        """Draw patches from the learned generative model (counts, turned into grey values).
+
+        PMM: c ~ pi, y_d ~ Poisson(W_cd); GPMM: c ~ pi, z ~ Gamma(alpha_c, 1),
+        y_d ~ Poisson(z W_cd) (ALGORITHM.md §5.1, §6.1). Returned as ``y / gain + offset``.
+
+        Parameters
+        ----------
+        n_samples : int
+        random_state : None, int or numpy.random.Generator
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features)
+        """
+        check_is_fitted(self)
+        n = check_int(n_samples, "n_samples", 1)
+        rng = self._rng(random_state)
+        counts = rng.poisson(self._sample_rates(self._draw_components(n, rng), rng)).astype(np.float64)
+        gain, offset = self._check_gain_offset()
+        return counts / gain + offset
+
     def predict_proba(self, patches) -> np.ndarray:
         """Posterior responsibilities r_nc of every component, shape (n_patches, n_components)."""
         Y = self._check_patches_for_estimate(patches)
@@ -401,6 +438,19 @@ class GPMM(_PoissonMixture):
         self.comm = comm
 
     _ALPHA_MIN = 1e-6
+
+    def _sample_rates(self, components, rng):
+        alpha = np.broadcast_to(np.asarray(self.alpha_, dtype=np.float64), self.pi_.shape)
+        z = rng.gamma(alpha[components], 1.0)
+        return z[:, None] * self.W_[components]
+
+    def _check_fitted_shapes(self):
+        super()._check_fitted_shapes()
+        alpha = np.asarray(self.alpha_, dtype=np.float64)
+        if alpha.shape not in ((), (int(self.n_components),)) or not np.all(alpha > 0):
+            msg = f"alpha_ must be a positive scalar or one per component, got shape {alpha.shape}"
+            raise ValueError(msg)
+        self.alpha_ = float(alpha) if alpha.ndim == 0 else alpha
 
     def _alpha_array(self):
         return np.broadcast_to(np.asarray(self.alpha_, dtype=np.float64), self.W_.shape[:1]).copy()

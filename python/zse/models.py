@@ -27,6 +27,12 @@ class Identity(BaseEstimator):
     def __init__(self):
         pass
 
+    _model_file_private = ()
+    _model_file_skip = ()
+
+    def _after_load(self):
+        self.n_features_in_ = int(self.n_features_in_)
+
     def fit(self, patches, y=None):
         """Record the patch dimension; returns ``self``."""
         patches = as_patches(patches)

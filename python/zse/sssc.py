@@ -121,6 +121,8 @@ class SSSC(EMEstimator):
     """
 
     _provides_variance = True
+    _model_file_private = ("_W_std", "_sigma2_std", "_bias_std", "_seed")
+    _model_file_skip = ("K_",)
 
     def __init__(
         self,
@@ -355,7 +357,51 @@ class SSSC(EMEstimator):
         if self.n_dead_units_:
             self._log(f"{self.n_dead_units_} unit(s) were never active in the last epoch")
 
+    def _check_fitted_shapes(self):
+        D, H = self.n_features_in_, int(self.H)
+        expected = {"W_": (D, H), "_W_std": (D, H), "pi_": (H,), "mu_": (H,), "Psi_": (H, H),
+                    "bias_": (D,), "_bias_std": (D,)}
+        for name, shape in expected.items():
+            if np.shape(getattr(self, name)) != shape:
+                msg = f"{name} has shape {np.shape(getattr(self, name))}, expected {shape} (H={H}, D={D})"
+                raise ValueError(msg)
+        for name in ("sigma2_", "_sigma2_std", "data_scale_", "data_offset_"):
+            setattr(self, name, float(getattr(self, name)))
+        if not (self._sigma2_std > 0 and self.data_scale_ > 0):
+            msg = "sigma2_ and data_scale_ must be > 0"
+            raise ValueError(msg)
+
+    def _after_load(self):
+        super()._after_load()
+        words = (int(self.H) + 63) // 64
+        self.K_ = np.zeros((0, int(self.n_states), words), dtype=np.uint64)
+
     # -- public API ----------------------------------------------------------------------------
+    def sample(self, n_samples=1, random_state=None):
+        """Draw patches from the learned generative model (ALGORITHM.md §3.1).
+
+        s_h ~ Bernoulli(pi_h), z ~ N(mu, Psi), y = bias + W (s * z) + sqrt(sigma2) * noise.
+
+        Parameters
+        ----------
+        n_samples : int
+        random_state : None, int or numpy.random.Generator
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features)
+            In the data's units.
+        """
+        check_is_fitted(self)
+        n = check_int(n_samples, "n_samples", 1)
+        rng = self._rng(random_state)
+        H = self.W_.shape[1]
+        s = rng.random((n, H)) < self.pi_
+        lower = np.linalg.cholesky(self.Psi_)
+        z = self.mu_ + rng.standard_normal((n, H)) @ lower.T
+        noise = rng.standard_normal((n, self.W_.shape[0])) * np.sqrt(self.sigma2_)
+        return self.bias_ + (s * z) @ self.W_.T + noise
+
     def _states_for(self, Y, n_threads):
         """State sets for Y: the training sets if Y is the training data, else fresh ones."""
         if fingerprint(Y) == self._train_fingerprint:

@@ -1,0 +1,421 @@
+"""What the command line does with each input file: read it with its header, decide image, stack
+or volume, pick the model (``--model auto``), denoise, and write ``<stem>_<stat>.<ext>``,
+previews, ``<stem>_fields.png`` and ``<stem>.zse.json`` as one output set.
+
+Kept apart from :mod:`zse.cli` (argument parsing and exit codes) so that each input's work is a
+plain function of its options.
+"""
+
+from __future__ import annotations
+
+import glob
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, io
+from .counts import bin_image, count_evidence
+from .models import make_model
+from .reconstruct import DEFAULT_PATCH_SIZE_3D, reconstruct
+
+# Patch sizes by model when none is given: SSSC 6 x 6, the mixtures 8 x 8 (the settings of the
+# bench tables, bench/README.md), volumes 4 x 4 x 4.
+DEFAULT_PATCH = {"sssc": (6, 6), "pmm": (8, 8), "gpmm": (8, 8), "identity": (6, 6)}
+# --model auto: the Poisson model with the higher PSNR on both count tables of bench/RESULTS.md
+# (Poisson table 20.67 vs 20.55 dB, FMD pair 37.09 vs 36.83 dB).
+COUNTS_MODEL = "gpmm"
+MRC_OUT_SUFFIXES = (".mrc", ".mrcs", ".map", ".st", ".ali", ".rec")
+
+
+class InputError(ValueError):
+    """An input (file or pattern) that cannot be processed."""
+
+
+def expand_inputs(patterns) -> list[Path]:
+    """Files named or matched by ``patterns`` (globs expanded), sorted, duplicates removed."""
+    found: dict[Path, Path] = {}
+    for pattern in patterns:
+        if any(ch in pattern for ch in "*?[") and not Path(pattern).exists():
+            matches = sorted(glob.glob(pattern))
+            if not matches:
+                msg = f"no file matches {pattern!r}"
+                raise InputError(msg)
+        else:
+            matches = [pattern]
+        for match in matches:
+            path = Path(match)
+            found.setdefault(path.resolve(), path)
+    return [found[key] for key in sorted(found)]
+
+
+def output_stems(paths) -> dict[Path, str]:
+    """Each input's output stem (its file name without suffix); clashes are errors."""
+    stems: dict[str, Path] = {}
+    for path in paths:
+        stem = path.stem
+        if stem in stems:
+            msg = (f"{stems[stem]} and {path} would write the same outputs ({stem}_*): "
+                   "denoise them into different output folders")
+            raise InputError(msg)
+        stems[stem] = path
+    return {path: stem for stem, path in stems.items()}
+
+
+@dataclass
+class Loaded:
+    """An input read for denoising."""
+
+    data: np.ndarray                 # float64: (rows, cols) or (sections, rows, cols)
+    kind: str                        # "image", "stack" (sections denoised as images) or "volume"
+    info: io.ImageInfo
+    record: dict = field(default_factory=dict)
+
+
+def load(path: Path, options) -> Loaded:
+    """Read ``path`` as an image, a stack of sections or a volume, with crop and binning."""
+    info = io.read_info(path)
+    wants_volume = bool(options.volume) or (options.patch_size is not None and len(options.patch_size) == 3)
+    record = {"path": str(path.resolve()), "file_kind": info.kind, "n_sections": info.n_sections,
+              "voxel_size_A": list(info.voxel_size) if info.voxel_size else None}
+    if options.page is not None or info.kind == "image":
+        if wants_volume and info.kind == "image":
+            msg = f"{path} is a 2-D image; a 3-D patch size or --volume needs a volume"
+            raise InputError(msg)
+        data, kind = io.read_image(path, page=options.page), "image"
+        record["page"] = options.page
+    else:
+        data = io.read_volume(path)
+        kind = "volume" if wants_volume or info.kind == "volume" else "stack"
+    record["dtype"], record["shape"] = str(data.dtype), list(data.shape)
+    if kind == "volume" and (options.crop or options.bin != 1 or options.decimate != 1):
+        msg = "--crop, --bin and --decimate apply to images and stacks, not to volumes"
+        raise InputError(msg)
+    if options.crop:
+        rows, cols = parse_crop(options.crop, data.shape[-2:])
+        data = data[..., rows, cols]
+        record["crop"] = [rows.start, rows.stop, cols.start, cols.stop]
+    notes = []
+    if options.bin > 1:
+        data, cropped = bin_image(data, options.bin)
+        record["bin"] = options.bin
+        if any(cropped):
+            notes.append(f"--bin {options.bin}: the last {cropped[0]} row(s) and {cropped[1]} "
+                         "column(s) do not fill a block and were cropped")
+        if info.voxel_size:
+            x, y, z = info.voxel_size
+            info.voxel_size = (x * options.bin, y * options.bin, z)
+    if options.decimate > 1:
+        data = data[..., :: options.decimate, :: options.decimate]
+        record["decimate"] = options.decimate
+        if info.voxel_size:
+            x, y, z = info.voxel_size
+            info.voxel_size = (x * options.decimate, y * options.decimate, z)
+    data = np.ascontiguousarray(data, dtype=np.float64)
+    record["processed_shape"], record["kind"], record["notes"] = list(data.shape), kind, notes
+    return Loaded(data, kind, info, record)
+
+
+class UsageError(ValueError):
+    """A command-line value that cannot be used."""
+
+
+def parse_crop(text: str, shape) -> tuple[slice, slice]:
+    """``"y0:y1,x0:x1"`` (ends may be left empty) -> slices; out-of-range crops are errors."""
+    axes = text.split(",")
+    if len(axes) != 2:
+        raise UsageError(f"--crop must look like y0:y1,x0:x1, got {text!r}")
+    slices = []
+    for axis_text, size, axis in zip(axes, shape, ("y", "x")):
+        ends = axis_text.split(":")
+        if len(ends) != 2:
+            raise UsageError(f"--crop must look like y0:y1,x0:x1, got {text!r}")
+        try:
+            start = int(ends[0]) if ends[0].strip() else 0
+            stop = int(ends[1]) if ends[1].strip() else size
+        except ValueError:
+            raise UsageError(f"--crop bounds must be integers, got {text!r}") from None
+        if not 0 <= start < stop <= size:
+            raise UsageError(
+                f"--crop {axis} range {start}:{stop} is empty or outside the image "
+                f"(0:{size} along {axis}); nothing is clipped silently"
+            )
+        slices.append(slice(start, stop))
+    return slices[0], slices[1]
+
+
+def choose_model(options, data: np.ndarray) -> tuple[str, dict | None]:
+    """The model name and, for ``auto``, the evidence it was chosen on."""
+    if options.model != "auto":
+        return options.model, None
+    gain = 1.0 if options.gain is None else options.gain
+    offset = 0.0 if options.offset is None else options.offset
+    if options.counts is not None:
+        evidence = {"counts": bool(options.counts),
+                    "reason": "--counts given" if options.counts else "--no-counts given"}
+    else:
+        evidence = count_evidence(data, gain=gain, offset=offset)
+    return (COUNTS_MODEL if evidence["counts"] else "sssc"), evidence
+
+
+def patch_for(kind: str, model_name: str, options, fitted_patch=None) -> tuple:
+    """The patch extents: --patch-size, else the model file's, else the model's default; a
+    stack's sections get 2-D patches as (1, rows, columns), which never cross sections."""
+    given = tuple(options.patch_size) if options.patch_size is not None else None
+    if given is not None and fitted_patch is not None and given != tuple(fitted_patch):
+        msg = (f"the model file was trained on {'x'.join(map(str, fitted_patch))} patches, "
+               f"--patch-size asks for {'x'.join(map(str, given))}")
+        raise UsageError(msg)
+    if given is not None:
+        patch = given
+    elif fitted_patch is not None:
+        patch = tuple(fitted_patch)
+    elif kind == "volume":
+        patch = (DEFAULT_PATCH_SIZE_3D,) * 3
+    else:
+        patch = DEFAULT_PATCH.get(model_name, (6, 6))
+    if kind == "stack" and len(patch) == 2:
+        return (1, *patch)
+    return patch
+
+
+def output_format(path: Path, options) -> str:
+    if options.format:
+        return options.format
+    return "mrc" if path.suffix.lower() in MRC_OUT_SUFFIXES else "tif"
+
+
+def output_names(stem: str, stats, fmt: str, fields: bool) -> list[str]:
+    names = [f"{stem}_input.png"]
+    for stat in stats:
+        names += [f"{stem}_{stat}.{fmt}", f"{stem}_{stat}.png"]
+    if fields:
+        names.append(f"{stem}_fields.png")
+    names.append(f"{stem}.zse.json")
+    return names
+
+
+def model_summary(model) -> dict:
+    """What the .zse.json says about a model: its name, settings and what it learned."""
+    params = model.get_params() if hasattr(model, "get_params") else {}
+    summary = {
+        "name": type(model).__name__,
+        "params": {k: (v if isinstance(v, (int, float, str, bool, type(None))) else repr(v))
+                   for k, v in params.items() if k != "comm"},
+    }
+    for attr in ("free_energies_", "log_likelihoods_", "n_iter_", "converged_"):
+        value = getattr(model, attr, None)
+        if value is not None:
+            summary[attr.rstrip("_")] = np.asarray(value).tolist()
+    if hasattr(model, "sigma2_"):
+        summary["learned_sigma"] = float(np.sqrt(model.sigma2_))
+        summary["n_dead_units"] = int(getattr(model, "n_dead_units_", 0))
+    if hasattr(model, "pi_") and hasattr(model, "n_components"):
+        weights = np.sort(np.asarray(model.pi_))[::-1]
+        summary["mixture"] = {
+            "n_components": int(len(weights)),
+            "largest_weights": [float(w) for w in weights[:5]],
+            "n_dead_components": int(getattr(model, "n_dead_components_", 0)),
+            "alpha": (np.asarray(model.alpha_).tolist() if hasattr(model, "alpha_") else None),
+        }
+    return summary
+
+
+def write_outputs(outputs, stem, loaded, results, stats, fmt, model, patch, record):
+    """Every file of one input into an open :class:`zse.io.OutputSet`."""
+    t = time.perf_counter()
+    preview = _preview(loaded.data)
+    io.write_preview_png(outputs.path(f"{stem}_input.png"), preview)
+    for stat in stats:
+        array = results[stat]
+        target = outputs.path(f"{stem}_{stat}.{fmt}")
+        if fmt == "mrc":
+            io.write_mrc(target, array, info=loaded.info, label=f"{io.ZSE_LABEL} {__version__}: {stat}")
+        else:
+            io.write_tiff(target, array, info=loaded.info)
+        io.write_preview_png(outputs.path(f"{stem}_{stat}.png"), _preview(array))
+    if f"{stem}_fields.png" in outputs.names:
+        io.write_fields_png(outputs.path(f"{stem}_fields.png"), model, patch)
+    record["timings_s"]["write"] = round(time.perf_counter() - t, 4)
+    io.write_json(outputs.path(f"{stem}.zse.json"), record)
+
+
+def _preview(array: np.ndarray) -> np.ndarray:
+    """The central section of a stack or volume (an image as it is), for the PNG previews."""
+    return array[array.shape[0] // 2] if array.ndim == 3 else array
+
+
+def has_fields(model) -> bool:
+    return hasattr(model, "W_")
+
+
+def denoise_one(path: Path, stem: str, options, *, model_params, fitted=None, comm=None,
+                log=None) -> dict:
+    """Denoise one input file into ``options.output``; returns its run record.
+
+    ``model_params(model_name)`` gives the model options of the command line.
+    ``fitted``: a model loaded from ``--model-file`` (applied, not refitted). Under MPI
+    (``comm``), every rank reads and computes, rank 0 writes.
+    """
+    from ._mpi import team_of
+
+    team = team_of(comm)
+    is_root = team is None or team.is_root
+    log = log or (lambda message: None)
+    timings = {}
+    t = time.perf_counter()
+    loaded = load(path, options)
+    timings["read"] = round(time.perf_counter() - t, 4)
+    for note in loaded.record["notes"]:
+        log(f"note: {note}")
+    log(f"read {path}: {loaded.kind} {tuple(loaded.data.shape)}")
+    evidence = None
+    if fitted is not None:
+        model_name = type(fitted).__name__.lower()
+        patch = patch_for(loaded.kind, model_name, options, getattr(fitted, "patch_size_", None))
+    else:
+        model_name, evidence = choose_model(options, loaded.data)
+        if evidence is not None:
+            log(f"model auto: {model_name} ({evidence['reason']})")
+        patch = patch_for(loaded.kind, model_name, options)
+    fmt = output_format(path, options)
+    stats = tuple(options.stats)
+    per_section = loaded.kind == "stack" and options.per_section
+    fields = (fitted is not None and has_fields(fitted)) or (fitted is None and model_name != "identity")
+    names = output_names(stem, stats, fmt, fields)
+    # Existing outputs are refused before any work (the set is opened only to write).
+    output_set = io.OutputSet(options.output, names, overwrite=options.overwrite) if is_root else None
+
+    def new_model():
+        params = model_params(model_name)
+        try:
+            return make_model(model_name, options=params, random_state=options.seed,
+                              n_threads=options.n_threads, verbose=not options.quiet and is_root)
+        except ValueError as error:
+            if evidence is None:
+                raise
+            msg = f"{error} (--model auto chose {model_name}: {evidence['reason']}; name the model with --model)"
+            raise UsageError(msg) from error
+
+    t = time.perf_counter()
+    verbose = not options.quiet and is_root
+    if per_section:
+        # One model per section, each fitted on its own section (--per-section).
+        section_results, models = [], []
+        for section in loaded.data:
+            model = new_model()
+            section_results.append(reconstruct(section, model, stats=stats, patch_size=patch[1:],
+                                               n_train=options.n_train, n_threads=options.n_threads,
+                                               verbose=verbose, comm=comm))
+            models.append(model)
+        results = None if not is_root else {
+            s: np.stack([r[s] for r in section_results]) for s in stats}
+        model = models[0]
+    else:
+        model = fitted if fitted is not None else new_model()
+        results = reconstruct(loaded.data, model, stats=stats, patch_size=patch,
+                              n_train=options.n_train, n_threads=options.n_threads,
+                              verbose=verbose, comm=comm)
+    timings["reconstruct"] = round(time.perf_counter() - t, 4)
+
+    record = base_record("denoise")
+    record.update({
+        "input": loaded.record,
+        "model": model_summary(model),
+        "model_choice": evidence,
+        "model_file": str(options.model_file) if options.model_file else None,
+        "per_section": bool(per_section),
+        "patch_size": list(patch),
+        "n_train": options.n_train,
+        "stats": list(stats),
+        "seed": options.seed,
+        "n_threads": options.n_threads,
+        "n_ranks": 1 if team is None else team.size,
+        "format": fmt,
+        "timings_s": timings,
+    })
+    if not is_root:
+        team.check()  # rank 0's writing below may fail: the other ranks learn it here
+        return record
+    def write():
+        with output_set as outputs:
+            record["outputs"] = [str(outputs.final_path(n)) for n in names]
+            write_outputs(outputs, stem, loaded, results, stats, fmt, model, patch, record)
+
+    if team is None:
+        write()
+    else:
+        team.run(write, gather=False)
+    log(f"wrote {', '.join(n for n in names if not n.endswith('.png'))} to {options.output}")
+    return record
+
+
+def base_record(command: str) -> dict:
+    import platform
+
+    from . import _core
+
+    return {
+        "zse_version": __version__,
+        "command": command,
+        "argv": sys.argv,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "platform": {
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "system": platform.system(),
+            "openmp": bool(_core.has_openmp),
+            "compiler": _core.compiler(),
+        },
+        "versions": _versions(),
+    }
+
+
+def _versions() -> dict:
+    from importlib import metadata
+
+    versions = {"zse": __version__}
+    for name in ("numpy", "tifffile", "mrcfile", "pillow", "mpi4py"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def training_patches(paths, options, kind_check=None):
+    """Patches for ``zse fit``: drawn from every input (every section of stacks), the
+    ``--n-train`` budget split over them by their number of patches. Returns the patches, the
+    patch size, the model name, the choice's evidence and a record of the inputs."""
+    from . import _core
+    from ._threads import effective_n_threads
+    from .reconstruct import AUTO_TRAIN_MAX, training_positions
+
+    loaded = [load(path, options) for path in paths]
+    kinds = {item.kind for item in loaded}
+    if "volume" in kinds and len(kinds) > 1:
+        msg = "zse fit cannot mix volumes with images or stacks (their patches differ in shape)"
+        raise UsageError(msg)
+    data_for_choice = loaded[0].data
+    model_name, evidence = choose_model(options, data_for_choice)
+    kind = "volume" if "volume" in kinds else "stack"
+    patch = patch_for(kind, model_name, options)
+    patch3 = patch if len(patch) == 3 else (1, *patch)
+    volumes = [item.data if item.data.ndim == 3 else item.data[None] for item in loaded]
+    counts = [int(np.prod([s - p + 1 for s, p in zip(v.shape, patch3)])) for v in volumes]
+    if min(counts) < 1:
+        small = paths[counts.index(min(counts))]
+        msg = f"{small} is smaller than the {'x'.join(map(str, patch))} patch"
+        raise UsageError(msg)
+    total = sum(counts)
+    budget = min(total, AUTO_TRAIN_MAX if options.n_train == "auto" else int(options.n_train))
+    pieces = []
+    for i, (volume, n) in enumerate(zip(volumes, counts)):
+        share = max(1, int(round(budget * n / total)))
+        positions = training_positions(n, share, (options.seed or 0) + i)
+        pieces.append(_core.gather_patches(volume, patch3, positions,
+                                           effective_n_threads(options.n_threads)))
+    records = [item.record for item in loaded]
+    return np.concatenate(pieces), patch[-2:] if kind == "stack" else patch, model_name, evidence, records
