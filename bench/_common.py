@@ -84,17 +84,26 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def print_markdown_table(rows: list[dict], keys: tuple[str, str], header: tuple[str, str], fmt) -> None:
+def print_markdown_table(
+    rows: list[dict], keys: tuple[str, str], header: tuple[str, str], fmt
+) -> None:
     """One row per (keys) combination, one column per method; a mean-PSNR row at the end.
 
     ``fmt(row)`` renders one cell; rows are dicts with the key fields, "method" and "psnr".
     """
     methods = list(dict.fromkeys(r["method"] for r in rows))
     combos = list(dict.fromkeys((r[keys[0]], r[keys[1]]) for r in rows))
-    print(f"| {header[0]} | {header[1]} | " + " | ".join(f"{m} PSNR / SSIM / s" for m in methods) + " |")
+    print(
+        f"| {header[0]} | {header[1]} | "
+        + " | ".join(f"{m} PSNR / SSIM / s" for m in methods)
+        + " |"
+    )
     print("|---|---|" + "---|" * len(methods))
     for a, b in combos:
-        cells = [fmt(next(r for r in rows if r[keys[0]] == a and r[keys[1]] == b and r["method"] == m)) for m in methods]
+        cells = [
+            fmt(next(r for r in rows if r[keys[0]] == a and r[keys[1]] == b and r["method"] == m))
+            for m in methods
+        ]
         print(f"| {a} | {b:g} | " + " | ".join(cells) + " |")
     means = {m: float(np.mean([r["psnr"] for r in rows if r["method"] == m])) for m in methods}
     print("| **mean PSNR** | | " + " | ".join(f"**{means[m]:.2f}**" for m in methods) + " |")

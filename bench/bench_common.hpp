@@ -18,7 +18,7 @@
 namespace bench {
 
 class Args {
-   public:
+ public:
     Args(int argc, char** argv) {
         for (int i = 1; i + 1 < argc; i += 2) {
             std::string key = argv[i];
@@ -45,7 +45,7 @@ class Args {
         return out;
     }
 
-   private:
+ private:
     std::map<std::string, std::string> values_;
 };
 

@@ -70,7 +70,8 @@ int main(int argc, char** argv) {
     const bool b = setting_name == "b" && !smoke;
     (void)setting;
     zse::index_t rows = args.get("size", b ? 1024 : (smoke ? 40 : 102)), cols = rows;
-    const zse::index_t patch = b ? 6 : 5, H = b ? 64 : (smoke ? 8 : 32), S = b ? 32 : (smoke ? 8 : 20);
+    const zse::index_t patch = b ? 6 : 5, H = b ? 64 : (smoke ? 8 : 32),
+                       S = b ? 32 : (smoke ? 8 : 20);
     zse::EvoConfig evo;
     evo.n_parents = b ? 10 : (smoke ? 4 : 10);
     evo.n_children = b ? 2 : 1;
@@ -89,9 +90,11 @@ int main(int argc, char** argv) {
         cols = args.get("cols", 0);
         image.resize(static_cast<std::size_t>(rows * cols));
         std::ifstream in(image_name, std::ios::binary);
-        in.read(reinterpret_cast<char*>(image.data()), static_cast<std::streamsize>(image.size() * sizeof(double)));
+        in.read(reinterpret_cast<char*>(image.data()),
+                static_cast<std::streamsize>(image.size() * sizeof(double)));
         if (!in) {
-            std::fprintf(stderr, "could not read %lld x %lld doubles from %s\n", (long long)rows, (long long)cols, image_name.c_str());
+            std::fprintf(stderr, "could not read %lld x %lld doubles from %s\n", (long long)rows,
+                         (long long)cols, image_name.c_str());
             return 2;
         }
     } else {
@@ -101,10 +104,14 @@ int main(int argc, char** argv) {
         image.assign(static_cast<std::size_t>(rows * cols), 120.0);
         const int n_blobs = static_cast<int>(rows * cols / 40);
         for (int k = 0; k < n_blobs; ++k) {
-            const double cy = uni(rng) * rows, cx = uni(rng) * cols, s = 1.5 + 6 * uni(rng), amp = 160 * (uni(rng) - 0.5);
-            for (zse::index_t y = std::max<zse::index_t>(0, cy - 3 * s); y < std::min<zse::index_t>(rows, cy + 3 * s); ++y)
-                for (zse::index_t x = std::max<zse::index_t>(0, cx - 3 * s); x < std::min<zse::index_t>(cols, cx + 3 * s); ++x)
-                    image[y * cols + x] += amp * std::exp(-((y - cy) * (y - cy) + (x - cx) * (x - cx)) / (2 * s * s));
+            const double cy = uni(rng) * rows, cx = uni(rng) * cols, s = 1.5 + 6 * uni(rng),
+                         amp = 160 * (uni(rng) - 0.5);
+            for (zse::index_t y = std::max<zse::index_t>(0, cy - 3 * s);
+                 y < std::min<zse::index_t>(rows, cy + 3 * s); ++y)
+                for (zse::index_t x = std::max<zse::index_t>(0, cx - 3 * s);
+                     x < std::min<zse::index_t>(cols, cx + 3 * s); ++x)
+                    image[y * cols + x] +=
+                        amp * std::exp(-((y - cy) * (y - cy) + (x - cx) * (x - cx)) / (2 * s * s));
         }
         for (double& v : image) v = std::min(255.0, std::max(0.0, v)) + noise(rng);
     }
@@ -121,25 +128,32 @@ int main(int argc, char** argv) {
     for (zse::index_t n = 0; n < N; ++n)
         for (zse::index_t d = 0; d < D; ++d) mean[d] += Y[n * D + d] / N;
     for (zse::index_t n = 0; n < N; ++n)
-        for (zse::index_t d = 0; d < D; ++d) var[d] += (Y[n * D + d] - mean[d]) * (Y[n * D + d] - mean[d]) / (N - 1);
+        for (zse::index_t d = 0; d < D; ++d)
+            var[d] += (Y[n * D + d] - mean[d]) * (Y[n * D + d] - mean[d]) / (N - 1);
     double sigma2 = 0.001;
     for (double v : var) sigma2 += v / D;
-    std::vector<double> W0(static_cast<std::size_t>(D * H)), pi0(H), mu0(H), Psi0(static_cast<std::size_t>(H * H), 0.0);
+    std::vector<double> W0(static_cast<std::size_t>(D * H)), pi0(H), mu0(H),
+        Psi0(static_cast<std::size_t>(H * H), 0.0);
     for (zse::index_t h = 0; h < H; ++h) {
         pi0[h] = pi_dist(rng);
         mu0[h] = normal(rng);
         Psi0[h * H + h] = 1.0;
     }
     for (zse::index_t d = 0; d < D; ++d)
-        for (zse::index_t h = 0; h < H; ++h) W0[d * H + h] = mean[d] + std::sqrt(sigma2) / 4 * normal(rng);
+        for (zse::index_t h = 0; h < H; ++h)
+            W0[d * H + h] = mean[d] + std::sqrt(sigma2) / 4 * normal(rng);
 
-    std::printf("# bench_estep setting %s: %s %lldx%lld, %lldx%lld patches, N=%lld, D=%lld, H=%lld, S=%lld, "
-                "%lld parents, %lld children, 1 generation, randflip, fit; OpenMP %s\n",
-                smoke ? "smoke" : setting_name.c_str(), image_name.c_str(), (long long)rows, (long long)cols,
-                (long long)patch, (long long)patch, (long long)N, (long long)D, (long long)H, (long long)S,
-                (long long)evo.n_parents, (long long)evo.n_children, zse::has_openmp() ? "on" : "off");
-    std::printf("%-8s %10s %10s %12s %14s %10s %8s %12s %10s %10s\n", "threads", "s/epoch", "E-step s", "M-step s",
-                "patches/s", "Mlpj/s", "mean k", "E GFLOP/s", "peak", "of_peak");
+    std::printf(
+        "# bench_estep setting %s: %s %lldx%lld, %lldx%lld patches, N=%lld, D=%lld, H=%lld, "
+        "S=%lld, "
+        "%lld parents, %lld children, 1 generation, randflip, fit; OpenMP %s\n",
+        smoke ? "smoke" : setting_name.c_str(), image_name.c_str(), (long long)rows,
+        (long long)cols, (long long)patch, (long long)patch, (long long)N, (long long)D,
+        (long long)H, (long long)S, (long long)evo.n_parents, (long long)evo.n_children,
+        zse::has_openmp() ? "on" : "off");
+    std::printf("%-8s %10s %10s %12s %14s %10s %8s %12s %10s %10s\n", "threads", "s/epoch",
+                "E-step s", "M-step s", "patches/s", "Mlpj/s", "mean k", "E GFLOP/s", "peak",
+                "of_peak");
     for (int threads : thread_counts) {
         std::vector<double> W = W0, pi = pi0, mu = mu0, Psi = Psi0;
         double s2 = sigma2;
@@ -149,7 +163,13 @@ int main(int argc, char** argv) {
         std::int64_t n_lpj = 0;
         for (int epoch = 1; epoch <= warmup + epochs; ++epoch) {
             zse::SSSCParams p;
-            p.H = H; p.D = D; p.W = W.data(); p.pi = pi.data(); p.mu = mu.data(); p.Psi = Psi.data(); p.sigma2 = s2;
+            p.H = H;
+            p.D = D;
+            p.W = W.data();
+            p.pi = pi.data();
+            p.mu = mu.data();
+            p.Psi = Psi.data();
+            p.sigma2 = s2;
             zse::EStepOptions opt;
             opt.seed = 7;
             opt.epoch = static_cast<std::uint64_t>(epoch);
@@ -170,19 +190,26 @@ int main(int argc, char** argv) {
                 // kept states; per kept state the moments (2k^2 + 4k); per patch the statistics
                 // over the support u ~ min(H, 3k) (2Du + 4u^2).
                 double k_sum = 0;
-                for (zse::index_t i = 0; i < N * S; ++i) k_sum += zse::count_active(K.data() + i * zse::state_words(H), zse::state_words(H));
+                for (zse::index_t i = 0; i < N * S; ++i)
+                    k_sum +=
+                        zse::count_active(K.data() + i * zse::state_words(H), zse::state_words(H));
                 const double k = k_sum / (N * S), supp = std::min<double>(H, 3 * k);
                 mean_k = k;
-                flops += N * 2.0 * D * H + st.n_lpj * (k * k + 6 * k) + N * S * (2 * k * k + 4 * k) +
-                         N * (2.0 * D * supp + 4 * supp * supp);
+                flops += N * 2.0 * D * H + st.n_lpj * (k * k + 6 * k) +
+                         N * S * (2 * k * k + 4 * k) + N * (2.0 * D * supp + 4 * supp * supp);
             }
-            W = u.W; pi = u.pi; mu = u.mu; Psi = u.Psi; s2 = u.sigma2;
+            W = u.W;
+            pi = u.pi;
+            mu = u.mu;
+            Psi = u.Psi;
+            s2 = u.sigma2;
         }
         const double peak = measure_peak_gflops(threads);
         const double per_epoch = (e_time + m_time) / epochs;
-        std::printf("%-8d %10.4f %10.4f %12.4f %14.0f %10.2f %8.2f %12.2f %10.1f %10.3f\n", threads, per_epoch,
-                    e_time / epochs, m_time / epochs, N / (e_time / epochs), n_lpj / e_time / 1e6, mean_k,
-                    flops / e_time / 1e9, peak, flops / e_time / 1e9 / peak);
+        std::printf("%-8d %10.4f %10.4f %12.4f %14.0f %10.2f %8.2f %12.2f %10.1f %10.3f\n", threads,
+                    per_epoch, e_time / epochs, m_time / epochs, N / (e_time / epochs),
+                    n_lpj / e_time / 1e6, mean_k, flops / e_time / 1e9, peak,
+                    flops / e_time / 1e9 / peak);
     }
     return 0;
 }

@@ -33,9 +33,12 @@ int main(int argc, char** argv) {
     for (int b = 0; b < n_blobs; ++b) {
         const double cy = uni(rng) * size, cx = uni(rng) * size, s = 1.0 + 3.0 * uni(rng);
         const double amp = uni(rng) - 0.3;
-        for (zse::index_t y = std::max<zse::index_t>(0, cy - 4 * s); y < std::min<zse::index_t>(size, cy + 4 * s); ++y)
-            for (zse::index_t x = std::max<zse::index_t>(0, cx - 4 * s); x < std::min<zse::index_t>(size, cx + 4 * s); ++x)
-                image[y * size + x] += amp * std::exp(-((y - cy) * (y - cy) + (x - cx) * (x - cx)) / (2 * s * s));
+        for (zse::index_t y = std::max<zse::index_t>(0, cy - 4 * s);
+             y < std::min<zse::index_t>(size, cy + 4 * s); ++y)
+            for (zse::index_t x = std::max<zse::index_t>(0, cx - 4 * s);
+                 x < std::min<zse::index_t>(size, cx + 4 * s); ++x)
+                image[y * size + x] +=
+                    amp * std::exp(-((y - cy) * (y - cy) + (x - cx) * (x - cx)) / (2 * s * s));
     }
     for (double& v : image) {
         std::poisson_distribution<int> poisson(dose * std::max(0.02, v));
@@ -48,7 +51,8 @@ int main(int argc, char** argv) {
     std::vector<double> log_fact(N);
     zse::sum_log_factorials(Y.data(), N, D, log_fact.data(), 2);
 
-    const std::vector<zse::index_t> seeds = zse::kmeans_plusplus(Y.data(), N, D, C, 0, 2, std::max<zse::index_t>(64 * C, 65536));
+    const std::vector<zse::index_t> seeds =
+        zse::kmeans_plusplus(Y.data(), N, D, C, 0, 2, std::max<zse::index_t>(64 * C, 65536));
     std::vector<double> W(static_cast<std::size_t>(C * D)), log_pi(C, -std::log(double(C))),
         alpha(C, 20.0);
     for (zse::index_t c = 0; c < C; ++c)
@@ -63,22 +67,26 @@ int main(int argc, char** argv) {
     params.alpha = alpha.data();
 
     const double macs = static_cast<double>(N) * C * D;
-    std::printf("# bench_mixtures: %s, %lldx%lld image, %lldx%lld patches, N=%lld, D=%lld, C=%lld, "
-                "dose %.0f, OpenMP %s, reps %d\n",
-                gamma ? "GPMM" : "PMM", (long long)size, (long long)size, (long long)patch,
-                (long long)patch, (long long)N, (long long)D, (long long)C, dose,
-                zse::has_openmp() ? "on" : "off", reps);
+    std::printf(
+        "# bench_mixtures: %s, %lldx%lld image, %lldx%lld patches, N=%lld, D=%lld, C=%lld, "
+        "dose %.0f, OpenMP %s, reps %d\n",
+        gamma ? "GPMM" : "PMM", (long long)size, (long long)size, (long long)patch,
+        (long long)patch, (long long)N, (long long)D, (long long)C, dose,
+        zse::has_openmp() ? "on" : "off", reps);
     std::printf("%-20s %8s %12s %16s\n", "kernel", "threads", "seconds", "G(N*C*D)/s");
     std::vector<double> est(static_cast<std::size_t>(N * D));
     for (int threads : thread_counts) {
         const double t_kpp = bench::best_seconds(1, [&] {
-            zse::kmeans_plusplus(Y.data(), N, D, C, 0, threads, std::max<zse::index_t>(64 * C, 65536));
+            zse::kmeans_plusplus(Y.data(), N, D, C, 0, threads,
+                                 std::max<zse::index_t>(64 * C, 65536));
         });
-        std::printf("%-20s %8d %12.4f %16.2f\n", "kmeans++ init", threads, t_kpp, macs / t_kpp / 1e9);
+        std::printf("%-20s %8d %12.4f %16.2f\n", "kmeans++ init", threads, t_kpp,
+                    macs / t_kpp / 1e9);
         const double t_epoch = bench::best_seconds(reps, [&] {
             zse::mixture_estep(Y.data(), N, params, log_fact.data(), nullptr, false, threads);
         });
-        std::printf("%-20s %8d %12.4f %16.2f\n", "epoch (E-step+stats)", threads, t_epoch, macs / t_epoch / 1e9);
+        std::printf("%-20s %8d %12.4f %16.2f\n", "epoch (E-step+stats)", threads, t_epoch,
+                    macs / t_epoch / 1e9);
         const double t_est = bench::best_seconds(reps, [&] {
             zse::mixture_estimate(Y.data(), N, params, est.data(), nullptr, threads);
         });

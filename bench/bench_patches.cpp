@@ -22,10 +22,11 @@ int main(int argc, char** argv) {
     const zse::PatchGrid grid(size, size, patch, patch);
     const zse::index_t N = grid.n_patches(), D = grid.patch_size();
     const double bytes = static_cast<double>(N) * D * sizeof(double);
-    std::printf("# bench_patches: %lldx%lld image, %lldx%lld patches, N=%lld, D=%lld, "
-                "patch array %.2f GB, OpenMP %s, reps %d\n",
-                (long long)size, (long long)size, (long long)patch, (long long)patch,
-                (long long)N, (long long)D, bytes / 1e9, zse::has_openmp() ? "on" : "off", reps);
+    std::printf(
+        "# bench_patches: %lldx%lld image, %lldx%lld patches, N=%lld, D=%lld, "
+        "patch array %.2f GB, OpenMP %s, reps %d\n",
+        (long long)size, (long long)size, (long long)patch, (long long)patch, (long long)N,
+        (long long)D, bytes / 1e9, zse::has_openmp() ? "on" : "off", reps);
 
     std::vector<double> image(grid.n_pixels());
     std::mt19937_64 rng(0);
@@ -52,8 +53,8 @@ int main(int argc, char** argv) {
             zse::merge_patches(patches.data(), grid, nullptr, moments, zse::MedianKind::average,
                                threads);
         });
-        std::printf("%-22s %8d %12.4f %14.2f %12.2f %10.2f\n", "merge_mean_var", threads,
-                    t_merge, N / t_merge / 1e6, bytes / t_merge / 1e9, bytes / t_merge / stream);
+        std::printf("%-22s %8d %12.4f %14.2f %12.2f %10.2f\n", "merge_mean_var", threads, t_merge,
+                    N / t_merge / 1e6, bytes / t_merge / 1e9, bytes / t_merge / stream);
 
         zse::MergeOutputs med;
         med.median = median.data();
@@ -61,9 +62,8 @@ int main(int argc, char** argv) {
             zse::merge_patches(patches.data(), grid, nullptr, med, zse::MedianKind::average,
                                threads);
         });
-        std::printf("%-22s %8d %12.4f %14.2f %12.2f %10.2f\n", "merge_median", threads,
-                    t_median, N / t_median / 1e6, bytes / t_median / 1e9,
-                    bytes / t_median / stream);
+        std::printf("%-22s %8d %12.4f %14.2f %12.2f %10.2f\n", "merge_median", threads, t_median,
+                    N / t_median / 1e6, bytes / t_median / 1e9, bytes / t_median / stream);
     }
     return 0;
 }

@@ -32,13 +32,24 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from _common import RESULTS, anscombe, inverse_anscombe_unbiased, load, machine_line, psnr, ssim
 
 import zse
+from _common import RESULTS, anscombe, inverse_anscombe_unbiased, load, machine_line, psnr, ssim
 
 REPORT = Path(__file__).resolve().parent / "RESULTS.md"
 OUTPUTS = RESULTS / "outputs"
-FIELDS = ["group", "case", "method", "psnr", "ssim", "blur", "flat_noise", "seconds", "peak_mib", "settings"]
+FIELDS = [
+    "group",
+    "case",
+    "method",
+    "psnr",
+    "ssim",
+    "blur",
+    "flat_noise",
+    "seconds",
+    "peak_mib",
+    "settings",
+]
 
 
 # --------------------------------------------------------------------------- cases
@@ -95,8 +106,14 @@ def fluorescence_case(crop=None):
             raw, ref = _crop(raw, crop), _crop(ref, crop)
         return raw, ref, 255.0
 
-    return Case("real pair", "FMD confocal raw000", make, counts=True, keep_outputs=True,
-                note="pseudo-clean reference: the average of 50 frames")
+    return Case(
+        "real pair",
+        "FMD confocal raw000",
+        make,
+        counts=True,
+        keep_outputs=True,
+        note="pseudo-clean reference: the average of 50 frames",
+    )
 
 
 def real_case(name, path, crop=None, top=None, left=None, bin=1, publishable=False, credit=""):
@@ -106,11 +123,19 @@ def real_case(name, path, crop=None, top=None, left=None, bin=1, publishable=Fal
             image = _crop(image, crop, top, left)
         if bin > 1:  # mean of bin x bin blocks, as `zse denoise --bin` does
             rows, cols = image.shape[0] // bin, image.shape[1] // bin
-            image = image[: rows * bin, : cols * bin].reshape(rows, bin, cols, bin).mean(axis=(1, 3))
+            image = (
+                image[: rows * bin, : cols * bin].reshape(rows, bin, cols, bin).mean(axis=(1, 3))
+            )
         return image, None, None
 
-    return Case("real EM", name, make, keep_outputs=True, note="publishable" if publishable else "internal only",
-                credit=credit)
+    return Case(
+        "real EM",
+        name,
+        make,
+        keep_outputs=True,
+        note="publishable" if publishable else "internal only",
+        credit=credit,
+    )
 
 
 SET12 = {
@@ -123,8 +148,10 @@ SET12 = {
 # The two HRTEM simulations are the same Pt particle on CeO2 and differ only in two atomic columns
 # at its left facet (rows 272-418, columns 147-279), so central crops of both would be one case
 # twice. Each gets its own region instead: (path, top, left) of a POISSON_CROP square.
-HRTEM = {"HRTEM S3_5 particle": ("em/sim_hrtem_PtCeO2_clean_S3_5_876x927_float32.tif", 190, 335),
-         "HRTEM S1-2 facet": ("em/sim_hrtem_PtCeO2_clean_S1-2_2-S3_1_876x927_float32.tif", 217, 85)}
+HRTEM = {
+    "HRTEM S3_5 particle": ("em/sim_hrtem_PtCeO2_clean_S3_5_876x927_float32.tif", 190, 335),
+    "HRTEM S1-2 facet": ("em/sim_hrtem_PtCeO2_clean_S1-2_2-S3_1_876x927_float32.tif", 217, 85),
+}
 ISBI = {f"ISBI slice{k}": f"em/isbi2012_sstem_train_slice{k}_512.png" for k in (0, 15, 29)}
 CRYOET = "em/cryoet_sarscov2_TS001_slice133_928x960.tif"
 CRYOET_CREDIT = "tomogram slice: Ke et al., Nature 2020; CZ CryoET Data Portal dataset 10006 (CC0)"
@@ -133,13 +160,22 @@ POISSON_CROP = 256  # crop of the Poisson references (keeps the full table withi
 
 def full_cases() -> list[Case]:
     cases = [gaussian_case(n, p, s) for n, p in SET12.items() for s in (15, 25, 50)]
-    cases += [poisson_case(n, p, d, POISSON_CROP, top, left) for n, (p, top, left) in HRTEM.items() for d in (0.5, 2, 10)]
+    cases += [
+        poisson_case(n, p, d, POISSON_CROP, top, left)
+        for n, (p, top, left) in HRTEM.items()
+        for d in (0.5, 2, 10)
+    ]
     cases += [poisson_case(n, p, d, POISSON_CROP) for n, p in ISBI.items() for d in (5, 20)]
     cases.append(fluorescence_case())
     # The whole slice binned 2x2: its noise is spatially correlated over about two pixels (at full
     # resolution SSSC takes it for structure), and binning is what a microscopist does first.
-    cases.append(real_case("cryo-ET SARS-CoV-2 bin 2", CRYOET, bin=2, publishable=True, credit=CRYOET_CREDIT))
-    cases += [real_case(f"TEM giant virus {k} crop 320", f"em/tem_giantvirus_crop{k}_641.tif", crop=320) for k in (1, 2)]
+    cases.append(
+        real_case("cryo-ET SARS-CoV-2 bin 2", CRYOET, bin=2, publishable=True, credit=CRYOET_CREDIT)
+    )
+    cases += [
+        real_case(f"TEM giant virus {k} crop 320", f"em/tem_giantvirus_crop{k}_641.tif", crop=320)
+        for k in (1, 2)
+    ]
     return cases
 
 
@@ -148,7 +184,15 @@ def quick_cases() -> list[Case]:
         gaussian_case("house", SET12["house"], 25, crop=96),
         poisson_case("HRTEM S3_5", HRTEM["HRTEM S3_5 particle"][0], 2, crop=96),
         fluorescence_case(crop=96),
-        real_case("cryo-ET SARS-CoV-2", CRYOET, crop=96, top=400, left=300, publishable=True, credit=CRYOET_CREDIT),
+        real_case(
+            "cryo-ET SARS-CoV-2",
+            CRYOET,
+            crop=96,
+            top=400,
+            left=300,
+            publishable=True,
+            credit=CRYOET_CREDIT,
+        ),
     ]
 
 
@@ -167,20 +211,32 @@ class Method:
 
 def zse_methods(quick: bool, n_threads: int) -> list[Method]:
     if quick:
-        sssc_kw, mix_kw, patch = dict(H=16, n_states=8, n_parents=4, max_iter=3), dict(max_iter=5), 5
+        sssc_kw, mix_kw, patch = (
+            dict(H=16, n_states=8, n_parents=4, max_iter=3),
+            dict(max_iter=5),
+            5,
+        )
         C = 16
     else:
-        sssc_kw, mix_kw, patch = dict(H=64, n_states=32, n_parents=10, n_children=2, max_iter=30), dict(max_iter=50), 8
+        sssc_kw, mix_kw, patch = (
+            dict(H=64, n_states=32, n_parents=10, n_children=2, max_iter=30),
+            dict(max_iter=50),
+            8,
+        )
         C = 256
 
     def sssc(x, case, sigma):
         model = zse.SSSC(**sssc_kw, random_state=0, n_threads=n_threads)
-        return zse.reconstruct(x, model, stats=("mean", "var"), patch_size=patch, n_threads=n_threads)
+        return zse.reconstruct(
+            x, model, stats=("mean", "var"), patch_size=patch, n_threads=n_threads
+        )
 
     def mixture(cls):
         def run(x, case, sigma):
             model = cls(C, **mix_kw, random_state=0, n_threads=n_threads)
-            return zse.reconstruct(x, model, stats=("mean", "var"), patch_size=patch, n_threads=n_threads)
+            return zse.reconstruct(
+                x, model, stats=("mean", "var"), patch_size=patch, n_threads=n_threads
+            )
 
         return run
 
@@ -190,12 +246,28 @@ def zse_methods(quick: bool, n_threads: int) -> list[Method]:
     return [
         # "streamed": the model since the units work (standardised patches, y = b + W(s z)) and the
         # image-native pipeline (n_train auto, warm-started estimation); older rows are recomputed.
-        Method("zse SSSC", sssc, settings=f"{kw}, {patch}x{patch}, streamed, seed 0, {n_threads} threads",
-               stats=("mean", "var")),
-        Method("zse PMM", mixture(zse.PMM), counts_only, f"C={C}, {mix}, {patch}x{patch}, seed 0, {n_threads} threads",
-               needs_counts=True, stats=("mean", "var")),
-        Method("zse GPMM", mixture(zse.GPMM), counts_only, f"C={C}, {mix}, {patch}x{patch}, seed 0, {n_threads} threads",
-               needs_counts=True, stats=("mean", "var")),
+        Method(
+            "zse SSSC",
+            sssc,
+            settings=f"{kw}, {patch}x{patch}, streamed, seed 0, {n_threads} threads",
+            stats=("mean", "var"),
+        ),
+        Method(
+            "zse PMM",
+            mixture(zse.PMM),
+            counts_only,
+            f"C={C}, {mix}, {patch}x{patch}, seed 0, {n_threads} threads",
+            needs_counts=True,
+            stats=("mean", "var"),
+        ),
+        Method(
+            "zse GPMM",
+            mixture(zse.GPMM),
+            counts_only,
+            f"C={C}, {mix}, {patch}x{patch}, seed 0, {n_threads} threads",
+            needs_counts=True,
+            stats=("mean", "var"),
+        ),
     ]
 
 
@@ -208,13 +280,21 @@ def _bm3d(x, sigma):
 def _nlm(x, sigma):
     from skimage.restoration import denoise_nl_means
 
-    return {"mean": denoise_nl_means(x, h=0.8 * sigma, sigma=sigma, patch_size=5, patch_distance=6, fast_mode=True)}
+    return {
+        "mean": denoise_nl_means(
+            x, h=0.8 * sigma, sigma=sigma, patch_size=5, patch_distance=6, fast_mode=True
+        )
+    }
 
 
 def _wavelet(x, sigma):
     from skimage.restoration import denoise_wavelet
 
-    return {"mean": denoise_wavelet(x, sigma=sigma, method="BayesShrink", mode="soft", rescale_sigma=True)}
+    return {
+        "mean": denoise_wavelet(
+            x, sigma=sigma, method="BayesShrink", mode="soft", rescale_sigma=True
+        )
+    }
 
 
 def _tv(x, sigma):
@@ -227,13 +307,32 @@ def peer_methods() -> list[Method]:
     """Peers get the true sigma only where it is known; every other one estimates it from the image."""
     known = lambda case: case.sigma is not None  # noqa: E731
     return [
-        Method("BM3D (true σ)", lambda x, case, sigma: _bm3d(x, sigma), known, "bm3d.bm3d(sigma_psd=true sigma)"),
-        Method("BM3D (blind)", lambda x, case, sigma: _bm3d(x, estimate_sigma(x)), settings="sigma_psd=estimate_sigma"),
-        Method("NLM", lambda x, case, sigma: _nlm(x, estimate_sigma(x)),
-               settings="fast_mode, patch 5, distance 6, h=0.8 sigma_est"),
-        Method("wavelet BayesShrink", lambda x, case, sigma: _wavelet(x, estimate_sigma(x)),
-               settings="db1, soft, sigma_est, rescale_sigma"),
-        Method("TV Chambolle", lambda x, case, sigma: _tv(x, estimate_sigma(x)), settings="weight=sigma_est"),
+        Method(
+            "BM3D (true σ)",
+            lambda x, case, sigma: _bm3d(x, sigma),
+            known,
+            "bm3d.bm3d(sigma_psd=true sigma)",
+        ),
+        Method(
+            "BM3D (blind)",
+            lambda x, case, sigma: _bm3d(x, estimate_sigma(x)),
+            settings="sigma_psd=estimate_sigma",
+        ),
+        Method(
+            "NLM",
+            lambda x, case, sigma: _nlm(x, estimate_sigma(x)),
+            settings="fast_mode, patch 5, distance 6, h=0.8 sigma_est",
+        ),
+        Method(
+            "wavelet BayesShrink",
+            lambda x, case, sigma: _wavelet(x, estimate_sigma(x)),
+            settings="db1, soft, sigma_est, rescale_sigma",
+        ),
+        Method(
+            "TV Chambolle",
+            lambda x, case, sigma: _tv(x, estimate_sigma(x)),
+            settings="weight=sigma_est",
+        ),
     ]
 
 
@@ -261,7 +360,12 @@ def flat_tiles(noisy, tile=16, fraction=0.1):
 
     smooth = gaussian_filter(noisy, 2.0)
     rows, cols = noisy.shape[0] // tile, noisy.shape[1] // tile
-    scores = smooth[: rows * tile, : cols * tile].reshape(rows, tile, cols, tile).var(axis=(1, 3)).ravel()
+    scores = (
+        smooth[: rows * tile, : cols * tile]
+        .reshape(rows, tile, cols, tile)
+        .var(axis=(1, 3))
+        .ravel()
+    )
     order = np.argsort(scores, kind="stable")[: max(1, int(round(fraction * scores.size)))]
     return [(int(k // cols) * tile, int(k % cols) * tile) for k in order], tile
 
@@ -357,11 +461,15 @@ def measure(case: Case, method: Method | None, noisy, clean, data_range, tiles):
         peak = memory.peak_mib
     estimate = out["mean"]
     row = {
-        "group": case.group, "case": case.name, "method": method.name if method else "noisy",
+        "group": case.group,
+        "case": case.name,
+        "method": method.name if method else "noisy",
         "psnr": f"{psnr(clean, estimate, data_range):.3f}" if clean is not None else "",
         "ssim": f"{ssim(clean, estimate, data_range):.4f}" if clean is not None else "",
-        "blur": f"{blur(estimate):.4f}", "flat_noise": f"{flat_noise(estimate, tiles):.4g}",
-        "seconds": f"{seconds:.2f}", "peak_mib": "" if peak is None else f"{peak:.0f}",
+        "blur": f"{blur(estimate):.4f}",
+        "flat_noise": f"{flat_noise(estimate, tiles):.4g}",
+        "seconds": f"{seconds:.2f}",
+        "peak_mib": "" if peak is None else f"{peak:.0f}",
         "settings": method.settings if method else "",
     }
     return row, out
@@ -381,14 +489,23 @@ def run(cases, methods, csv_path: Path, verify: bool) -> int:
         name, settings = (method.name, method.settings) if method else ("noisy", "")
         if verify:  # results do not depend on the thread count: verify across thread counts too
             same = lambda a, b: re.sub(r", \d+ threads$", "", a) == re.sub(r", \d+ threads$", "", b)  # noqa: E731
-            return (case.name, name) in stored and same(stored[(case.name, name)]["settings"], settings)
+            return (case.name, name) in stored and same(
+                stored[(case.name, name)]["settings"], settings
+            )
         row = stored.get((case.name, name))
-        outputs_missing = case.keep_outputs and method is not None and not output_path(case, name, "mean").exists()
+        outputs_missing = (
+            case.keep_outputs
+            and method is not None
+            and not output_path(case, name, "mean").exists()
+        )
         return row is None or row["settings"] != settings or outputs_missing
 
     todo = sum(wanted(c, m) for c in cases for m in [None, *methods])
     verb = "to verify against" if verify else "to run ->"
-    print(f"compare: {len(cases)} cases x {len(methods) + 1} methods, {todo} rows {verb} {csv_path}", file=sys.stderr)
+    print(
+        f"compare: {len(cases)} cases x {len(methods) + 1} methods, {todo} rows {verb} {csv_path}",
+        file=sys.stderr,
+    )
     started, finished, worst = time.perf_counter(), 0, 0.0
     for case in cases:
         noisy = None
@@ -410,8 +527,12 @@ def run(cases, methods, csv_path: Path, verify: bool) -> int:
                 key = "psnr" if row["psnr"] else "blur"
                 diff = abs(float(row[key]) - float(stored[(case.name, name)][key]))
                 worst = max(worst, diff if key == "psnr" else 0.0)
-                print(f"[{finished:3d}/{todo}] {case.name:22s} {name:20s} {key} {row[key]} vs stored "
-                      f"{stored[(case.name, name)][key]}  (diff {diff:.4f})", file=sys.stderr, flush=True)
+                print(
+                    f"[{finished:3d}/{todo}] {case.name:22s} {name:20s} {key} {row[key]} vs stored "
+                    f"{stored[(case.name, name)][key]}  (diff {diff:.4f})",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 if (key == "psnr" and diff > 0.01) or (key == "blur" and diff > 1e-3):
                     print("compare: not reproduced", file=sys.stderr)
                     return 1
@@ -420,29 +541,53 @@ def run(cases, methods, csv_path: Path, verify: bool) -> int:
                 for stat, image in out.items():
                     np.save(output_path(case, name, stat), np.asarray(image, dtype=np.float32))
             if (case.name, name) in stored:  # a stale row: rewrite the file without it
-                kept = [r for r in read_rows(csv_path) if (r["case"], r["method"]) != (case.name, name)]
+                kept = [
+                    r for r in read_rows(csv_path) if (r["case"], r["method"]) != (case.name, name)
+                ]
                 csv_path.unlink()
                 for r in kept:
                     append_row(csv_path, r)
             append_row(csv_path, row)
-            print(f"[{finished:3d}/{todo}] {case.name:22s} {name:20s} PSNR {row['psnr'] or '-':>7s}  "
-                  f"SSIM {row['ssim'] or '-':>6s}  blur {row['blur']}  {row['seconds']:>7s} s  "
-                  f"{row['peak_mib'] or '-':>5s} MiB  (elapsed {elapsed / 60:5.1f} min)", file=sys.stderr, flush=True)
+            print(
+                f"[{finished:3d}/{todo}] {case.name:22s} {name:20s} PSNR {row['psnr'] or '-':>7s}  "
+                f"SSIM {row['ssim'] or '-':>6s}  blur {row['blur']}  {row['seconds']:>7s} s  "
+                f"{row['peak_mib'] or '-':>5s} MiB  (elapsed {elapsed / 60:5.1f} min)",
+                file=sys.stderr,
+                flush=True,
+            )
     if verify:
-        print(f"compare: {finished} rows reproduced (largest PSNR difference {worst:.4f} dB)", file=sys.stderr)
+        print(
+            f"compare: {finished} rows reproduced (largest PSNR difference {worst:.4f} dB)",
+            file=sys.stderr,
+        )
     return 0
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="four small cases and small models (about a minute)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="four small cases and small models (about a minute)"
+    )
     parser.add_argument("--fresh", action="store_true", help="ignore the rows already in the CSV")
-    parser.add_argument("--cases", default="*", help="glob on case names, e.g. 'house*' (default: all)")
-    parser.add_argument("--methods", default="*", help="glob on method names, e.g. 'zse*' (default: all)")
-    parser.add_argument("--n-threads", type=int, default=None, help="zse threads (default: all cores)")
-    parser.add_argument("--report-only", action="store_true", help="write the report from the CSV, run nothing")
-    parser.add_argument("--verify", action="store_true",
-                        help="re-run the selected rows and check the stored PSNRs to 0.01 dB (writes nothing)")
+    parser.add_argument(
+        "--cases", default="*", help="glob on case names, e.g. 'house*' (default: all)"
+    )
+    parser.add_argument(
+        "--methods", default="*", help="glob on method names, e.g. 'zse*' (default: all)"
+    )
+    parser.add_argument(
+        "--n-threads", type=int, default=None, help="zse threads (default: all cores)"
+    )
+    parser.add_argument(
+        "--report-only", action="store_true", help="write the report from the CSV, run nothing"
+    )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="re-run the selected rows and check the stored PSNRs to 0.01 dB (writes nothing)",
+    )
     args = parser.parse_args()
 
     from zse._threads import effective_n_threads
@@ -463,7 +608,9 @@ def main() -> int:
             return status
 
     declared = {c.name for c in all_cases}
-    rows = [r for r in read_rows(csv_path) if r["case"] in declared]  # rows of retired cases are ignored
+    rows = [
+        r for r in read_rows(csv_path) if r["case"] in declared
+    ]  # rows of retired cases are ignored
     if not rows:
         print("compare: no rows to report", file=sys.stderr)
         return 1
@@ -486,11 +633,19 @@ def _table(rows, cases, methods, cell, mean_key=None):
     for case in cases:
         if not any(r["case"] == case for r in rows):
             continue
-        lines.append(f"| {case} | " + " | ".join(cell(by_key[(case, m)]) if (case, m) in by_key else "n/a" for m in names) + " |")
+        lines.append(
+            f"| {case} | "
+            + " | ".join(cell(by_key[(case, m)]) if (case, m) in by_key else "n/a" for m in names)
+            + " |"
+        )
     if mean_key:
         cells = []
         for m in names:
-            values = [float(by_key[(c, m)][mean_key]) for c in cases if (c, m) in by_key and by_key[(c, m)][mean_key] != ""]
+            values = [
+                float(by_key[(c, m)][mean_key])
+                for c in cases
+                if (c, m) in by_key and by_key[(c, m)][mean_key] != ""
+            ]
             complete = len(values) == sum(1 for c in cases if any(r["case"] == c for r in rows))
             cells.append(f"**{np.mean(values):.2f}**" if values and complete else "–")
         lines.append(f"| **mean {mean_key.upper()}** | " + " | ".join(cells) + " |")
@@ -509,15 +664,26 @@ def summary(rows, order, method_names) -> list[str]:
     groups = [g for g in ("gaussian", "poisson", "real pair") if any(r["group"] == g for r in rows)]
     if not groups:
         return []
-    lines = ["## Summary: mean PSNR (dB) per group", "",
-             "| method | " + " | ".join(f"{g} ({len({r['case'] for r in rows if r['group'] == g})} cases)" for g in groups) + " |",
-             "|---|" + "---|" * len(groups)]
+    lines = [
+        "## Summary: mean PSNR (dB) per group",
+        "",
+        "| method | "
+        + " | ".join(
+            f"{g} ({len({r['case'] for r in rows if r['group'] == g})} cases)" for g in groups
+        )
+        + " |",
+        "|---|" + "---|" * len(groups),
+    ]
     means = {}
     for m in ["noisy", *method_names]:
         cells = []
         for g in groups:
             cases = {r["case"] for r in rows if r["group"] == g}
-            values = [float(r["psnr"]) for r in rows if r["group"] == g and r["method"] == m and r["psnr"] != ""]
+            values = [
+                float(r["psnr"])
+                for r in rows
+                if r["group"] == g and r["method"] == m and r["psnr"] != ""
+            ]
             if values and len(values) == len(cases):
                 means[(m, g)] = float(np.mean(values))
                 cells.append(f"{means[(m, g)]:.2f}")
@@ -527,12 +693,23 @@ def summary(rows, order, method_names) -> list[str]:
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines += ["", "Best zse model against the best peer, per group (positive: zse ahead):", ""]
     for g in groups:
-        zse_best = max(((v, m) for (m, gg), v in means.items() if gg == g and m.startswith("zse")), default=None)
-        peer_best = max(((v, m) for (m, gg), v in means.items() if gg == g and m not in ("noisy",) and not m.startswith("zse")),
-                        default=None)
+        zse_best = max(
+            ((v, m) for (m, gg), v in means.items() if gg == g and m.startswith("zse")),
+            default=None,
+        )
+        peer_best = max(
+            (
+                (v, m)
+                for (m, gg), v in means.items()
+                if gg == g and m not in ("noisy",) and not m.startswith("zse")
+            ),
+            default=None,
+        )
         if zse_best and peer_best:
-            lines.append(f"- {g}: {zse_best[1]} {zse_best[0]:.2f} dB vs {peer_best[1]} {peer_best[0]:.2f} dB "
-                         f"({zse_best[0] - peer_best[0]:+.2f} dB)")
+            lines.append(
+                f"- {g}: {zse_best[1]} {zse_best[0]:.2f} dB vs {peer_best[1]} {peer_best[0]:.2f} dB "
+                f"({zse_best[0] - peer_best[0]:+.2f} dB)"
+            )
     return [*lines, ""]
 
 
@@ -545,7 +722,8 @@ def render_report(rows, cases, methods, quick, n_threads) -> str:
     settings = {m.name: m.settings for m in methods}
     order = [c.name for c in cases]
     out = [
-        "# zse against common denoisers" + (" (quick mode: small crops and models, not a result)" if quick else ""),
+        "# zse against common denoisers"
+        + (" (quick mode: small crops and models, not a result)" if quick else ""),
         "",
         f"Produced by `python bench/compare.py{' --quick' if quick else ''}` from the cases and seeds declared in that "
         "script (noise from `numpy.random.default_rng(0)`, a fresh generator per case); every number below is read "
@@ -573,26 +751,61 @@ def render_report(rows, cases, methods, quick, n_threads) -> str:
     out += summary(rows, order, method_names)
     groups = [
         ("gaussian", "Gaussian noise (Set12, σ = 15, 25, 50, not clipped; data range 255)"),
-        ("poisson", f"Poisson noise ({POISSON_CROP}×{POISSON_CROP} crops; counts = poisson(dose · clean / mean(clean)); "
-                    "PSNR against the rate image, data range max − min)"),
-        ("real pair", "Real pair: FMD confocal raw frame against the 50-frame average (data range 255)"),
+        (
+            "poisson",
+            f"Poisson noise ({POISSON_CROP}×{POISSON_CROP} crops; counts = poisson(dose · clean / mean(clean)); "
+            "PSNR against the rate image, data range max − min)",
+        ),
+        (
+            "real pair",
+            "Real pair: FMD confocal raw frame against the 50-frame average (data range 255)",
+        ),
     ]
     for group, title in groups:
         g = [r for r in rows if r["group"] == group]
         if not g:
             continue
-        out += [f"## {title}", "", _table(g, order, method_names, lambda r: f"{_f(r['psnr'], '.2f')} / {_f(r['ssim'], '.3f')}", "psnr"), ""]
+        out += [
+            f"## {title}",
+            "",
+            _table(
+                g,
+                order,
+                method_names,
+                lambda r: f"{_f(r['psnr'], '.2f')} / {_f(r['ssim'], '.3f')}",
+                "psnr",
+            ),
+            "",
+        ]
         if group == "poisson":
-            where = "; ".join(f"{name}: rows {top}–{top + POISSON_CROP - 1}, columns {left}–{left + POISSON_CROP - 1}"
-                              for name, (_, top, left) in HRTEM.items())
-            out += [f"HRTEM crops ({where}): the particle with vacuum above and the support interface below, and the "
-                    "left facet, the only region where the two simulations differ. ISBI: central crops.", ""]
+            where = "; ".join(
+                f"{name}: rows {top}–{top + POISSON_CROP - 1}, columns {left}–{left + POISSON_CROP - 1}"
+                for name, (_, top, left) in HRTEM.items()
+            )
+            out += [
+                f"HRTEM crops ({where}): the particle with vacuum above and the support interface below, and the "
+                "left facet, the only region where the two simulations differ. ISBI: central crops.",
+                "",
+            ]
         if group == "real pair":
-            out += ["The noise of this frame grows with the signal (Poisson–Gaussian). The blind peers get one σ "
-                    "estimated from the whole image and no variance-stabilising transform (the detector gain is not "
-                    "known); zse's models learn the noise from the image (SSSC one σ in the image domain, PMM and "
-                    "GPMM Poisson statistics of the raw values).", ""]
-        out += ["Seconds / peak MiB:", "", _table(g, order, method_names, lambda r: f"{_f(r['seconds'], '.1f')} / {_f(r['peak_mib'], '.0f')}"), ""]
+            out += [
+                "The noise of this frame grows with the signal (Poisson–Gaussian). The blind peers get one σ "
+                "estimated from the whole image and no variance-stabilising transform (the detector gain is not "
+                "known); zse's models learn the noise from the image (SSSC one σ in the image domain, PMM and "
+                "GPMM Poisson statistics of the raw values).",
+                "",
+            ]
+        out += [
+            "Seconds / peak MiB:",
+            "",
+            _table(
+                g,
+                order,
+                method_names,
+                lambda r: f"{_f(r['seconds'], '.1f')} / {_f(r['peak_mib'], '.0f')}",
+            ),
+            "",
+        ]
     g = [r for r in rows if r["group"] == "real EM"]
     if g:
         out += [
@@ -606,15 +819,26 @@ def render_report(rows, cases, methods, quick, n_threads) -> str:
             "about two pixels. The giant-virus TEM crops (central 320×320 of the 641×641 crops) are internal test "
             "images whose outputs are not published.",
             "",
-            _table(g, order, method_names, lambda r: f"{_f(r['blur'], '.3f')} / {_f(r['flat_noise'], '.2f')}"),
+            _table(
+                g,
+                order,
+                method_names,
+                lambda r: f"{_f(r['blur'], '.3f')} / {_f(r['flat_noise'], '.2f')}",
+            ),
             "",
             "The blind peers rely on `estimate_sigma` (a wavelet median estimate from the finest scale), which "
             "reads correlated noise as signal; its estimate for each noisy input: "
-            + "; ".join(_sigma_note(c) for c in cases if c.group == "real EM" and c.name in order) + ".",
+            + "; ".join(_sigma_note(c) for c in cases if c.group == "real EM" and c.name in order)
+            + ".",
             "",
             "Seconds / peak MiB:",
             "",
-            _table(g, order, method_names, lambda r: f"{_f(r['seconds'], '.1f')} / {_f(r['peak_mib'], '.0f')}"),
+            _table(
+                g,
+                order,
+                method_names,
+                lambda r: f"{_f(r['seconds'], '.1f')} / {_f(r['peak_mib'], '.0f')}",
+            ),
             "",
         ]
     seconds = sum(float(r["seconds"]) for r in rows)

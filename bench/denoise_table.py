@@ -16,9 +16,9 @@ import argparse
 import sys
 
 import numpy as np
-from _common import RESULTS, print_markdown_table, load, machine_line, psnr, ssim, timed, write_csv
 
 import zse
+from _common import RESULTS, load, machine_line, print_markdown_table, psnr, ssim, timed, write_csv
 
 IMAGES = {
     "house": "classic/set12_02_house_256.png",
@@ -30,8 +30,12 @@ IMAGES = {
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="house at sigma 25, 64x64 crop, a few epochs")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="house at sigma 25, 64x64 crop, a few epochs"
+    )
     parser.add_argument("--images", default=",".join(IMAGES))
     parser.add_argument("--sigmas", default="15,25,50")
     parser.add_argument("--updates", default="exact", choices=["exact", "reference", "both"])
@@ -48,7 +52,9 @@ def main() -> int:
     names = ["house"] if args.quick else args.images.split(",")
     sigmas = [25.0] if args.quick else [float(s) for s in args.sigmas.split(",")]
     variants = ["exact", "reference"] if args.updates == "both" else [args.updates]
-    H, patch, S, epochs = (16, 5, 8, 3) if args.quick else (args.H, args.patch, args.states, args.epochs)
+    H, patch, S, epochs = (
+        (16, 5, 8, 3) if args.quick else (args.H, args.patch, args.states, args.epochs)
+    )
     parents = min(args.parents, S)
     rows = []
     for name in names:
@@ -59,9 +65,24 @@ def main() -> int:
             noisy = clean + np.random.default_rng(0).normal(0.0, sigma, clean.shape)
             results = {"noisy": (noisy, 0.0)}
             for updates in variants:
-                model = zse.SSSC(H, n_states=S, n_parents=parents, n_children=args.children, max_iter=epochs,
-                                 updates=updates, random_state=0, n_threads=args.n_threads)
-                out, seconds = timed(zse.reconstruct, noisy, model, stats=("mean",), patch_size=patch, n_threads=args.n_threads)
+                model = zse.SSSC(
+                    H,
+                    n_states=S,
+                    n_parents=parents,
+                    n_children=args.children,
+                    max_iter=epochs,
+                    updates=updates,
+                    random_state=0,
+                    n_threads=args.n_threads,
+                )
+                out, seconds = timed(
+                    zse.reconstruct,
+                    noisy,
+                    model,
+                    stats=("mean",),
+                    patch_size=patch,
+                    n_threads=args.n_threads,
+                )
                 results[f"SSSC {updates}"] = (out["mean"], seconds)
                 results[f"SSSC {updates}"] += (float(np.sqrt(model.sigma2_)),)
             if not args.no_bm3d:
@@ -70,18 +91,34 @@ def main() -> int:
                 results["BM3D (true sigma)"] = timed(bm3d.bm3d, noisy, sigma_psd=sigma)
             for method, value in results.items():
                 estimate, seconds = value[0], value[1]
-                row = {"image": name, "sigma": sigma, "method": method,
-                       "psnr": round(psnr(clean, estimate, 255.0), 3),
-                       "ssim": round(ssim(clean, estimate, 255.0), 4), "seconds": round(seconds, 2),
-                       "learned_sigma": round(value[2], 2) if len(value) > 2 else ""}
+                row = {
+                    "image": name,
+                    "sigma": sigma,
+                    "method": method,
+                    "psnr": round(psnr(clean, estimate, 255.0), 3),
+                    "ssim": round(ssim(clean, estimate, 255.0), 4),
+                    "seconds": round(seconds, 2),
+                    "learned_sigma": round(value[2], 2) if len(value) > 2 else "",
+                }
                 rows.append(row)
-                print(f"{name:10s} sigma {sigma:4.0f}  {method:18s} PSNR {row['psnr']:7.3f}  SSIM {row['ssim']:.4f}  "
-                      f"{seconds:7.1f} s  {row['learned_sigma']}", file=sys.stderr, flush=True)
+                print(
+                    f"{name:10s} sigma {sigma:4.0f}  {method:18s} PSNR {row['psnr']:7.3f}  SSIM {row['ssim']:.4f}  "
+                    f"{seconds:7.1f} s  {row['learned_sigma']}",
+                    file=sys.stderr,
+                    flush=True,
+                )
     write_csv(RESULTS / f"denoise_table{'_quick' if args.quick else ''}{args.tag}.csv", rows)
 
-    print(f"Machine: {machine_line()}. SSSC: H={H}, {patch}x{patch} patches, S={S}, {parents} parents, "
-          f"{args.children} children, 1 generation, fit selection, randflip, {epochs} epochs, mean merge, seed 0.\n")
-    print_markdown_table(rows, ("image", "sigma"), ("image", "sigma"), lambda r: f"{r['psnr']:.2f} / {r['ssim']:.3f} / {r['seconds']:.0f}")
+    print(
+        f"Machine: {machine_line()}. SSSC: H={H}, {patch}x{patch} patches, S={S}, {parents} parents, "
+        f"{args.children} children, 1 generation, fit selection, randflip, {epochs} epochs, mean merge, seed 0.\n"
+    )
+    print_markdown_table(
+        rows,
+        ("image", "sigma"),
+        ("image", "sigma"),
+        lambda r: f"{r['psnr']:.2f} / {r['ssim']:.3f} / {r['seconds']:.0f}",
+    )
     return 0
 
 

@@ -7,10 +7,10 @@ noise of sigma 25 from numpy default_rng(0): the published ES3C demo setting (be
 """
 
 import numpy as np
-from _common import RESULTS, SHARED_DATA
 from PIL import Image
 
 import zse
+from _common import RESULTS, SHARED_DATA
 
 
 def main():

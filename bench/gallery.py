@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
 from _common import RESULTS
 from compare import full_cases, output_path, quick_cases, read_rows
 
@@ -51,7 +52,9 @@ def zoom_window(image, size):
     """Top-left corner of the size x size square with the most structure."""
     block = 4
     rows, cols = image.shape[0] // block, image.shape[1] // block
-    coarse = image[: rows * block, : cols * block].reshape(rows, block, cols, block).mean(axis=(1, 3))
+    coarse = (
+        image[: rows * block, : cols * block].reshape(rows, block, cols, block).mean(axis=(1, 3))
+    )
     step, n = max(1, size // (2 * block)), size // block
     best, corner = -1.0, (0, 0)
     for r in range(0, rows - n + 1, step):
@@ -67,7 +70,9 @@ def window(image, low=0.5, high=99.5):
     return float(lo), float(max(hi, lo + 1e-12))
 
 
-def figure(case_name: str, images: dict, peer: str, metrics: dict, path: Path, credit: str = "") -> None:
+def figure(
+    case_name: str, images: dict, peer: str, metrics: dict, path: Path, credit: str = ""
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -89,7 +94,11 @@ def figure(case_name: str, images: dict, peer: str, metrics: dict, path: Path, c
     fig, axes = plt.subplots(2, 3, figsize=(12, 8.4), dpi=110)
     for ax, (title, image, cmap, (lo, hi)) in zip(axes.ravel(), panels):
         ax.imshow(image, cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
-        ax.add_patch(Rectangle((left - 0.5, top - 0.5), size, size, fill=False, edgecolor="#00c0ff", linewidth=1.2))
+        ax.add_patch(
+            Rectangle(
+                (left - 0.5, top - 0.5), size, size, fill=False, edgecolor="#00c0ff", linewidth=1.2
+            )
+        )
         label = title
         key = title.split(" (")[0] if title.startswith("zse mean") else title
         if key in metrics:
@@ -97,15 +106,23 @@ def figure(case_name: str, images: dict, peer: str, metrics: dict, path: Path, c
         ax.set_title(label, fontsize=9)
         ax.set_axis_off()
     inset = axes[1, 2]
-    crops = [(image[top : top + size, left : left + size], cmap, lo, hi) for _, image, cmap, (lo, hi) in panels[:4]]
+    crops = [
+        (image[top : top + size, left : left + size], cmap, lo, hi)
+        for _, image, cmap, (lo, hi) in panels[:4]
+    ]
     scaled = [np.clip((crop - lo) / (hi - lo), 0.0, 1.0) for crop, _, lo, hi in crops]
     gap = max(2, size // 16)
     mosaic = np.ones((2 * size + gap, 2 * size + gap))
     for k, tile in enumerate(scaled):  # noisy, zse mean / peer, zse variance
         r, c = divmod(k, 2)
-        mosaic[r * (size + gap) : r * (size + gap) + size, c * (size + gap) : c * (size + gap) + size] = tile
+        mosaic[
+            r * (size + gap) : r * (size + gap) + size, c * (size + gap) : c * (size + gap) + size
+        ] = tile
     inset.imshow(mosaic, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    inset.set_title(f"zoom, {size}x{size} px at row {top}, col {left}:\nnoisy | zse mean (top), peer | zse variance", fontsize=9)
+    inset.set_title(
+        f"zoom, {size}x{size} px at row {top}, col {left}:\nnoisy | zse mean (top), peer | zse variance",
+        fontsize=9,
+    )
     inset.set_axis_off()
     fig.suptitle(f"{case_name}  ({credit})" if credit else case_name, fontsize=11)
     fig.tight_layout(h_pad=2.0)
@@ -115,25 +132,47 @@ def figure(case_name: str, images: dict, peer: str, metrics: dict, path: Path, c
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="figures of the quick cases")
-    parser.add_argument("--publish", action="store_true", help="copy figures of publishable cases to docs/")
+    parser.add_argument(
+        "--publish", action="store_true", help="copy figures of publishable cases to docs/"
+    )
     args = parser.parse_args()
     rows = read_rows(RESULTS / ("compare_quick.csv" if args.quick else "compare.csv"))
     peer, peer_psnr = best_peer(rows)
-    print(f"gallery: best blind peer {peer} (mean PSNR {peer_psnr:.2f} dB over the cases with a reference)", file=sys.stderr)
+    print(
+        f"gallery: best blind peer {peer} (mean PSNR {peer_psnr:.2f} dB over the cases with a reference)",
+        file=sys.stderr,
+    )
     cases = [c for c in (quick_cases() if args.quick else full_cases()) if c.group == "real EM"]
     for case in cases:
-        paths = {"noisy": output_path(case, "noisy", "mean"), "mean": output_path(case, "zse SSSC", "mean"),
-                 "var": output_path(case, "zse SSSC", "var"), "peer": output_path(case, peer, "mean")}
+        paths = {
+            "noisy": output_path(case, "noisy", "mean"),
+            "mean": output_path(case, "zse SSSC", "mean"),
+            "var": output_path(case, "zse SSSC", "var"),
+            "peer": output_path(case, peer, "mean"),
+        }
         missing = [str(p) for p in paths.values() if not p.exists()]
         if missing:
-            print(f"gallery: {case.name}: outputs missing ({', '.join(missing)}); run bench/compare.py", file=sys.stderr)
+            print(
+                f"gallery: {case.name}: outputs missing ({', '.join(missing)}); run bench/compare.py",
+                file=sys.stderr,
+            )
             return 1
         images = {k: np.load(p).astype(np.float64) for k, p in paths.items()}
-        metrics = {("zse mean" if r["method"] == "zse SSSC" else
-                    f"best peer: {peer}" if r["method"] == peer else r["method"]): (float(r["blur"]), float(r["flat_noise"]))
-                   for r in rows if r["case"] == case.name}
+        metrics = {
+            (
+                "zse mean"
+                if r["method"] == "zse SSSC"
+                else f"best peer: {peer}"
+                if r["method"] == peer
+                else r["method"]
+            ): (float(r["blur"]), float(r["flat_noise"]))
+            for r in rows
+            if r["case"] == case.name
+        }
         slug = paths["mean"].parent.name
         path = RESULTS / "gallery" / f"{slug}{'_quick' if args.quick else ''}.png"
         figure(case.name, images, peer, metrics, path, case.credit)

@@ -29,10 +29,14 @@ def main():
     zse.reconstruct(noisy, model, stats=("mean", "var"), patch_size=6)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     N = (args.size - 5) ** 2
-    print(f"image {args.size}x{args.size}, N={N} patches, D=36, H=64, S=32, {args.epochs} epoch(s), {time.perf_counter() - t:.1f} s")
+    print(
+        f"image {args.size}x{args.size}, N={N} patches, D=36, H=64, S=32, {args.epochs} epoch(s), {time.perf_counter() - t:.1f} s"
+    )
     print(f"peak RSS {peak:.0f} MiB (before the reconstruction: {before:.0f} MiB)")
-    print(f"  patch matrix N x D doubles: {N * 36 * 8 / 2**20:.0f} MiB; estimates: the same; "
-          f"states N x S x 8 bytes: {N * 32 * 8 / 2**20:.0f} MiB")
+    print(
+        f"  patch matrix N x D doubles: {N * 36 * 8 / 2**20:.0f} MiB; estimates: the same; "
+        f"states N x S x 8 bytes: {N * 32 * 8 / 2**20:.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

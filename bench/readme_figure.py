@@ -8,7 +8,6 @@ the figure needs no external image and carries no licence restrictions.
 
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageDraw
 
 import zse
@@ -24,7 +23,11 @@ def main():
     h, w = panels[0].shape
     canvas = Image.new("L", (3 * w * scale + 2 * 8, h * scale + 22), color=255)
     draw = ImageDraw.Draw(canvas)
-    titles = ("noisy (20 e-/px)", f"zse mean ({zse.psnr(clean, out['mean']):.1f} dB vs {zse.psnr(clean, noisy):.1f})", "zse variance")
+    titles = (
+        "noisy (20 e-/px)",
+        f"zse mean ({zse.psnr(clean, out['mean']):.1f} dB vs {zse.psnr(clean, noisy):.1f})",
+        "zse variance",
+    )
     for k, (panel, title) in enumerate(zip(panels, titles)):
         x = k * (w * scale + 8)
         canvas.paste(Image.fromarray(panel).resize((w * scale, h * scale), Image.NEAREST), (x, 22))

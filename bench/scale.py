@@ -34,8 +34,19 @@ TARGETS = {  # issue targets on 2 cores: seconds, MB of peak RSS
     "5760x4092": (None, 2000),
     "128x256x256": (900, 1000),
 }
-FIELDS = ["case", "shape", "threads", "max_iter", "seconds", "peak_rss_mb", "n_patches", "n_train",
-          "fit_seconds", "estimate_seconds", "settings"]
+FIELDS = [
+    "case",
+    "shape",
+    "threads",
+    "max_iter",
+    "seconds",
+    "peak_rss_mb",
+    "n_patches",
+    "n_train",
+    "fit_seconds",
+    "estimate_seconds",
+    "settings",
+]
 
 
 def parse_size(text: str) -> tuple[int, ...]:
@@ -111,7 +122,7 @@ def write_report(rows: list[dict], path: Path, command: str) -> None:
         f"`{command}` on {platform.machine()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}. Synthetic TEM scenes (`zse.synthetic_tem`, 20 e-/px); "
         "SSSC at its defaults (H=64, S=32, 100 epochs unless the row says otherwise), patch 6x6 "
-        "(4x4x4 for the volume), `n_train=\"auto\"`, stats mean and var. Peak RSS is the whole "
+        '(4x4x4 for the volume), `n_train="auto"`, stats mean and var. Peak RSS is the whole '
         "process (Python, NumPy and zse included).",
         "",
         "| case | shape | threads | epochs | patches | trained on | fit s | estimate s | total s | peak RSS MB | target |",
@@ -119,8 +130,13 @@ def write_report(rows: list[dict], path: Path, command: str) -> None:
     ]
     for r in rows:
         target = TARGETS.get(r["shape"]) or TARGETS.get(r["case"])
-        t = "" if target is None else " / ".join(
-            x for x in (f"<= {target[0]} s" if target[0] else "", f"<= {target[1]} MB") if x)
+        t = (
+            ""
+            if target is None
+            else " / ".join(
+                x for x in (f"<= {target[0]} s" if target[0] else "", f"<= {target[1]} MB") if x
+            )
+        )
         lines.append(
             f"| {r['case']} | {r['shape']} | {r['threads']} | {r['max_iter']} | {int(r['n_patches']):,} | "
             f"{int(r['n_train']):,} | {r['fit_seconds']} | {r['estimate_seconds']} | {r['seconds']} | "

@@ -22,10 +22,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _common import RESULTS, SHARED_DATA, anscombe, machine_line, timed, write_csv
 from PIL import Image
 
 import zse
+from _common import RESULTS, SHARED_DATA, anscombe, machine_line, timed, write_csv
 
 REPORT = Path(__file__).resolve().parent / "SPEED.md"
 
@@ -42,12 +42,50 @@ def settings(quick: bool):
     house = house_small(102)
     epochs_b, epochs_mix, C = (1, 2, 16) if quick else (3, 10, 256)
     return [
-        ("SSSC a", house, 5, lambda t: zse.SSSC(32, n_states=20, n_parents=10, n_children=1, max_iter=3 if quick else 20,
-                                                random_state=0, n_threads=t), ("gaussian", 25.0)),
-        ("SSSC b", counts, 6, lambda t: zse.SSSC(64, n_states=32, n_parents=10, n_children=2, max_iter=epochs_b,
-                                                 random_state=0, n_threads=t), ("counts", None)),
-        ("PMM", counts, 6, lambda t: zse.PMM(C, max_iter=epochs_mix, random_state=0, n_threads=t), ("counts", None)),
-        ("GPMM", counts, 6, lambda t: zse.GPMM(C, max_iter=epochs_mix, random_state=0, n_threads=t), ("counts", None)),
+        (
+            "SSSC a",
+            house,
+            5,
+            lambda t: zse.SSSC(
+                32,
+                n_states=20,
+                n_parents=10,
+                n_children=1,
+                max_iter=3 if quick else 20,
+                random_state=0,
+                n_threads=t,
+            ),
+            ("gaussian", 25.0),
+        ),
+        (
+            "SSSC b",
+            counts,
+            6,
+            lambda t: zse.SSSC(
+                64,
+                n_states=32,
+                n_parents=10,
+                n_children=2,
+                max_iter=epochs_b,
+                random_state=0,
+                n_threads=t,
+            ),
+            ("counts", None),
+        ),
+        (
+            "PMM",
+            counts,
+            6,
+            lambda t: zse.PMM(C, max_iter=epochs_mix, random_state=0, n_threads=t),
+            ("counts", None),
+        ),
+        (
+            "GPMM",
+            counts,
+            6,
+            lambda t: zse.GPMM(C, max_iter=epochs_mix, random_state=0, n_threads=t),
+            ("counts", None),
+        ),
     ]
 
 
@@ -61,8 +99,12 @@ def run_bm3d(image, kind):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="small images and few epochs (seconds)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="small images and few epochs (seconds)"
+    )
     args = parser.parse_args()
     import bm3d  # noqa: F401  (imported before any timing)
 
@@ -71,19 +113,44 @@ def main() -> int:
         key = (image.shape, kind)
         if key not in bm3d_seconds:
             bm3d_seconds[key] = run_bm3d(image, kind)
-            print(f"speed: BM3D on {image.shape[0]}x{image.shape[1]} ({kind[0]}): {bm3d_seconds[key]:.2f} s", file=sys.stderr, flush=True)
+            print(
+                f"speed: BM3D on {image.shape[0]}x{image.shape[1]} ({kind[0]}): {bm3d_seconds[key]:.2f} s",
+                file=sys.stderr,
+                flush=True,
+            )
         for threads in (1, 2):
             model = make(threads)
-            _, total = timed(zse.reconstruct, image, model, stats=("mean", "var"), patch_size=patch, n_threads=threads)
+            _, total = timed(
+                zse.reconstruct,
+                image,
+                model,
+                stats=("mean", "var"),
+                patch_size=patch,
+                n_threads=threads,
+            )
             epoch = float(np.median(model.epoch_seconds_))
-            rows.append({"setting": name, "image": f"{image.shape[0]}x{image.shape[1]}", "patch": patch,
-                         "threads": threads, "epochs": len(model.epoch_seconds_), "s_per_epoch": round(epoch, 4),
-                         "end_to_end_s": round(total, 3), "bm3d_s": round(bm3d_seconds[key], 3)})
-            print(f"speed: {name:7s} {threads} thread(s): {epoch:.4f} s/epoch, {total:.2f} s end to end", file=sys.stderr, flush=True)
+            rows.append(
+                {
+                    "setting": name,
+                    "image": f"{image.shape[0]}x{image.shape[1]}",
+                    "patch": patch,
+                    "threads": threads,
+                    "epochs": len(model.epoch_seconds_),
+                    "s_per_epoch": round(epoch, 4),
+                    "end_to_end_s": round(total, 3),
+                    "bm3d_s": round(bm3d_seconds[key], 3),
+                }
+            )
+            print(
+                f"speed: {name:7s} {threads} thread(s): {epoch:.4f} s/epoch, {total:.2f} s end to end",
+                file=sys.stderr,
+                flush=True,
+            )
     write_csv(RESULTS / f"speed{'_quick' if args.quick else ''}.csv", rows)
 
     lines = [
-        "# zse speed next to BM3D" + (" (quick mode: small sizes, not a result)" if args.quick else ""),
+        "# zse speed next to BM3D"
+        + (" (quick mode: small sizes, not a result)" if args.quick else ""),
         "",
         f"Produced by `python bench/speed.py{' --quick' if args.quick else ''}` in one run; machine: {machine_line()}.",
         "BM3D (bm3d 4.0.3) is single-threaded and timed once per image in the same run. Ratios below 1 mean zse is faster.",
@@ -94,9 +161,11 @@ def main() -> int:
     for r in rows:
         one = next(x for x in rows if x["setting"] == r["setting"] and x["threads"] == 1)
         speedup = one["end_to_end_s"] / r["end_to_end_s"]
-        lines.append(f"| {r['setting']} | {r['image']} | {r['patch']}x{r['patch']} | {r['threads']} | {r['epochs']} | "
-                     f"{r['s_per_epoch']:.3f} | {r['end_to_end_s']:.2f} | {r['bm3d_s']:.2f} | "
-                     f"{r['end_to_end_s'] / r['bm3d_s']:.2f} | {speedup:.2f} |")
+        lines.append(
+            f"| {r['setting']} | {r['image']} | {r['patch']}x{r['patch']} | {r['threads']} | {r['epochs']} | "
+            f"{r['s_per_epoch']:.3f} | {r['end_to_end_s']:.2f} | {r['bm3d_s']:.2f} | "
+            f"{r['end_to_end_s'] / r['bm3d_s']:.2f} | {speedup:.2f} |"
+        )
     lines += ["", "Settings: see the docstring of bench/speed.py.", ""]
     path = RESULTS / "SPEED_quick.md" if args.quick else REPORT
     path.write_text("\n".join(lines))

@@ -10,9 +10,9 @@ import sys
 import time
 
 import numpy as np
-from _common import load
 
 import zse
+from _common import load
 
 
 def main(argv):
@@ -21,14 +21,30 @@ def main(argv):
     noisy = clean + np.random.default_rng(0).normal(0, sigma, clean.shape)
     for spec in argv[2:]:
         n_train, warm, fresh = spec.split(":")
-        model = zse.SSSC(64, n_states=32, n_parents=10, n_children=2, max_iter=30,
-                         n_warm_sweeps=int(warm), n_estimate_sweeps=int(fresh), random_state=0)
+        model = zse.SSSC(
+            64,
+            n_states=32,
+            n_parents=10,
+            n_children=2,
+            max_iter=30,
+            n_warm_sweeps=int(warm),
+            n_estimate_sweeps=int(fresh),
+            random_state=0,
+        )
         t = time.time()
-        out = zse.reconstruct(noisy, model, patch_size=8, stats=("mean",),
-                              n_train=n_train if n_train == "auto" else int(n_train))
-        print(f"{name} sigma {sigma:g} n_train {n_train} warm {warm} fresh {fresh}: "
-              f"{zse.psnr(clean, out['mean'], 255):.3f} dB, fit {sum(model.epoch_seconds_):.1f} s, "
-              f"total {time.time() - t:.1f} s", flush=True)
+        out = zse.reconstruct(
+            noisy,
+            model,
+            patch_size=8,
+            stats=("mean",),
+            n_train=n_train if n_train == "auto" else int(n_train),
+        )
+        print(
+            f"{name} sigma {sigma:g} n_train {n_train} warm {warm} fresh {fresh}: "
+            f"{zse.psnr(clean, out['mean'], 255):.3f} dB, fit {sum(model.epoch_seconds_):.1f} s, "
+            f"total {time.time() - t:.1f} s",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 # Test images live beside the checkout (../shared/data); the installed package never reads them.
-SHARED_DATA = Path(os.environ.get("ZSE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED_DATA = Path(
+    os.environ.get("ZSE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 
 
 @pytest.fixture

@@ -1,9 +1,9 @@
 """Run under ``mpiexec -n K`` by tests/test_mpi.py (not collected by pytest itself).
 
-    python mpi_worker.py results OUT.npz N_THREADS   fit every model and reconstruct on all ranks;
-                                                     rank 0 writes what it learned and merged
-    python mpi_worker.py fail                        rank 1's E-step raises; every rank must see
-                                                     a RankError naming it (and exit 3)
+python mpi_worker.py results OUT.npz N_THREADS   fit every model and reconstruct on all ranks;
+                                                 rank 0 writes what it learned and merged
+python mpi_worker.py fail                        rank 1's E-step raises; every rank must see
+                                                 a RankError naming it (and exit 3)
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ def scene() -> np.ndarray:
 def models(comm, n_threads):
     common = dict(random_state=7, n_threads=n_threads, comm=comm)
     return {
-        "sssc": zse.SSSC(H=8, n_states=8, n_parents=4, max_iter=3, n_warm_sweeps=2,
-                         n_estimate_sweeps=2, **common),
+        "sssc": zse.SSSC(
+            H=8, n_states=8, n_parents=4, max_iter=3, n_warm_sweeps=2, n_estimate_sweeps=2, **common
+        ),
         "pmm": zse.PMM(n_components=8, max_iter=4, **common),
         "gpmm": zse.GPMM(n_components=8, max_iter=4, class_alpha=True, **common),
     }
@@ -37,8 +38,9 @@ def results(comm, path: str, n_threads: int) -> None:
     image = scene()
     out = {}
     for name, model in models(comm, n_threads).items():
-        merged = zse.reconstruct(image, model, stats=("mean", "var"), n_threads=n_threads,
-                                 comm=comm)
+        merged = zse.reconstruct(
+            image, model, stats=("mean", "var"), n_threads=n_threads, comm=comm
+        )
         out[f"{name}_W"] = model.W_
         out[f"{name}_F"] = np.asarray(model.free_energies_)
         if name == "sssc":
@@ -48,8 +50,14 @@ def results(comm, path: str, n_threads: int) -> None:
         elif merged is not None:
             raise AssertionError("ranks other than 0 must get None")
     volume = np.stack([scene()[:24, :24] + z for z in range(12)])  # a 12 x 24 x 24 volume
-    merged = zse.reconstruct(volume, models(comm, n_threads)["pmm"], stats=("mean", "median"),
-                             patch_size=4, n_threads=n_threads, comm=comm)
+    merged = zse.reconstruct(
+        volume,
+        models(comm, n_threads)["pmm"],
+        stats=("mean", "median"),
+        patch_size=4,
+        n_threads=n_threads,
+        comm=comm,
+    )
     if comm.Get_rank() == 0:
         out["volume_mean"], out["volume_median"] = merged["mean"], merged["median"]
         np.savez(path, **out)
@@ -57,6 +65,7 @@ def results(comm, path: str, n_threads: int) -> None:
 
 def fail(comm) -> None:
     if comm.Get_rank() == 1:
+
         def broken(*args, **kwargs):
             raise FloatingPointError("injected failure on this rank")
 

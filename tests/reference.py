@@ -15,7 +15,9 @@ def log_poisson(y, rate):
 
 def pmm_log_joint(Y, W, pi):
     """log p(c, y_n) for every n, c: (N, C)."""
-    return np.array([[np.log(pi[c]) + log_poisson(y, W[c]).sum() for c in range(len(pi))] for y in Y])
+    return np.array(
+        [[np.log(pi[c]) + log_poisson(y, W[c]).sum() for c in range(len(pi))] for y in Y]
+    )
 
 
 def gpmm_log_joint(Y, W, pi, alpha, beta=1.0):
@@ -27,8 +29,13 @@ def gpmm_log_joint(Y, W, pi, alpha, beta=1.0):
         for c in range(len(pi)):
             a = alpha[c]
             out[n, c] = (
-                np.log(pi[c]) + a * np.log(beta) - math.lgamma(a) + math.lgamma(a + t)
-                - _lgamma(y + 1.0).sum() + (y * np.log(W[c])).sum() - (a + t) * np.log(beta + W[c].sum())
+                np.log(pi[c])
+                + a * np.log(beta)
+                - math.lgamma(a)
+                + math.lgamma(a + t)
+                - _lgamma(y + 1.0).sum()
+                + (y * np.log(W[c])).sum()
+                - (a + t) * np.log(beta + W[c].sum())
             )
     return out
 
@@ -59,8 +66,10 @@ def gpmm_alpha_equation(alpha, totals, r):
     """g(alpha) of ALGORITHM.md §6.5 with responsibilities r (N, C)."""
     R = r.sum(axis=0)
     M = (r * totals[:, None]).sum(axis=0) / R
-    return float(np.sum(digamma_fd(alpha + totals) - digamma_fd(np.full_like(totals, alpha)))
-                 + np.sum(R * np.log(alpha / (alpha + M))))
+    return float(
+        np.sum(digamma_fd(alpha + totals) - digamma_fd(np.full_like(totals, alpha)))
+        + np.sum(R * np.log(alpha / (alpha + M)))
+    )
 
 
 def gpmm_em_step(Y, W, pi, alpha, new_alpha):
@@ -99,7 +108,9 @@ def pack_states(states):
 
 def unpack_states(packed, H):
     packed = np.asarray(packed, dtype=np.uint64)
-    return np.stack([(packed[..., h // 64] >> np.uint64(h % 64)) & np.uint64(1) for h in range(H)], axis=-1).astype(bool)
+    return np.stack(
+        [(packed[..., h // 64] >> np.uint64(h % 64)) & np.uint64(1) for h in range(H)], axis=-1
+    ).astype(bool)
 
 
 def sssc_log_joint(Y, W, pi, mu, Psi, sigma2, states):
@@ -121,18 +132,26 @@ def sssc_log_joint(Y, W, pi, mu, Psi, sigma2, states):
 
 
 def sssc_exact_em_step(Y, W, pi, mu, Psi, sigma2, exact):
-    """One EM step with the full posterior over all 2^H states and the M-step of ALGORITHM.md §3.6."""
+    """One EM step with the full posterior over all 2^H states and the M-step of ALGORITHM.md
+    §3.6."""
     N, D = Y.shape
     H = len(pi)
     states = all_states(H)
     lj = sssc_log_joint(Y, W, pi, mu, Psi, sigma2, states)
     F = log_likelihood(lj) / N
     q = responsibilities(lj)
-    a_s = np.zeros(H); a_sz = np.zeros(H)
-    B_ss = np.zeros((H, H)); B_szsz = np.zeros((H, H)); B_mm = np.zeros((H, H)); B_s_sz = np.zeros((H, H))
+    a_s = np.zeros(H)
+    a_sz = np.zeros(H)
+    B_ss = np.zeros((H, H))
+    B_szsz = np.zeros((H, H))
+    B_mm = np.zeros((H, H))
+    B_s_sz = np.zeros((H, H))
     Y_sz = np.zeros((D, H))
     for n in range(N):
-        es = np.zeros(H); esz = np.zeros(H); ezz = np.zeros((H, H)); ess = np.zeros((H, H))
+        es = np.zeros(H)
+        esz = np.zeros(H)
+        ezz = np.zeros((H, H))
+        ess = np.zeros((H, H))
         for m, s in enumerate(states):
             A = np.flatnonzero(s)
             if len(A) == 0:
@@ -144,19 +163,35 @@ def sssc_exact_em_step(Y, W, pi, mu, Psi, sigma2, exact):
             esz[A] += q[n, m] * kappa
             ess[np.ix_(A, A)] += q[n, m]
             ezz[np.ix_(A, A)] += q[n, m] * (Lam + np.outer(kappa, kappa))
-        a_s += es; a_sz += esz; B_ss += ess; B_szsz += ezz
-        B_mm += np.outer(esz, esz); B_s_sz += np.outer(es, esz); Y_sz += np.outer(Y[n], esz)
+        a_s += es
+        a_sz += esz
+        B_ss += ess
+        B_szsz += ezz
+        B_mm += np.outer(esz, esz)
+        B_s_sz += np.outer(es, esz)
+        Y_sz += np.outer(Y[n], esz)
     T_yy = np.sum(Y**2)
     W_new = np.linalg.solve(B_szsz, Y_sz.T).T
     pi_new = np.clip(a_s / N, 5e-5, 1 - 5e-5)
     mu_new = a_sz / (a_s + np.finfo(float).eps)
     if exact:
-        Psi_new = np.diag(np.maximum((np.diag(B_szsz) - 2 * mu_new * a_sz + mu_new**2 * a_s) / a_s, 1e-5))
-        sigma2_new = (T_yy - 2 * np.sum(W_new * Y_sz) + np.trace(B_szsz @ W_new.T @ W_new)) / (N * D)
+        Psi_new = np.diag(
+            np.maximum((np.diag(B_szsz) - 2 * mu_new * a_sz + mu_new**2 * a_s) / a_s, 1e-5)
+        )
+        sigma2_new = (T_yy - 2 * np.sum(W_new * Y_sz) + np.trace(B_szsz @ W_new.T @ W_new)) / (
+            N * D
+        )
     else:
         M = np.outer(mu_new, mu_new) * B_ss + B_szsz - 2 * mu_new[:, None] * B_s_sz
         Psi_new = M * np.linalg.inv(B_ss + 1e-5 * np.eye(H)) + 1e-5 * np.eye(H)
         Psi_new = 0.5 * (Psi_new + Psi_new.T)
         Psi_new[np.diag_indices(H)] = np.maximum(np.diag(Psi_new), 1e-5)
         sigma2_new = (T_yy - np.trace(B_mm @ W_new.T @ W_new)) / (N * D) + 1e-5
-    return {"W": W_new, "pi": pi_new, "mu": mu_new, "Psi": Psi_new, "sigma2": max(sigma2_new, 1e-5), "F": F}
+    return {
+        "W": W_new,
+        "pi": pi_new,
+        "mu": mu_new,
+        "Psi": Psi_new,
+        "sigma2": max(sigma2_new, 1e-5),
+        "F": F,
+    }

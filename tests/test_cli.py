@@ -21,9 +21,32 @@ def tiny_tif(tmp_path, rng):
 def test_denoise_writes_outputs_and_run_json(tmp_path, tiny_tif, capsys):
     path, data = tiny_tif
     out = tmp_path / "out"
-    assert main(["denoise", str(path), "-o", str(out), "--model", "identity", "--patch-size", "4x5", "--stats", "mean,median,var"]) == 0
-    for name in ("tiny_mean.tif", "tiny_median.tif", "tiny_var.tif", "tiny_mean.png", "tiny_var.png",
-                 "tiny_input.png", "tiny.zse.json"):
+    assert (
+        main(
+            [
+                "denoise",
+                str(path),
+                "-o",
+                str(out),
+                "--model",
+                "identity",
+                "--patch-size",
+                "4x5",
+                "--stats",
+                "mean,median,var",
+            ]
+        )
+        == 0
+    )
+    for name in (
+        "tiny_mean.tif",
+        "tiny_median.tif",
+        "tiny_var.tif",
+        "tiny_mean.png",
+        "tiny_var.png",
+        "tiny_input.png",
+        "tiny.zse.json",
+    ):
         assert (out / name).is_file(), name
     np.testing.assert_array_equal(tifffile.imread(out / "tiny_mean.tif"), data.astype(np.float32))
     record = json.loads((out / "tiny.zse.json").read_text())
@@ -45,20 +68,67 @@ def test_denoise_refuses_to_overwrite(tmp_path, tiny_tif, capsys):
 def test_crop_and_decimate(tmp_path, tiny_tif):
     path, data = tiny_tif
     out = tmp_path / "o"
-    assert main(["denoise", str(path), "-o", str(out), "--crop", "2:20,3:", "--decimate", "2", "-q", "--patch-size", "3", "--model", "identity"]) == 0
-    np.testing.assert_array_equal(tifffile.imread(out / "tiny_mean.tif"), data[2:20, 3:][::2, ::2].astype(np.float32))
+    assert (
+        main(
+            [
+                "denoise",
+                str(path),
+                "-o",
+                str(out),
+                "--crop",
+                "2:20,3:",
+                "--decimate",
+                "2",
+                "-q",
+                "--patch-size",
+                "3",
+                "--model",
+                "identity",
+            ]
+        )
+        == 0
+    )
+    np.testing.assert_array_equal(
+        tifffile.imread(out / "tiny_mean.tif"), data[2:20, 3:][::2, ::2].astype(np.float32)
+    )
     record = json.loads((out / "tiny.zse.json").read_text())
-    assert record["input"]["crop"] == [2, 20, 3, 30] and record["input"]["processed_shape"] == [9, 14]
+    assert record["input"]["crop"] == [2, 20, 3, 30] and record["input"]["processed_shape"] == [
+        9,
+        14,
+    ]
 
 
 def test_bin_averages_blocks_and_says_what_it_cropped(tmp_path, tiny_tif, capsys):
     path, data = tiny_tif  # 24 x 30: --bin 4 crops 2 columns
     out = tmp_path / "o"
-    assert main(["denoise", str(path), "-o", str(out), "--bin", "4", "--patch-size", "3", "--model", "identity"]) == 0
+    assert (
+        main(
+            [
+                "denoise",
+                str(path),
+                "-o",
+                str(out),
+                "--bin",
+                "4",
+                "--patch-size",
+                "3",
+                "--model",
+                "identity",
+            ]
+        )
+        == 0
+    )
     expected = data[:, :28].astype(np.float64).reshape(6, 4, 7, 4).mean(axis=(1, 3))
     np.testing.assert_allclose(tifffile.imread(out / "tiny_mean.tif"), expected.astype(np.float32))
-    assert "0 row(s) and 2 column(s) do not fill a block and were cropped" in capsys.readouterr().err
-    assert main(["denoise", str(path), "-o", str(tmp_path / "p"), "--bin", "2", "--decimate", "2", "-q"]) == 2
+    assert (
+        "0 row(s) and 2 column(s) do not fill a block and were cropped" in capsys.readouterr().err
+    )
+    assert (
+        main(
+            ["denoise", str(path), "-o", str(tmp_path / "p"), "--bin", "2", "--decimate", "2", "-q"]
+        )
+        == 2
+    )
 
 
 @pytest.mark.parametrize(
@@ -98,18 +168,29 @@ def test_parse_crop_full_range():
 def test_demo_and_module_entry_point(tmp_path):
     out = tmp_path / "demo"
     result = subprocess.run(
-        [sys.executable, "-m", "zse", "demo", "-o", str(out)], capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "zse", "demo", "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
     assert "PSNR" in result.stdout
-    for name in ("noisy.tif", "clean.tif", "demo_mean.tif", "demo_var.tif", "demo_fields.png",
-                 "demo.zse.json"):
+    for name in (
+        "noisy.tif",
+        "clean.tif",
+        "demo_mean.tif",
+        "demo_var.tif",
+        "demo_fields.png",
+        "demo.zse.json",
+    ):
         assert (out / name).is_file()
     record = json.loads((out / "demo.zse.json").read_text())
     assert "psnr_noisy_db" in record["quality"]
     # The demo scene holds electron counts: --model auto picks the Poisson model and says why.
     assert record["model"]["name"] == "GPMM" and record["model_choice"]["counts"] is True
-    again = subprocess.run([sys.executable, "-m", "zse", "demo", "-o", str(out)], capture_output=True, text=True)
+    again = subprocess.run(
+        [sys.executable, "-m", "zse", "demo", "-o", str(out)], capture_output=True, text=True
+    )
     assert again.returncode == 2 and "--overwrite" in again.stderr
 
 
@@ -125,15 +206,87 @@ def test_mixture_model_options(tmp_path, rng, capsys):
     path = tmp_path / "counts.tif"
     tifffile.imwrite(path, counts)
     out = tmp_path / "o"
-    args = ["denoise", str(path), "-o", str(out), "-q", "--model", "gpmm", "--n-components", "8", "--max-iter", "3", "--stats", "mean,var,pvar"]
+    args = [
+        "denoise",
+        str(path),
+        "-o",
+        str(out),
+        "-q",
+        "--model",
+        "gpmm",
+        "--n-components",
+        "8",
+        "--max-iter",
+        "3",
+        "--stats",
+        "mean,var,pvar",
+    ]
     assert main(args) == 0
     record = json.loads((out / "counts.zse.json").read_text())
-    assert record["model"]["params"]["n_components"] == 8 and len(record["model"]["log_likelihoods"]) == 3
+    assert (
+        record["model"]["params"]["n_components"] == 8
+        and len(record["model"]["log_likelihoods"]) == 3
+    )
     assert (out / "counts_pvar.tif").is_file()
-    assert main(["denoise", str(path), "-o", str(tmp_path / "p"), "-q", "--model", "identity", "--gain", "2"]) == 2
+    assert (
+        main(
+            [
+                "denoise",
+                str(path),
+                "-o",
+                str(tmp_path / "p"),
+                "-q",
+                "--model",
+                "identity",
+                "--gain",
+                "2",
+            ]
+        )
+        == 2
+    )
     assert "--gain does not apply to model 'identity'" in capsys.readouterr().err
-    grey = (counts.astype(float) * 4 + 100).astype(np.uint16)  # 0.25 counts per grey level, dark level 100
+    grey = (counts.astype(float) * 4 + 100).astype(
+        np.uint16
+    )  # 0.25 counts per grey level, dark level 100
     tifffile.imwrite(tmp_path / "grey.tif", grey)
-    assert main(["denoise", str(tmp_path / "grey.tif"), "-o", str(tmp_path / "g"), "-q", "--model", "pmm", "--n-components", "8", "--max-iter", "2", "--gain", "0.25", "--offset", "100"]) == 0
-    assert main(["denoise", str(tmp_path / "grey.tif"), "-o", str(tmp_path / "h"), "-q", "--model", "pmm", "--n-components", "8", "--offset", "5000"]) == 2
+    assert (
+        main(
+            [
+                "denoise",
+                str(tmp_path / "grey.tif"),
+                "-o",
+                str(tmp_path / "g"),
+                "-q",
+                "--model",
+                "pmm",
+                "--n-components",
+                "8",
+                "--max-iter",
+                "2",
+                "--gain",
+                "0.25",
+                "--offset",
+                "100",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "denoise",
+                str(tmp_path / "grey.tif"),
+                "-o",
+                str(tmp_path / "h"),
+                "-q",
+                "--model",
+                "pmm",
+                "--n-components",
+                "8",
+                "--offset",
+                "5000",
+            ]
+        )
+        == 2
+    )
     assert "negative" in capsys.readouterr().err

@@ -36,4 +36,25 @@ def test_the_code_cites_sections():
 
 @pytest.mark.parametrize(("section", "where"), sorted(cited_sections().items()))
 def test_every_cited_section_exists(section, where):
-    assert section in headings(), f"{where} cites ALGORITHM.md §{section}, which docs/ALGORITHM.md lacks"
+    assert section in headings(), (
+        f"{where} cites ALGORITHM.md §{section}, which docs/ALGORITHM.md lacks"
+    )
+
+
+def test_core_stub_names_every_entry_point():
+    """python/zse/_core.pyi (the readable list of zse._core) matches the compiled module."""
+    import ast
+
+    from zse import _core
+
+    stub = ast.parse((REPO / "python" / "zse" / "_core.pyi").read_text())
+    named = {
+        node.name for node in stub.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))
+    } | {
+        target.id
+        for node in stub.body
+        if isinstance(node, ast.AnnAssign) and isinstance((target := node.target), ast.Name)
+    }
+    public = {name for name in dir(_core) if not name.startswith("_")}
+    assert public - named == set(), "regenerate python/zse/_core.pyi (pybind11-stubgen)"
+    assert {name for name in named if not name.startswith("_")} - public == set()

@@ -115,7 +115,10 @@ def test_bad_median_kind_and_image_shape():
         zse.merge_patches(np.zeros((12, 4)), (4, 5, 1, 2), 2)
 
 
-@pytest.mark.parametrize(("n_threads", "error"), [(0, ValueError), (-1000, ValueError), (1.5, TypeError), ("2", TypeError)])
+@pytest.mark.parametrize(
+    ("n_threads", "error"),
+    [(0, ValueError), (-1000, ValueError), (1.5, TypeError), ("2", TypeError)],
+)
 def test_bad_thread_counts(n_threads, error):
     with pytest.raises(error, match="n_threads"):
         zse.extract_patches(np.zeros((4, 4)), 2, n_threads=n_threads)

@@ -21,7 +21,9 @@ from zse._mpi import RankError, Team, team_of
 
 WORKER = Path(__file__).with_name("mpi_worker.py")
 HAVE_MPI = importlib.util.find_spec("mpi4py") is not None and shutil.which("mpiexec") is not None
-needs_mpi = pytest.mark.skipif(not HAVE_MPI, reason="needs mpi4py and mpiexec (pip install '.[mpi]')")
+needs_mpi = pytest.mark.skipif(
+    not HAVE_MPI, reason="needs mpi4py and mpiexec (pip install '.[mpi]')"
+)
 
 
 def mpiexec(n_ranks: int, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -46,8 +48,13 @@ def reference():
         if name == "sssc":
             out["sssc_K"] = model.K_
     volume = np.stack([image[:24, :24] + z for z in range(12)])
-    merged = zse.reconstruct(volume, mpi_worker.models(None, 1)["pmm"], stats=("mean", "median"),
-                             patch_size=4, n_threads=1)
+    merged = zse.reconstruct(
+        volume,
+        mpi_worker.models(None, 1)["pmm"],
+        stats=("mean", "median"),
+        patch_size=4,
+        n_threads=1,
+    )
     out["volume_mean"], out["volume_median"] = merged["mean"], merged["median"]
     return out
 
@@ -136,22 +143,44 @@ def test_command_line_under_mpirun_spreads_files_and_shares_one(tmp_path):
     image = mpi_worker.scene().astype(np.uint16)
     for name in ("a", "b", "c"):
         tifffile.imwrite(tmp_path / f"{name}.tif", image + ord(name) - ord("a"))
-    options = ["--model", "sssc", "--H", "6", "--n-states", "6", "--n-parents", "3", "--max-iter", "2", "-q"]
+    options = [
+        "--model",
+        "sssc",
+        "--H",
+        "6",
+        "--n-states",
+        "6",
+        "--n-parents",
+        "3",
+        "--max-iter",
+        "2",
+        "-q",
+    ]
     files = [str(tmp_path / f"{n}.tif") for n in ("a", "b", "c")]
     assert main(["denoise", *files, "-o", str(tmp_path / "one"), *options]) == 0
     zse_cli = [sys.executable, "-m", "zse", "denoise"]
     # Three files on two ranks: whole files per rank. One file: both ranks work on it.
-    spread = subprocess.run(["mpiexec", "-n", "2", *zse_cli, *files, "-o", str(tmp_path / "spread"), *options],
-                            capture_output=True, text=True, timeout=300)
+    spread = subprocess.run(
+        ["mpiexec", "-n", "2", *zse_cli, *files, "-o", str(tmp_path / "spread"), *options],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert spread.returncode == 0, spread.stderr
-    shared = subprocess.run(["mpiexec", "-n", "2", *zse_cli, files[0], "-o", str(tmp_path / "shared"), *options],
-                            capture_output=True, text=True, timeout=300)
+    shared = subprocess.run(
+        ["mpiexec", "-n", "2", *zse_cli, files[0], "-o", str(tmp_path / "shared"), *options],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert shared.returncode == 0, shared.stderr
     for folder, names in (("spread", "abc"), ("shared", "a")):
         for name in names:
             for stat in ("mean", "var"):
-                np.testing.assert_array_equal(tifffile.imread(tmp_path / folder / f"{name}_{stat}.tif"),
-                                              tifffile.imread(tmp_path / "one" / f"{name}_{stat}.tif"))
+                np.testing.assert_array_equal(
+                    tifffile.imread(tmp_path / folder / f"{name}_{stat}.tif"),
+                    tifffile.imread(tmp_path / "one" / f"{name}_{stat}.tif"),
+                )
     import json
 
     assert json.loads((tmp_path / "shared" / "a.zse.json").read_text())["n_ranks"] == 2

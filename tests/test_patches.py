@@ -7,7 +7,11 @@ import zse
 def numpy_patches(image, ph, pw):
     rows, cols = image.shape
     return np.array(
-        [image[r0 : r0 + ph, c0 : c0 + pw].ravel() for r0 in range(rows - ph + 1) for c0 in range(cols - pw + 1)]
+        [
+            image[r0 : r0 + ph, c0 : c0 + pw].ravel()
+            for r0 in range(rows - ph + 1)
+            for c0 in range(cols - pw + 1)
+        ]
     )
 
 
@@ -41,7 +45,13 @@ def coverage_formula(shape, ph, pw):
     return (n_r0 * n_c0).astype(float)
 
 
-SHAPES_AND_PATCHES = [((16, 16), (4, 4)), ((13, 17), (3, 5)), ((9, 7), (6, 2)), ((5, 5), (5, 5)), ((1, 8), (1, 3))]
+SHAPES_AND_PATCHES = [
+    ((16, 16), (4, 4)),
+    ((13, 17), (3, 5)),
+    ((9, 7), (6, 2)),
+    ((5, 5), (5, 5)),
+    ((1, 8), (1, 3)),
+]
 
 
 @pytest.mark.parametrize(("shape", "patch"), SHAPES_AND_PATCHES)
@@ -54,7 +64,9 @@ def test_extract_matches_numpy(rng, shape, patch):
 @pytest.mark.parametrize(("shape", "patch"), SHAPES_AND_PATCHES)
 def test_identity_round_trip_is_exact(rng, shape, patch):
     image = rng.normal(loc=50.0, scale=20.0, size=shape)
-    out = zse.merge_patches(zse.extract_patches(image, patch), shape, patch, ("mean", "median", "var", "count"))
+    out = zse.merge_patches(
+        zse.extract_patches(image, patch), shape, patch, ("mean", "median", "var", "count")
+    )
     np.testing.assert_array_equal(out["mean"], image)
     np.testing.assert_array_equal(out["median"], image)
     np.testing.assert_array_equal(out["var"], np.zeros(shape))
@@ -120,7 +132,9 @@ def test_weighted_mean_and_var(rng):
     assert out["mean"][r, c] == pytest.approx(wmean, rel=1e-12)
     assert out["var"][r, c] == pytest.approx(np.sum(ws * (vals - wmean) ** 2) / ws.sum(), rel=1e-10)
     uniform = zse.merge_patches(estimates, shape, patch, ("mean",), weights=np.full(n, 3.0))["mean"]
-    np.testing.assert_allclose(uniform, zse.merge_patches(estimates, shape, patch, "mean")["mean"], rtol=1e-14)
+    np.testing.assert_allclose(
+        uniform, zse.merge_patches(estimates, shape, patch, "mean")["mean"], rtol=1e-14
+    )
 
 
 def test_results_identical_for_one_and_two_threads(rng):
@@ -138,7 +152,9 @@ def test_results_identical_for_one_and_two_threads(rng):
 
 def test_integer_and_float32_inputs_are_converted_once(rng):
     image = rng.integers(0, 255, size=(12, 12)).astype(np.uint8)
-    np.testing.assert_array_equal(zse.extract_patches(image, 3), zse.extract_patches(image.astype(np.float64), 3))
+    np.testing.assert_array_equal(
+        zse.extract_patches(image, 3), zse.extract_patches(image.astype(np.float64), 3)
+    )
     f32 = zse.extract_patches(image.astype(np.float32), 3)
     assert f32.dtype == np.float64
 
@@ -146,4 +162,6 @@ def test_integer_and_float32_inputs_are_converted_once(rng):
 def test_non_contiguous_views_are_handled(rng):
     image = rng.normal(size=(20, 30))
     view = image[::2, ::3]
-    np.testing.assert_array_equal(zse.extract_patches(view, 2), numpy_patches(np.ascontiguousarray(view), 2, 2))
+    np.testing.assert_array_equal(
+        zse.extract_patches(view, 2), numpy_patches(np.ascontiguousarray(view), 2, 2)
+    )

@@ -31,18 +31,32 @@ def numpy_merge(estimates, shape, patch, median_kind="average"):
         out["count"][idx] = len(v)
         s = np.sort(v)
         m = len(s)
-        out["median"][idx] = s[(m - 1) // 2] if (median_kind == "lower" or m % 2) else 0.5 * (s[m // 2 - 1] + s[m // 2])
+        out["median"][idx] = (
+            s[(m - 1) // 2]
+            if (median_kind == "lower" or m % 2)
+            else 0.5 * (s[m // 2 - 1] + s[m // 2])
+        )
     return out
 
 
-@pytest.mark.parametrize(("shape", "patch"), [((5, 7, 6), (2, 3, 2)), ((4, 4, 4), (4, 4, 4)), ((6, 5, 9), (3, 3, 3)), ((3, 8, 7), (1, 2, 5))])
+@pytest.mark.parametrize(
+    ("shape", "patch"),
+    [
+        ((5, 7, 6), (2, 3, 2)),
+        ((4, 4, 4), (4, 4, 4)),
+        ((6, 5, 9), (3, 3, 3)),
+        ((3, 8, 7), (1, 2, 5)),
+    ],
+)
 def test_3d_extract_matches_numpy(rng, shape, patch):
     volume = rng.normal(size=shape)
     np.testing.assert_array_equal(zse.extract_patches(volume, patch), numpy_patches(volume, patch))
 
 
 @pytest.mark.parametrize("median_kind", ["average", "lower"])
-@pytest.mark.parametrize(("shape", "patch"), [((5, 7, 6), (2, 3, 2)), ((6, 5, 9), (3, 3, 3)), ((3, 8, 7), (1, 2, 5))])
+@pytest.mark.parametrize(
+    ("shape", "patch"), [((5, 7, 6), (2, 3, 2)), ((6, 5, 9), (3, 3, 3)), ((3, 8, 7), (1, 2, 5))]
+)
 def test_3d_merge_matches_brute_force(rng, shape, patch, median_kind):
     N = int(np.prod([s - p + 1 for s, p in zip(shape, patch)]))
     estimates = rng.normal(size=(N, int(np.prod(patch))))
@@ -57,8 +71,12 @@ def test_3d_merge_matches_brute_force(rng, shape, patch, median_kind):
 def test_3d_merge_of_exact_patches_gives_the_volume_and_is_thread_invariant(rng):
     volume = rng.normal(size=(7, 9, 8))
     patches = zse.extract_patches(volume, (3, 2, 4))
-    one = zse.merge_patches(patches, volume.shape, (3, 2, 4), ("mean", "var", "median"), n_threads=1)
-    two = zse.merge_patches(patches, volume.shape, (3, 2, 4), ("mean", "var", "median"), n_threads=2)
+    one = zse.merge_patches(
+        patches, volume.shape, (3, 2, 4), ("mean", "var", "median"), n_threads=1
+    )
+    two = zse.merge_patches(
+        patches, volume.shape, (3, 2, 4), ("mean", "var", "median"), n_threads=2
+    )
     np.testing.assert_allclose(one["mean"], volume, rtol=0, atol=1e-15)
     assert one["var"].max() < 1e-28
     for stat in one:
@@ -78,7 +96,9 @@ def _models():
         "pmm": lambda: zse.PMM(4, max_iter=4, random_state=0),
         "gpmm": lambda: zse.GPMM(4, max_iter=4, learn_alpha=False, random_state=0),
         # All 2^H states: the estimate does not depend on how states are searched.
-        "sssc": lambda: zse.SSSC(4, n_states=16, n_parents=4, n_children=1, max_iter=4, random_state=0),
+        "sssc": lambda: zse.SSSC(
+            4, n_states=16, n_parents=4, n_children=1, max_iter=4, random_state=0
+        ),
     }
 
 
@@ -89,7 +109,10 @@ def counts_volume(shape, seed=0):
 
 
 @pytest.mark.parametrize("name", ["identity", "pmm", "gpmm", "sssc"])
-@pytest.mark.parametrize(("shape", "patch"), [((13, 11), (3, 4)), ((9, 10), (3, 3)), ((5, 7, 6), (2, 3, 2)), ((4, 6, 5), (2, 2, 2))])
+@pytest.mark.parametrize(
+    ("shape", "patch"),
+    [((13, 11), (3, 4)), ((9, 10), (3, 3)), ((5, 7, 6), (2, 3, 2)), ((4, 6, 5), (2, 2, 2))],
+)
 def test_streamed_path_equals_the_patch_matrix_path(name, shape, patch):
     volume = counts_volume(shape)
     stats = ("mean", "var", "median", "count") + (() if name == "identity" else ("pvar",))
@@ -116,8 +139,16 @@ def test_streamed_path_is_thread_invariant(name):
     for threads in (1, 2):
         model = _models()[name]()
         model.set_params(**({"n_threads": threads} if name != "identity" else {}))
-        outs.append(zse.reconstruct(volume, model, patch_size=4, stats=("mean", "var", "median"),
-                                    n_train=500, n_threads=threads))
+        outs.append(
+            zse.reconstruct(
+                volume,
+                model,
+                patch_size=4,
+                stats=("mean", "var", "median"),
+                n_train=500,
+                n_threads=threads,
+            )
+        )
     for stat in outs[0]:
         np.testing.assert_array_equal(outs[0][stat], outs[1][stat])
 
@@ -127,8 +158,19 @@ def test_sssc_with_search_is_thread_invariant_on_a_volume_and_an_image():
         volume = counts_volume(shape, seed=3)
         outs = []
         for threads in (1, 2):
-            model = zse.SSSC(8, n_states=8, n_parents=4, max_iter=3, random_state=1, n_threads=threads)
-            outs.append(zse.reconstruct(volume, model, patch_size=patch, stats=("mean", "pvar"), n_train=300, n_threads=threads))
+            model = zse.SSSC(
+                8, n_states=8, n_parents=4, max_iter=3, random_state=1, n_threads=threads
+            )
+            outs.append(
+                zse.reconstruct(
+                    volume,
+                    model,
+                    patch_size=patch,
+                    stats=("mean", "pvar"),
+                    n_train=300,
+                    n_threads=threads,
+                )
+            )
         for stat in outs[0]:
             np.testing.assert_array_equal(outs[0][stat], outs[1][stat])
 
@@ -139,7 +181,9 @@ def test_training_positions_are_seeded_sorted_and_distinct():
     np.testing.assert_array_equal(a, training_positions(10**6, 5000, seed=3))
     assert not np.array_equal(a, training_positions(10**6, 5000, seed=4))
     np.testing.assert_array_equal(training_positions(100, "auto", 0), np.arange(100))
-    assert len(training_positions(10**6, "auto", 0)) == zse.reconstruct.__globals__["AUTO_TRAIN_MAX"]
+    assert (
+        len(training_positions(10**6, "auto", 0)) == zse.reconstruct.__globals__["AUTO_TRAIN_MAX"]
+    )
     for bad in ("all", 0, -3, 2.5, True):
         with pytest.raises(ValueError, match="n_train"):
             training_positions(100, bad, 0)
@@ -182,8 +226,24 @@ def test_cli_denoises_an_mrc_volume_into_mrc_volumes(tmp_path):
     with mrcfile.new(tmp_path / "tomo.rec") as mrc:
         mrc.set_data(volume)
     out = tmp_path / "out"
-    assert main(["denoise", str(tmp_path / "tomo.rec"), "-o", str(out), "--patch-size", "3,3,3",
-                 "--model", "identity", "--stats", "mean,var,count", "-q"]) == 0
+    assert (
+        main(
+            [
+                "denoise",
+                str(tmp_path / "tomo.rec"),
+                "-o",
+                str(out),
+                "--patch-size",
+                "3,3,3",
+                "--model",
+                "identity",
+                "--stats",
+                "mean,var,count",
+                "-q",
+            ]
+        )
+        == 0
+    )
     with mrcfile.open(out / "tomo_mean.mrc") as mrc:
         np.testing.assert_array_equal(mrc.data, volume)
         assert mrc.is_volume()
@@ -191,7 +251,20 @@ def test_cli_denoises_an_mrc_volume_into_mrc_volumes(tmp_path):
         assert mrc.data.shape == volume.shape and mrc.data.max() == 27
     assert (out / "tomo_mean.png").is_file()
     # A tomogram goes through the 3-D path with 4 x 4 x 4 patches by default.
-    assert main(["denoise", str(tmp_path / "tomo.rec"), "-o", str(tmp_path / "o2"), "--model", "identity", "-q"]) == 0
+    assert (
+        main(
+            [
+                "denoise",
+                str(tmp_path / "tomo.rec"),
+                "-o",
+                str(tmp_path / "o2"),
+                "--model",
+                "identity",
+                "-q",
+            ]
+        )
+        == 0
+    )
     import json
 
     assert json.loads((tmp_path / "o2" / "tomo.zse.json").read_text())["patch_size"] == [4, 4, 4]
@@ -205,8 +278,25 @@ def test_cli_n_train_reaches_the_model(tmp_path):
     from zse.cli import main
 
     tifffile.imwrite(tmp_path / "a.tif", counts_volume((30, 30)).astype(np.float32))
-    args = ["denoise", str(tmp_path / "a.tif"), "-o", str(tmp_path / "o"), "--model", "sssc", "--H", "4", "--n-states", "4",
-            "--n-parents", "2", "--max-iter", "2", "--n-train", "100", "-q"]
+    args = [
+        "denoise",
+        str(tmp_path / "a.tif"),
+        "-o",
+        str(tmp_path / "o"),
+        "--model",
+        "sssc",
+        "--H",
+        "4",
+        "--n-states",
+        "4",
+        "--n-parents",
+        "2",
+        "--max-iter",
+        "2",
+        "--n-train",
+        "100",
+        "-q",
+    ]
     assert main(args) == 0
     assert json.loads((tmp_path / "o" / "a.zse.json").read_text())["n_train"] == 100
     with pytest.raises(SystemExit):

@@ -6,7 +6,9 @@ import zse
 
 def test_identity_reconstruct_returns_input(rng):
     image = rng.normal(size=(23, 31))
-    out = zse.reconstruct(image, zse.Identity(), stats=("mean", "median", "var", "count"), patch_size=(4, 3))
+    out = zse.reconstruct(
+        image, zse.Identity(), stats=("mean", "median", "var", "count"), patch_size=(4, 3)
+    )
     assert list(out) == ["mean", "median", "var", "count"]
     np.testing.assert_array_equal(out["mean"], image)
     np.testing.assert_array_equal(out["median"], image)

@@ -39,7 +39,9 @@ def smooth_image(seed=0, shape=(36, 36), noise=1.0):
 def gamma_poisson_counts(n=400, d=9, seed=0):
     """Over-dispersed counts (a Gamma brightness per patch), so GPMM's shape stays finite."""
     rng = np.random.default_rng(seed)
-    return rng.poisson(rng.gamma(3.0, 2.0, size=(n, 1)) * rng.uniform(0.5, 1.5, size=d)).astype(float)
+    return rng.poisson(rng.gamma(3.0, 2.0, size=(n, 1)) * rng.uniform(0.5, 1.5, size=d)).astype(
+        float
+    )
 
 
 def tiny_sssc(**kw):
@@ -48,13 +50,31 @@ def tiny_sssc(**kw):
     return zse.SSSC(8, **params)
 
 
-def handmade_tiff(path, width, height, *, bits=8, compression=1, photometric=1, spp=1,
-                  strip=b"", byte_count=None, planar=1):
+def handmade_tiff(
+    path,
+    width,
+    height,
+    *,
+    bits=8,
+    compression=1,
+    photometric=1,
+    spp=1,
+    strip=b"",
+    byte_count=None,
+    planar=1,
+):
     """A little-endian one-strip TIFF whose tags say whatever the test needs."""
     entries = [
-        (256, 4, width), (257, 4, height), (258, 3, bits), (259, 3, compression),
-        (262, 3, photometric), (273, 4, 0), (277, 3, spp), (278, 4, height),
-        (279, 4, len(strip) if byte_count is None else byte_count), (284, 3, planar),
+        (256, 4, width),
+        (257, 4, height),
+        (258, 3, bits),
+        (259, 3, compression),
+        (262, 3, photometric),
+        (273, 4, 0),
+        (277, 3, spp),
+        (278, 4, height),
+        (279, 4, len(strip) if byte_count is None else byte_count),
+        (284, 3, planar),
     ]
     ifd_size = 2 + 12 * len(entries) + 4
     data_offset = 8 + ifd_size
@@ -73,6 +93,7 @@ def handmade_tiff(path, width, height, *, bits=8, compression=1, photometric=1, 
 
 # -- 1. units: Gaussian models do not depend on the data's units ---------------------------------
 
+
 @pytest.fixture(scope="module")
 def unit_reference():
     noisy, _ = smooth_image()
@@ -90,13 +111,19 @@ def test_reconstruct_is_equivariant_to_units(unit_reference, a, b):
     span = np.ptp(ref["mean"])
     np.testing.assert_allclose(out["mean"], a * ref["mean"] + b * a, rtol=0, atol=1e-6 * a * span)
     for stat in ("var", "pvar"):
-        np.testing.assert_allclose(out[stat], a * a * ref[stat], rtol=0, atol=1e-6 * a * a * ref[stat].max())
+        np.testing.assert_allclose(
+            out[stat], a * a * ref[stat], rtol=0, atol=1e-6 * a * a * ref[stat].max()
+        )
     # Learned parameters come back in the data's units.
-    np.testing.assert_allclose(model.W_, a * model0.W_, rtol=1e-6, atol=1e-6 * a * np.abs(model0.W_).max())
+    np.testing.assert_allclose(
+        model.W_, a * model0.W_, rtol=1e-6, atol=1e-6 * a * np.abs(model0.W_).max()
+    )
     assert model.sigma2_ == pytest.approx(a * a * model0.sigma2_, rel=1e-6)
     np.testing.assert_allclose(model.bias_, a * model0.bias_ + b * a, rtol=0, atol=1e-6 * a * span)
     D = 16
-    np.testing.assert_allclose(model.free_energies_, np.array(model0.free_energies_) - D * np.log(a), rtol=1e-9)
+    np.testing.assert_allclose(
+        model.free_energies_, np.array(model0.free_energies_) - D * np.log(a), rtol=1e-9
+    )
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -109,7 +136,9 @@ def test_equivariance_property(unit_reference, log_a, shift):
     # An offset 1e3 times the image's spread costs that many significant digits (rounding).
     tol = 1e-6 * a * span
     np.testing.assert_allclose(out["mean"], a * ref["mean"] + shift * a, rtol=0, atol=tol)
-    np.testing.assert_allclose(out["var"], a * a * ref["var"], rtol=0, atol=1e-6 * a * a * ref["var"].max())
+    np.testing.assert_allclose(
+        out["var"], a * a * ref["var"], rtol=0, atol=1e-6 * a * a * ref["var"].max()
+    )
 
 
 def test_small_noise_in_normalised_units_is_still_denoised():
@@ -128,7 +157,9 @@ def test_extreme_scales_give_the_right_mean(scale, unit_reference):
     noisy, _, ref = unit_reference
     with np.errstate(all="ignore"), pytest.warns(RuntimeWarning) if scale != 1e80 else _nothing():
         out = zse.reconstruct(noisy * scale, tiny_sssc(), patch_size=4, stats=("mean",))
-    np.testing.assert_allclose(out["mean"] / scale, ref["mean"], rtol=0, atol=1e-6 * np.ptp(ref["mean"]))
+    np.testing.assert_allclose(
+        out["mean"] / scale, ref["mean"], rtol=0, atol=1e-6 * np.ptp(ref["mean"])
+    )
 
 
 class _nothing:
@@ -161,6 +192,7 @@ def test_poisson_models_warn_on_non_integer_counts():
 
 # -- 2. thread counts ---------------------------------------------------------------------------
 
+
 def test_huge_thread_count_is_capped_with_a_warning():
     image = np.arange(64.0).reshape(8, 8)
     with pytest.warns(RuntimeWarning, match=r"n_threads=1000000 exceeds the \d+ CPU"):
@@ -171,25 +203,26 @@ def test_huge_thread_count_is_capped_with_a_warning():
     np.testing.assert_array_equal(merged["mean"], image)
 
 
-@pytest.mark.parametrize("cls", [zse.SSSC, zse.PMM, zse.GPMM])
-def test_models_with_huge_thread_counts_equal_one_thread(cls):
-    Y = gamma_poisson_counts(300)
-    kw = dict(max_iter=3, random_state=0)
-    if cls is zse.SSSC:
-        kw.update(H=4, n_states=4, n_parents=2)
-    else:
-        kw.update(n_components=3)
-    one = cls(n_threads=1, **kw).fit(Y)
-    with pytest.warns(RuntimeWarning, match="exceeds"):
-        many = cls(n_threads=10**6, **kw).fit(Y)
-    np.testing.assert_array_equal(one.W_, many.W_)
-
-
 def test_cli_caps_threads_with_one_note(tmp_path, capsys):
     path = tmp_path / "a.tif"
     tifffile.imwrite(path, np.random.default_rng(0).normal(size=(12, 12)).astype(np.float32))
-    assert main(["denoise", str(path), "-o", str(tmp_path / "o"), "--model", "identity",
-                 "--patch-size", "3", "--n-threads", str(10**6)]) == 0
+    assert (
+        main(
+            [
+                "denoise",
+                str(path),
+                "-o",
+                str(tmp_path / "o"),
+                "--model",
+                "identity",
+                "--patch-size",
+                "3",
+                "--n-threads",
+                str(10**6),
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert err.count("exceeds the") == 1 and "[zse] note:" in err
 
@@ -198,7 +231,16 @@ def test_cli_caps_threads_with_one_note(tmp_path, capsys):
 def test_cli_bad_thread_counts(tmp_path, value, capsys):
     path = tmp_path / "a.tif"
     tifffile.imwrite(path, np.zeros((8, 8), np.float32))
-    args = ["denoise", str(path), "-o", str(tmp_path / "o"), "--model", "identity", "--n-threads", value]
+    args = [
+        "denoise",
+        str(path),
+        "-o",
+        str(tmp_path / "o"),
+        "--model",
+        "identity",
+        "--n-threads",
+        value,
+    ]
     if value == "x":
         with pytest.raises(SystemExit) as exit_info:
             main(args)
@@ -211,6 +253,7 @@ def test_cli_bad_thread_counts(tmp_path, value, capsys):
 
 # -- 3. files -----------------------------------------------------------------------------------
 
+
 def test_planar_rgb_tiff_with_colour_is_refused(tmp_path):
     rgb = np.random.default_rng(0).integers(0, 255, size=(3, 10, 12), dtype=np.uint8)
     tifffile.imwrite(tmp_path / "p.tif", rgb, photometric="rgb", planarconfig="separate")
@@ -220,7 +263,9 @@ def test_planar_rgb_tiff_with_colour_is_refused(tmp_path):
 
 def test_planar_rgb_tiff_with_equal_channels_reads_as_grey(tmp_path):
     grey = np.random.default_rng(0).integers(0, 255, size=(10, 12), dtype=np.uint8)
-    tifffile.imwrite(tmp_path / "p.tif", np.stack([grey] * 3), photometric="rgb", planarconfig="separate")
+    tifffile.imwrite(
+        tmp_path / "p.tif", np.stack([grey] * 3), photometric="rgb", planarconfig="separate"
+    )
     np.testing.assert_array_equal(io.read_image(tmp_path / "p.tif"), grey)
 
 
@@ -235,7 +280,13 @@ def test_grey_plus_constant_alpha_tiff_reads_the_grey_channel(tmp_path, planar):
     grey = np.random.default_rng(0).integers(0, 60000, size=(10, 12), dtype=np.uint16)
     alpha = np.full_like(grey, 65535)
     data = np.stack([grey, alpha], axis=0 if planar == "separate" else -1)
-    tifffile.imwrite(tmp_path / "ga.tif", data, photometric="minisblack", planarconfig=planar, extrasamples=["unassalpha"])
+    tifffile.imwrite(
+        tmp_path / "ga.tif",
+        data,
+        photometric="minisblack",
+        planarconfig=planar,
+        extrasamples=["unassalpha"],
+    )
     out = io.read_image(tmp_path / "ga.tif")
     assert out.shape == (10, 12)
     np.testing.assert_array_equal(out, grey)
@@ -244,7 +295,9 @@ def test_grey_plus_constant_alpha_tiff_reads_the_grey_channel(tmp_path, planar):
 def test_grey_plus_varying_alpha_tiff_is_refused(tmp_path):
     rng = np.random.default_rng(0)
     data = rng.integers(0, 255, size=(10, 12, 2), dtype=np.uint8)
-    tifffile.imwrite(tmp_path / "ga.tif", data, photometric="minisblack", extrasamples=["unassalpha"])
+    tifffile.imwrite(
+        tmp_path / "ga.tif", data, photometric="minisblack", extrasamples=["unassalpha"]
+    )
     with pytest.raises(ValueError, match="extra \\(alpha\\) channel"):
         io.read_image(tmp_path / "ga.tif")
 
@@ -256,7 +309,9 @@ def test_la_png_with_varying_alpha_is_refused_and_constant_alpha_is_read(tmp_pat
     Image.fromarray(varying, mode="LA").save(tmp_path / "v.png")
     with pytest.raises(ValueError, match="alpha"):
         io.read_image(tmp_path / "v.png")
-    Image.fromarray(np.stack([grey, np.full_like(grey, 255)], axis=-1), mode="LA").save(tmp_path / "c.png")
+    Image.fromarray(np.stack([grey, np.full_like(grey, 255)], axis=-1), mode="LA").save(
+        tmp_path / "c.png"
+    )
     np.testing.assert_array_equal(io.read_image(tmp_path / "c.png"), grey)
 
 
@@ -296,13 +351,17 @@ def test_strip_beyond_the_end_of_the_file_is_refused(tmp_path):
 
 
 def test_compressed_tiff_declaring_a_huge_image_is_refused_before_decoding(tmp_path):
-    path = handmade_tiff(tmp_path / "h.tif", 10**6, 10**6, compression=8, strip=zlib.compress(b"\x00" * 1000))
+    path = handmade_tiff(
+        tmp_path / "h.tif", 10**6, 10**6, compression=8, strip=zlib.compress(b"\x00" * 1000)
+    )
     with pytest.raises(MemoryError, match="needs .* but only .* available"):
         io.read_image(path)
 
 
 def test_cli_turns_memory_errors_into_a_clear_exit_2(tmp_path, capsys):
-    path = handmade_tiff(tmp_path / "h.tif", 10**6, 10**6, compression=8, strip=zlib.compress(b"\x00" * 1000))
+    path = handmade_tiff(
+        tmp_path / "h.tif", 10**6, 10**6, compression=8, strip=zlib.compress(b"\x00" * 1000)
+    )
     assert main(["denoise", str(path), "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("zse: error: ") and "not enough memory" in err and "Traceback" not in err
@@ -333,17 +392,50 @@ def test_mrc_stack_on_the_command_line_is_every_section_or_one_page(tmp_path, ca
     with mrcfile.new(tmp_path / "s.mrc") as mrc:
         mrc.set_data(data)
         mrc.set_image_stack()
-    assert main(["denoise", str(tmp_path / "s.mrc"), "-o", str(tmp_path / "o"), "--model", "identity", "--patch-size", "3"]) == 0
+    assert (
+        main(
+            [
+                "denoise",
+                str(tmp_path / "s.mrc"),
+                "-o",
+                str(tmp_path / "o"),
+                "--model",
+                "identity",
+                "--patch-size",
+                "3",
+            ]
+        )
+        == 0
+    )
     assert "stack (3, 12, 12)" in capsys.readouterr().err
     with mrcfile.open(tmp_path / "o" / "s_mean.mrc") as mrc:
         np.testing.assert_array_equal(mrc.data, data)
         assert mrc.is_image_stack()
-    assert main(["denoise", str(tmp_path / "s.mrc"), "-o", str(tmp_path / "p"), "--model", "identity", "--page", "2", "--patch-size", "3", "-q"]) == 0
+    assert (
+        main(
+            [
+                "denoise",
+                str(tmp_path / "s.mrc"),
+                "-o",
+                str(tmp_path / "p"),
+                "--model",
+                "identity",
+                "--page",
+                "2",
+                "--patch-size",
+                "3",
+                "-q",
+            ]
+        )
+        == 0
+    )
     with mrcfile.open(tmp_path / "p" / "s_mean.mrc") as mrc:
         np.testing.assert_array_equal(mrc.data, data[2])
 
 
-@pytest.mark.parametrize("content", [b"", b"II*\x00", b"\x89PNG\r\n\x1a\n" + b"\x00" * 20, b"not an image at all"])
+@pytest.mark.parametrize(
+    "content", [b"", b"II*\x00", b"\x89PNG\r\n\x1a\n" + b"\x00" * 20, b"not an image at all"]
+)
 @pytest.mark.parametrize("suffix", [".tif", ".png", ".mrc"])
 def test_garbage_files_give_a_clear_error(tmp_path, content, suffix):
     path = tmp_path / f"g{suffix}"
@@ -357,7 +449,9 @@ def test_garbage_files_give_a_clear_error(tmp_path, content, suffix):
 def test_mutated_tiffs_never_crash_the_reader(tmp_path_factory, data):
     folder = tmp_path_factory.mktemp("fuzz")
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
-    image = rng.integers(0, 255, size=(data.draw(st.integers(1, 20)), data.draw(st.integers(1, 20))), dtype=np.uint8)
+    image = rng.integers(
+        0, 255, size=(data.draw(st.integers(1, 20)), data.draw(st.integers(1, 20))), dtype=np.uint8
+    )
     path = folder / "f.tif"
     tifffile.imwrite(path, image, compression=data.draw(st.sampled_from([None, "zlib"])))
     raw = bytearray(path.read_bytes())
@@ -373,9 +467,11 @@ def test_mutated_tiffs_never_crash_the_reader(tmp_path_factory, data):
 
 @settings(max_examples=25, deadline=None)
 @given(
-    rows=st.integers(1, 40), cols=st.integers(1, 40),
+    rows=st.integers(1, 40),
+    cols=st.integers(1, 40),
     dtype=st.sampled_from(["uint8", "uint16", "int16", "float32"]),
-    kind=st.sampled_from([".tif", ".mrc", ".png"]), seed=st.integers(0, 2**32 - 1),
+    kind=st.sampled_from([".tif", ".mrc", ".png"]),
+    seed=st.integers(0, 2**32 - 1),
 )
 def test_written_images_read_back_exactly(tmp_path_factory, rows, cols, dtype, kind, seed):
     if kind == ".png" and dtype not in ("uint8", "uint16"):
@@ -394,10 +490,13 @@ def test_written_images_read_back_exactly(tmp_path_factory, rows, cols, dtype, k
 
 # -- 4. outputs are atomic ----------------------------------------------------------------------
 
+
 @pytest.fixture
 def small_tif(tmp_path):
     path = tmp_path / "in.tif"
-    tifffile.imwrite(path, np.random.default_rng(0).normal(100, 5, size=(16, 16)).astype(np.float32))
+    tifffile.imwrite(
+        path, np.random.default_rng(0).normal(100, 5, size=(16, 16)).astype(np.float32)
+    )
     return path
 
 
@@ -414,26 +513,72 @@ def _fail_on_call(k, real):
 
 
 @pytest.mark.parametrize("k", [1, 2, 3])
-def test_a_failing_write_leaves_no_partial_set_and_no_new_folder(tmp_path, small_tif, monkeypatch, capsys, k):
+def test_a_failing_write_leaves_no_partial_set_and_no_new_folder(
+    tmp_path, small_tif, monkeypatch, capsys, k
+):
     monkeypatch.setattr(io, "write_preview_png", _fail_on_call(k, io.write_preview_png))
     out = tmp_path / "new" / "deeper"
-    assert main(["denoise", str(small_tif), "-o", str(out), "--model", "identity", "--patch-size", "3", "-q"]) == 2
+    assert (
+        main(
+            [
+                "denoise",
+                str(small_tif),
+                "-o",
+                str(out),
+                "--model",
+                "identity",
+                "--patch-size",
+                "3",
+                "-q",
+            ]
+        )
+        == 2
+    )
     assert "No space left" in capsys.readouterr().err
     assert not (tmp_path / "new").exists()
 
 
-def test_a_failing_write_into_an_existing_folder_leaves_it_as_it_was(tmp_path, small_tif, monkeypatch):
+def test_a_failing_write_into_an_existing_folder_leaves_it_as_it_was(
+    tmp_path, small_tif, monkeypatch
+):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     monkeypatch.setattr(io, "write_json", _fail_on_call(1, io.write_json))
-    assert main(["denoise", str(small_tif), "-o", str(out), "--model", "identity", "--patch-size", "3", "-q"]) == 2
+    assert (
+        main(
+            [
+                "denoise",
+                str(small_tif),
+                "-o",
+                str(out),
+                "--model",
+                "identity",
+                "--patch-size",
+                "3",
+                "-q",
+            ]
+        )
+        == 2
+    )
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
 
-def test_overwrite_replaces_the_whole_set_and_failure_keeps_the_old_one(tmp_path, small_tif, monkeypatch):
+def test_overwrite_replaces_the_whole_set_and_failure_keeps_the_old_one(
+    tmp_path, small_tif, monkeypatch
+):
     out = tmp_path / "o"
-    base = ["denoise", str(small_tif), "-o", str(out), "--model", "identity", "--patch-size", "3", "-q"]
+    base = [
+        "denoise",
+        str(small_tif),
+        "-o",
+        str(out),
+        "--model",
+        "identity",
+        "--patch-size",
+        "3",
+        "-q",
+    ]
     assert main(base) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     monkeypatch.setattr(io, "write_tiff", _fail_on_call(2, io.write_tiff))
@@ -453,7 +598,20 @@ def test_existing_outputs_are_refused_before_any_work(tmp_path, small_tif, monke
 
 def test_unwritable_output_folder_is_a_clear_error(tmp_path, small_tif, capsys):
     (tmp_path / "file").write_text("x")
-    assert main(["denoise", str(small_tif), "-o", str(tmp_path / "file" / "o"), "--model", "identity", "-q"]) == 2
+    assert (
+        main(
+            [
+                "denoise",
+                str(small_tif),
+                "-o",
+                str(tmp_path / "file" / "o"),
+                "--model",
+                "identity",
+                "-q",
+            ]
+        )
+        == 2
+    )
     assert "zse: error:" in capsys.readouterr().err
 
 
@@ -475,18 +633,42 @@ def test_internal_errors_exit_1_with_a_report_hint(tmp_path, small_tif, monkeypa
     monkeypatch.setattr(zse._workflow, "reconstruct", bug)
     assert main(["denoise", str(small_tif), "-o", str(tmp_path / "o"), "-q"]) == 1
     err = capsys.readouterr().err
-    assert "zse: internal error: " in err and "RuntimeError: kaboom" in err and "please report it" in err
+    assert (
+        "zse: internal error: " in err
+        and "RuntimeError: kaboom" in err
+        and "please report it" in err
+    )
     assert not (tmp_path / "o").exists()
 
 
 def _start_cli(tmp_path, out, extra=()):
     image = tmp_path / "big.tif"
-    tifffile.imwrite(image, np.random.default_rng(0).normal(100, 10, size=(64, 64)).astype(np.float32))
+    tifffile.imwrite(
+        image, np.random.default_rng(0).normal(100, 10, size=(64, 64)).astype(np.float32)
+    )
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.Popen(
-        [sys.executable, "-m", "zse", "denoise", str(image), "-o", str(out), "--max-iter", "100000",
-         "--H", "16", "--n-states", "8", "--n-parents", "4", *extra],
-        stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "zse",
+            "denoise",
+            str(image),
+            "-o",
+            str(out),
+            "--max-iter",
+            "100000",
+            "--H",
+            "16",
+            "--n-states",
+            "8",
+            "--n-parents",
+            "4",
+            *extra,
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
 
 
@@ -504,7 +686,10 @@ def _wait_for(proc, text, limit=120):
     pytest.fail(f"never saw {text!r}; stderr: {''.join(seen)[-2000:]}")
 
 
-@pytest.mark.parametrize(("sig", "code", "word"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+@pytest.mark.parametrize(
+    ("sig", "code", "word"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+)
 def test_signals_during_a_cli_run_leave_no_outputs(tmp_path, sig, code, word):
     out = tmp_path / "out"
     proc = _start_cli(tmp_path, out)
@@ -517,6 +702,7 @@ def test_signals_during_a_cli_run_leave_no_outputs(tmp_path, sig, code, word):
 
 
 # -- 5. interrupted and resumed fits ------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def count_patches():
@@ -542,7 +728,9 @@ def _assert_same_learned(a, b):
 
 
 @pytest.mark.parametrize("name", sorted(MODEL_FACTORIES))
-def test_keyboard_interrupt_during_fit_leaves_the_estimator_as_before(name, count_patches, monkeypatch):
+def test_keyboard_interrupt_during_fit_leaves_the_estimator_as_before(
+    name, count_patches, monkeypatch
+):
     make = MODEL_FACTORIES[name]
     fresh = make(max_iter=4)
     fitted = make(max_iter=4).fit(count_patches)
@@ -563,7 +751,9 @@ def test_keyboard_interrupt_during_fit_leaves_the_estimator_as_before(name, coun
         assert vars(model).keys() == before.keys()
         if was_fitted:
             _assert_same_learned(model, snapshot)
-            np.testing.assert_array_equal(model.estimate(count_patches[:5]), snapshot.estimate(count_patches[:5]))
+            np.testing.assert_array_equal(
+                model.estimate(count_patches[:5]), snapshot.estimate(count_patches[:5])
+            )
         else:
             with pytest.raises(zse.NotFittedError):
                 model.estimate(count_patches[:5])
@@ -587,11 +777,15 @@ def test_resume_after_sigint_in_another_process_is_bit_identical(count_patches, 
     script = (
         "import sys, numpy as np, zse\n"
         "Y = np.load(sys.argv[1])\n"
-        "zse.SSSC(6, n_states=8, n_parents=4, random_state=3, max_iter=10**6, checkpoint=sys.argv[2],"
-        " checkpoint_every=1, verbose=True).fit(Y)\n"
+        "zse.SSSC(6, n_states=8, n_parents=4, random_state=3, max_iter=10**6,"
+        " checkpoint=sys.argv[2], checkpoint_every=1, verbose=True).fit(Y)\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", script, str(data), str(ckpt)], stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(data), str(ckpt)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
     _wait_for(proc, "epoch 3/")
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=60)
@@ -601,7 +795,9 @@ def test_resume_after_sigint_in_another_process_is_bit_identical(count_patches, 
         epoch = json.loads(str(npz["meta"][()]))["epoch"]
     assert epoch >= 2
     target = epoch + 2
-    resumed = MODEL_FACTORIES["sssc"](max_iter=target, checkpoint=ckpt, resume=True).fit(count_patches)
+    resumed = MODEL_FACTORIES["sssc"](max_iter=target, checkpoint=ckpt, resume=True).fit(
+        count_patches
+    )
     full = MODEL_FACTORIES["sssc"](max_iter=target).fit(count_patches)
     _assert_same_learned(full, resumed)
 
@@ -609,7 +805,9 @@ def test_resume_after_sigint_in_another_process_is_bit_identical(count_patches, 
 def test_resume_with_random_state_none_uses_the_checkpoints_seed(count_patches, tmp_path):
     ckpt = tmp_path / "n.ckpt"
     first = zse.PMM(4, max_iter=5, random_state=None, checkpoint=ckpt).fit(count_patches)
-    again = zse.PMM(4, max_iter=5, random_state=None, checkpoint=ckpt, resume=True).fit(count_patches)
+    again = zse.PMM(4, max_iter=5, random_state=None, checkpoint=ckpt, resume=True).fit(
+        count_patches
+    )
     _assert_same_learned(first, again)
 
 
@@ -645,10 +843,14 @@ def test_checkpoint_of_another_model_corrupt_or_wrong_version_is_refused(count_p
     arrays["meta"] = np.array(json.dumps(meta))
     np.savez(tmp_path / "v.npz", **arrays)
     with pytest.raises(CheckpointError, match="version 99"):
-        zse.PMM(4, max_iter=2, random_state=0, checkpoint=tmp_path / "v.npz", resume=True).fit(count_patches)
+        zse.PMM(4, max_iter=2, random_state=0, checkpoint=tmp_path / "v.npz", resume=True).fit(
+            count_patches
+        )
     (tmp_path / "bad.ckpt").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="cannot be read"):
-        zse.PMM(4, max_iter=2, random_state=0, checkpoint=tmp_path / "bad.ckpt", resume=True).fit(count_patches)
+        zse.PMM(4, max_iter=2, random_state=0, checkpoint=tmp_path / "bad.ckpt", resume=True).fit(
+            count_patches
+        )
 
 
 def test_checkpoint_parameter_errors(count_patches, tmp_path):
@@ -663,23 +865,54 @@ def test_checkpoint_parameter_errors(count_patches, tmp_path):
 
 
 def test_resume_without_a_checkpoint_file_starts_from_scratch(count_patches, tmp_path):
-    a = zse.PMM(4, max_iter=3, random_state=0, checkpoint=tmp_path / "new.ckpt", resume=True).fit(count_patches)
+    a = zse.PMM(4, max_iter=3, random_state=0, checkpoint=tmp_path / "new.ckpt", resume=True).fit(
+        count_patches
+    )
     b = zse.PMM(4, max_iter=3, random_state=0).fit(count_patches)
     _assert_same_learned(a, b)
     assert (tmp_path / "new.ckpt").is_file()
 
 
 def test_cli_checkpoint_and_resume_give_identical_outputs(tmp_path, small_tif):
-    base = ["denoise", str(small_tif), "--H", "6", "--n-states", "8", "--n-parents", "4", "--patch-size", "3", "-q"]
+    base = [
+        "denoise",
+        str(small_tif),
+        "--H",
+        "6",
+        "--n-states",
+        "8",
+        "--n-parents",
+        "4",
+        "--patch-size",
+        "3",
+        "-q",
+    ]
     assert main([*base, "-o", str(tmp_path / "full"), "--max-iter", "6"]) == 0
     ckpt = str(tmp_path / "run.ckpt")
     assert main([*base, "-o", str(tmp_path / "part"), "--max-iter", "3", "--checkpoint", ckpt]) == 0
-    assert main([*base, "-o", str(tmp_path / "rest"), "--max-iter", "6", "--checkpoint", ckpt, "--resume"]) == 0
+    assert (
+        main(
+            [
+                *base,
+                "-o",
+                str(tmp_path / "rest"),
+                "--max-iter",
+                "6",
+                "--checkpoint",
+                ckpt,
+                "--resume",
+            ]
+        )
+        == 0
+    )
     for stat in ("in_mean.tif", "in_var.tif"):
-        np.testing.assert_array_equal(tifffile.imread(tmp_path / "full" / stat), tifffile.imread(tmp_path / "rest" / stat))
+        np.testing.assert_array_equal(
+            tifffile.imread(tmp_path / "full" / stat), tifffile.imread(tmp_path / "rest" / stat)
+        )
 
 
 # -- 6. conventions -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", sorted(MODEL_FACTORIES))
 def test_score_takes_y_none(name, count_patches):
@@ -706,11 +939,29 @@ def test_sklearn_tags_without_and_with_sklearn():
 
 
 def test_cli_small_h_adapts_defaults_with_a_note(tmp_path, small_tif, capsys):
-    assert main(["denoise", str(small_tif), "-o", str(tmp_path / "o"), "--H", "3", "--max-iter", "2", "--patch-size", "3"]) == 0
+    assert (
+        main(
+            [
+                "denoise",
+                str(small_tif),
+                "-o",
+                str(tmp_path / "o"),
+                "--H",
+                "3",
+                "--max-iter",
+                "2",
+                "--patch-size",
+                "3",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "using --n-states 8" in err and "using --n-parents 8" in err
     record = json.loads((tmp_path / "o" / "in.zse.json").read_text())
-    assert record["model"]["params"]["n_states"] == 8 and record["model"]["params"]["n_parents"] == 8
+    assert (
+        record["model"]["params"]["n_states"] == 8 and record["model"]["params"]["n_parents"] == 8
+    )
 
 
 @pytest.mark.parametrize(
@@ -719,23 +970,67 @@ def test_cli_small_h_adapts_defaults_with_a_note(tmp_path, small_tif, capsys):
         (["--H", "3", "--n-states", "9"], "n_states=9 exceeds the 2\\^H=8"),
         (["--n-states", "4", "--n-parents", "5"], "n_parents=5 exceeds n_states=4"),
         (["--mutation", "sparseflip"], "bitflip_prob"),
-        (["--tol", "1e-3"], "--tol does not apply to model 'sssc'"),
+        (["--alpha-max", "10"], "--alpha-max does not apply to model 'sssc'"),
+        (["--tol", "-1"], "tol must be None or a finite number >= 0"),
         (["--model", "pmm", "--n-parents", "3"], "--n-parents does not apply"),
         (["--resume"], "resume=True needs a checkpoint"),
     ],
 )
 def test_cli_model_parameter_errors(tmp_path, small_tif, capsys, extra, message):
-    assert main(["denoise", str(small_tif), "-o", str(tmp_path / "o"), "--max-iter", "2", "-q", *extra]) == 2
-    assert message.replace("\\", "") in capsys.readouterr().err.replace("\\", "") or pytest.fail(message)
+    assert (
+        main(
+            ["denoise", str(small_tif), "-o", str(tmp_path / "o"), "--max-iter", "2", "-q", *extra]
+        )
+        == 2
+    )
+    assert message.replace("\\", "") in capsys.readouterr().err.replace("\\", "") or pytest.fail(
+        message
+    )
     assert not (tmp_path / "o").exists()
 
 
 def test_cli_reaches_every_parameter_of_a_valid_small_model(tmp_path, small_tif):
-    assert main([
-        "denoise", str(small_tif), "-o", str(tmp_path / "o"), "-q", "--H", "4", "--n-states", "6",
-        "--n-parents", "3", "--n-children", "1", "--n-generations", "2", "--selection", "rand",
-        "--mutation", "cross_sparseflip", "--bitflip-prob", "0.2", "--p-init", "0.3",
-        "--updates", "exact", "--n-estimate-sweeps", "2", "--max-iter", "2", "--patch-size", "3",
-    ]) == 0
+    assert (
+        main(
+            [
+                "denoise",
+                str(small_tif),
+                "-o",
+                str(tmp_path / "o"),
+                "-q",
+                "--H",
+                "4",
+                "--n-states",
+                "6",
+                "--n-parents",
+                "3",
+                "--n-children",
+                "1",
+                "--n-generations",
+                "2",
+                "--selection",
+                "rand",
+                "--mutation",
+                "cross_sparseflip",
+                "--bitflip-prob",
+                "0.2",
+                "--p-init",
+                "0.3",
+                "--updates",
+                "exact",
+                "--n-estimate-sweeps",
+                "2",
+                "--max-iter",
+                "2",
+                "--patch-size",
+                "3",
+            ]
+        )
+        == 0
+    )
     params = json.loads((tmp_path / "o" / "in.zse.json").read_text())["model"]["params"]
-    assert params["selection"] == "rand" and params["n_generations"] == 2 and params["bitflip_prob"] == 0.2
+    assert (
+        params["selection"] == "rand"
+        and params["n_generations"] == 2
+        and params["bitflip_prob"] == 0.2
+    )

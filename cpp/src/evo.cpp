@@ -17,7 +17,9 @@ std::uint64_t splitmix64(std::uint64_t& x) {
     return z ^ (z >> 31);
 }
 
-std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+std::uint64_t rotl(std::uint64_t x, int k) {
+    return (x << k) | (x >> (64 - k));
+}
 
 void sparseflip_one(std::uint64_t* child, index_t H, index_t words, const EvoConfig& config,
                     Rng& rng) {
@@ -159,23 +161,27 @@ void mutate(const std::uint64_t* parents, index_t n_parents, index_t H, const Ev
             for (index_t w = 0; w < words; ++w) {
                 const index_t lo = w * 64;
                 std::uint64_t low_mask;
-                if (cut >= lo + 64) low_mask = ~std::uint64_t{0};
-                else if (cut <= lo) low_mask = 0;
-                else low_mask = (std::uint64_t{1} << (cut - lo)) - 1;
+                if (cut >= lo + 64)
+                    low_mask = ~std::uint64_t{0};
+                else if (cut <= lo)
+                    low_mask = 0;
+                else
+                    low_mask = (std::uint64_t{1} << (cut - lo)) - 1;
                 c1[w] = (a[w] & low_mask) | (b[w] & ~low_mask);
                 c2[w] = (b[w] & low_mask) | (a[w] & ~low_mask);
             }
             for (std::uint64_t* c : {c1, c2}) {
                 if (config.mutation == Mutation::cross_randflip) flip_bit(c, rng.below(H));
-                if (config.mutation == Mutation::cross_sparseflip) sparseflip_one(c, H, words, config, rng);
+                if (config.mutation == Mutation::cross_sparseflip)
+                    sparseflip_one(c, H, words, config, rng);
                 push(c);
             }
         }
     }
 }
 
-void init_patch_states(std::uint64_t* Kn, std::uint64_t stream, index_t S, index_t H,
-                       double p_init, std::uint64_t seed) {
+void init_patch_states(std::uint64_t* Kn, std::uint64_t stream, index_t S, index_t H, double p_init,
+                       std::uint64_t seed) {
     const index_t words = state_words(H);
     if (H < 63 && S == (index_t{1} << H)) {
         for (index_t s = 0; s < S; ++s) {
@@ -216,9 +222,12 @@ void init_states(std::uint64_t* K, index_t N, index_t S, index_t H, double p_ini
                  std::uint64_t seed, int n_threads) {
     check_state_settings(S, H, p_init);
     const index_t words = state_words(H);
-    parallel_for(N, n_threads, [&](index_t n) {
-        init_patch_states(K + n * S * words, static_cast<std::uint64_t>(n), S, H, p_init, seed);
-    }, 64);
+    parallel_for(
+        N, n_threads,
+        [&](index_t n) {
+            init_patch_states(K + n * S * words, static_cast<std::uint64_t>(n), S, H, p_init, seed);
+        },
+        64);
 }
 
 }  // namespace zse

@@ -90,7 +90,9 @@ index_t moments_tile(const double* estimates, const PatchGrid& grid, const doubl
         acc.u2.resize(static_cast<std::size_t>(n_c0 * Pw));
         if (Weighted) acc.w.resize(static_cast<std::size_t>(n_c0));
     }
-    auto slot = [&](index_t r) -> RowAccumulator& { return ring[static_cast<std::size_t>(r % Ph)]; };
+    auto slot = [&](index_t r) -> RowAccumulator& {
+        return ring[static_cast<std::size_t>(r % Ph)];
+    };
 
     auto start_row = [&](index_t r) {
         RowAccumulator& acc = slot(r);
@@ -123,7 +125,8 @@ index_t moments_tile(const double* estimates, const PatchGrid& grid, const doubl
             if constexpr (!Weighted) total = static_cast<double>(grid.coverage(r, c));
             const double k = acc.shift[c - c0_lo];
             // Squares of values beyond 1e154 overflow; they matter only for the variance.
-            if (!std::isfinite(k) || !std::isfinite(s) || (out.var != nullptr && !std::isfinite(ss))) {
+            if (!std::isfinite(k) || !std::isfinite(s) ||
+                (out.var != nullptr && !std::isfinite(ss))) {
                 if (bad_pixel < 0) bad_pixel = r * Q + c;
                 continue;
             }
@@ -143,7 +146,8 @@ index_t moments_tile(const double* estimates, const PatchGrid& grid, const doubl
         for (; next_row <= last_row; ++next_row) start_row(next_row);
         const index_t i_lo = std::max<index_t>(0, tile.r_begin - r0);
         const index_t i_hi = last_row - r0;
-        for (index_t i = i_lo; i <= i_hi; ++i) row_of_i[static_cast<std::size_t>(i)] = &slot(r0 + i);
+        for (index_t i = i_lo; i <= i_hi; ++i)
+            row_of_i[static_cast<std::size_t>(i)] = &slot(r0 + i);
         for (index_t c0 = c0_lo; c0 <= c0_hi; ++c0) {
             const double* patch = estimates + (r0 * Qc + c0) * D;
             const index_t local = c0 - c0_lo;
@@ -171,24 +175,33 @@ index_t moments_tile(const double* estimates, const PatchGrid& grid, const doubl
 // -std=c++17, so both clones round identically.
 template <index_t FixedPw>
 ZSE_HOT_CLONES index_t moments_tile_fixed(const double* estimates, const PatchGrid& grid,
-                                             const double* weights, const Tile& tile,
-                                             const MergeOutputs& out) {
+                                          const double* weights, const Tile& tile,
+                                          const MergeOutputs& out) {
     if (weights != nullptr) return moments_tile<true, FixedPw>(estimates, grid, weights, tile, out);
     return moments_tile<false, FixedPw>(estimates, grid, nullptr, tile, out);
 }
 
-index_t moments_tile_dispatch(const double* estimates, const PatchGrid& grid,
-                              const double* weights, const Tile& tile, const MergeOutputs& out) {
+index_t moments_tile_dispatch(const double* estimates, const PatchGrid& grid, const double* weights,
+                              const Tile& tile, const MergeOutputs& out) {
     switch (grid.patch_cols_) {  // the patch widths people use
-        case 3: return moments_tile_fixed<3>(estimates, grid, weights, tile, out);
-        case 4: return moments_tile_fixed<4>(estimates, grid, weights, tile, out);
-        case 5: return moments_tile_fixed<5>(estimates, grid, weights, tile, out);
-        case 6: return moments_tile_fixed<6>(estimates, grid, weights, tile, out);
-        case 7: return moments_tile_fixed<7>(estimates, grid, weights, tile, out);
-        case 8: return moments_tile_fixed<8>(estimates, grid, weights, tile, out);
-        case 10: return moments_tile_fixed<10>(estimates, grid, weights, tile, out);
-        case 12: return moments_tile_fixed<12>(estimates, grid, weights, tile, out);
-        default: return moments_tile_fixed<0>(estimates, grid, weights, tile, out);
+        case 3:
+            return moments_tile_fixed<3>(estimates, grid, weights, tile, out);
+        case 4:
+            return moments_tile_fixed<4>(estimates, grid, weights, tile, out);
+        case 5:
+            return moments_tile_fixed<5>(estimates, grid, weights, tile, out);
+        case 6:
+            return moments_tile_fixed<6>(estimates, grid, weights, tile, out);
+        case 7:
+            return moments_tile_fixed<7>(estimates, grid, weights, tile, out);
+        case 8:
+            return moments_tile_fixed<8>(estimates, grid, weights, tile, out);
+        case 10:
+            return moments_tile_fixed<10>(estimates, grid, weights, tile, out);
+        case 12:
+            return moments_tile_fixed<12>(estimates, grid, weights, tile, out);
+        default:
+            return moments_tile_fixed<0>(estimates, grid, weights, tile, out);
     }
 }
 
@@ -254,7 +267,8 @@ void merge_patches(const double* estimates, const PatchGrid& grid, const double*
             }
         }
         parallel_for(static_cast<index_t>(tiles.size()), n_threads, [&](index_t t) {
-            const index_t bad_pixel = moments_tile_dispatch(estimates, grid, weights, tiles[t], out);
+            const index_t bad_pixel =
+                moments_tile_dispatch(estimates, grid, weights, tiles[t], out);
             if (bad_pixel >= 0) throw_non_finite(bad_pixel / Q, bad_pixel % Q);
         });
     }
@@ -268,7 +282,8 @@ void merge_patches(const double* estimates, const PatchGrid& grid, const double*
             }
             if (out.median != nullptr) {
                 // Scratch only: every slot read was written first, so skip the zero-fill.
-                std::unique_ptr<double[]> values(new double[static_cast<std::size_t>(Q * grid.patch_size())]);
+                std::unique_ptr<double[]> values(
+                    new double[static_cast<std::size_t>(Q * grid.patch_size())]);
                 std::vector<index_t> n_values(static_cast<std::size_t>(Q));
                 median_row(estimates, grid, r, median_kind, values.get(), n_values, out.median);
             }

@@ -14,13 +14,15 @@
 namespace zse {
 namespace {
 
-constexpr index_t kBlock = 64;  // patches per block: a block of log-joints stays in L2
+constexpr index_t kBlock = 64;    // patches per block: a block of log-joints stays in L2
 constexpr index_t kTileRows = 4;  // register tiles of the three products: 4 rows x 8 columns
 constexpr index_t kTileCols = 8;
 // exp(x) is exactly 0 in double for x below about -745.13; skipping those exps changes nothing.
 constexpr double kExpUnderflow = -746.0;
 
-index_t round_up(index_t x, index_t m) { return (x + m - 1) / m * m; }
+index_t round_up(index_t x, index_t m) {
+    return (x + m - 1) / m * m;
+}
 
 // Parameters rearranged once per call into the operands of the blocked products.
 //
@@ -34,8 +36,8 @@ struct Prepared {
     std::vector<double> bias;    // C: log pi_c + class constants
     std::vector<double> slope;   // C: multiplies (alpha_c + t) (GPMM), 0 (PMM)
     std::vector<double> alpha;   // C
-    std::vector<double> V;       // C_pad x D_ext: what the estimate averages (W or W / (beta + W_c))
-    std::vector<double> V2;      // C_pad x D_ext: V squared
+    std::vector<double> V;   // C_pad x D_ext: what the estimate averages (W or W / (beta + W_c))
+    std::vector<double> V2;  // C_pad x D_ext: V squared
     double global_alpha = 0.0;
 };
 
@@ -92,8 +94,8 @@ using simd::v4d;
 
 // out[n][c] = sum_d Yb[n][d] log_WT[d][c], n < rows (multiple of 4), c < C_pad (multiple of 8).
 ZSE_HOT_CLONES void log_joint_product(const double* __restrict Yb, index_t rows, index_t D,
-                                      index_t D_ext, const double* __restrict log_WT,
-                                      index_t C_pad, double* __restrict out) {
+                                      index_t D_ext, const double* __restrict log_WT, index_t C_pad,
+                                      double* __restrict out) {
     for (index_t n0 = 0; n0 < rows; n0 += kTileRows) {
         for (index_t c0 = 0; c0 < C_pad; c0 += kTileCols) {
             v4d acc[kTileRows][2] = {};
@@ -165,8 +167,8 @@ ZSE_HOT_CLONES void weighted_components(const double* __restrict A, index_t rows
 
 // Turns one row of log-joint products into responsibilities in place and returns the log of the
 // normaliser. lpj[c] += bias[c] (+ (alpha[c] + t) slope[c] for the GPMM); the padding entries
-// have bias -inf and end as exactly 0. Non-finite log-joints are mapped to -inf on purpose (weight 0), so
-// one bad component cannot poison the normaliser.
+// have bias -inf and end as exactly 0. Non-finite log-joints are mapped to -inf on purpose (weight
+// 0), so one bad component cannot poison the normaliser.
 ZSE_HOT_CLONES double softmax_row(double* __restrict lpj, index_t C_pad,
                                   const double* __restrict bias, const double* __restrict slope,
                                   const double* __restrict alpha, double t, bool gamma) {
@@ -236,8 +238,8 @@ index_t block_posteriors(const double* Y, index_t n_begin, index_t nb, const Pre
         if (q.class_alpha) {
             for (index_t c = 0; c < C; ++c) lpj[c] += log_gamma(q.alpha[c] + t);
         }
-        ws.log_norm[i] = softmax_row(lpj, C_pad, q.bias.data(), q.slope.data(),
-                                     q.alpha.data(), q.gamma ? t : 0.0, q.gamma);
+        ws.log_norm[i] = softmax_row(lpj, C_pad, q.bias.data(), q.slope.data(), q.alpha.data(),
+                                     q.gamma ? t : 0.0, q.gamma);
     }
     std::fill(ws.r.begin() + nb * C_pad, ws.r.begin() + rows * C_pad, 0.0);
     return rows;
@@ -294,14 +296,19 @@ TotalsIndex index_totals(const double* Y, index_t N, index_t D) {
 }
 
 void sum_log_factorials(const double* Y, index_t N, index_t D, double* out, int n_threads) {
-    parallel_for(N, n_threads, [&](index_t n) {
-        double sum = 0.0;
-        for (index_t d = 0; d < D; ++d) sum += log_gamma(Y[n * D + d] + 1.0);
-        out[n] = sum;
-    }, 1024);
+    parallel_for(
+        N, n_threads,
+        [&](index_t n) {
+            double sum = 0.0;
+            for (index_t d = 0; d < D; ++d) sum += log_gamma(Y[n * D + d] + 1.0);
+            out[n] = sum;
+        },
+        1024);
 }
 
-FixedChunks mixture_chunks(index_t N) { return fixed_chunks(N, 4096); }
+FixedChunks mixture_chunks(index_t N) {
+    return fixed_chunks(N, 4096);
+}
 
 void MixtureStats::add(const MixtureStats& o) {
     auto add_vec = [](std::vector<double>& a, const std::vector<double>& b) {
@@ -321,11 +328,12 @@ std::vector<MixtureStats> mixture_estep_partials(const double* Y, index_t N,
                                                  ChunkShare share, int n_threads) {
     const Prepared q = prepare(params);
     const index_t C = q.C, D = q.D, D_ext = q.D_ext;
-    const index_t K = (want_hist && totals != nullptr) ? static_cast<index_t>(totals->values.size()) : 0;
+    const index_t K =
+        (want_hist && totals != nullptr) ? static_cast<index_t>(totals->values.size()) : 0;
     const FixedChunks chunks = mixture_chunks(N);
     require(share.first >= 0 && share.first <= share.last && share.last <= chunks.count,
             "the chunk share lies outside the patches' chunks");
-    return chunk_partials<MixtureStats>(chunks, share, n_threads, [&](index_t k, MixtureStats& st) {
+    return chunk_partials<MixtureStats>(share, n_threads, [&](index_t k, MixtureStats& st) {
         std::vector<double> S_ext(static_cast<std::size_t>(q.C_pad * D_ext), 0.0);
         if (K > 0) st.hist.assign(static_cast<std::size_t>(C * K), 0.0);
         BlockWorkspace ws(q);
@@ -334,7 +342,8 @@ std::vector<MixtureStats> mixture_estep_partials(const double* Y, index_t N,
             accumulate_statistics(ws.r.data(), rows, q.C_pad, ws.Yb.data(), D_ext, S_ext.data());
             for (index_t i = 0; i < nb; ++i) {
                 double constant = -log_factorials[n0 + i];
-                if (q.gamma && !q.class_alpha) constant += log_gamma(q.global_alpha + ws.total(i, q));
+                if (q.gamma && !q.class_alpha)
+                    constant += log_gamma(q.global_alpha + ws.total(i, q));
                 st.log_likelihood += ws.log_norm[i] + constant;
             }
             if (K > 0) {
@@ -351,7 +360,8 @@ std::vector<MixtureStats> mixture_estep_partials(const double* Y, index_t N,
         st.T.resize(C);
         st.S.resize(static_cast<std::size_t>(C * D));
         for (index_t c = 0; c < C; ++c) {
-            std::copy(S_ext.begin() + c * D_ext, S_ext.begin() + c * D_ext + D, st.S.begin() + c * D);
+            std::copy(S_ext.begin() + c * D_ext, S_ext.begin() + c * D_ext + D,
+                      st.S.begin() + c * D);
             st.T[c] = S_ext[c * D_ext + D];
             st.R[c] = S_ext[c * D_ext + D + 1];
         }
@@ -359,8 +369,8 @@ std::vector<MixtureStats> mixture_estep_partials(const double* Y, index_t N,
 }
 
 MixtureStats mixture_estep(const double* Y, index_t N, const MixtureParams& params,
-                           const double* log_factorials, const TotalsIndex* totals,
-                           bool want_hist, int n_threads) {
+                           const double* log_factorials, const TotalsIndex* totals, bool want_hist,
+                           int n_threads) {
     std::vector<MixtureStats> partials =
         mixture_estep_partials(Y, N, params, log_factorials, totals, want_hist,
                                ChunkShare{0, mixture_chunks(N).count}, n_threads);
@@ -391,7 +401,8 @@ void mixture_estimate(const double* Y, index_t N, const MixtureParams& params, d
                 const double t = ws.total(i, q);
                 for (index_t c = 0; c < C; ++c) {
                     const double a = q.gamma ? q.alpha[c] + t : 1.0;
-                    if (variance != nullptr) rb[i * C_pad + c] = r[c] * (q.gamma ? a * (a + 1.0) : 1.0);
+                    if (variance != nullptr)
+                        rb[i * C_pad + c] = r[c] * (q.gamma ? a * (a + 1.0) : 1.0);
                     r[c] *= a;
                 }
             }
@@ -464,8 +475,8 @@ std::vector<index_t> kmeans_plusplus(const double* Y, index_t N, index_t D, inde
     while (true) {
         const double* center = Y + chosen.back() * D;
         parallel_for(n_chunks, n_threads, [&](index_t k) {
-            chunk_sum[k] = update_min_distances(Y, chunks.begin(k), chunks.end(k), D,
-                                                center, d2.data());
+            chunk_sum[k] =
+                update_min_distances(Y, chunks.begin(k), chunks.end(k), D, center, d2.data());
         });
         if (static_cast<index_t>(chosen.size()) == C) break;
         double total = 0.0;
@@ -520,8 +531,12 @@ double solve_alpha(const std::vector<double>& values, const double* weights,
             d = e = b - a;
         }
         if (std::fabs(fc) < std::fabs(fb)) {
-            a = b; b = c; c = a;
-            fa = fb; fb = fc; fc = fa;
+            a = b;
+            b = c;
+            c = a;
+            fa = fb;
+            fb = fc;
+            fc = fa;
         }
         const double tol = 2.0 * 1e-15 * std::fabs(b) + 1e-12 * std::fabs(b);
         const double m = 0.5 * (c - b);
@@ -538,7 +553,10 @@ double solve_alpha(const std::vector<double>& values, const double* weights,
                 p = s * (2.0 * m * qq * (qq - r) - (b - a) * (r - 1.0));
                 qq = (qq - 1.0) * (r - 1.0) * (s - 1.0);
             }
-            if (p > 0.0) qq = -qq; else p = -p;
+            if (p > 0.0)
+                qq = -qq;
+            else
+                p = -p;
             if (2.0 * p < std::min(3.0 * m * qq - std::fabs(tol * qq), std::fabs(e * qq))) {
                 e = d;
                 d = p / qq;

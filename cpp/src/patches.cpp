@@ -11,8 +11,8 @@ namespace zse {
 PatchGrid::PatchGrid(index_t rows_, index_t cols_, index_t patch_rows_, index_t patch_cols)
     : rows(rows_), cols(cols_), patch_rows(patch_rows_), patch_cols_(patch_cols) {
     require(patch_rows >= 1 && patch_cols_ >= 1,
-            "patch size must be >= 1 in both dimensions, got " + std::to_string(patch_rows) +
-                "x" + std::to_string(patch_cols_));
+            "patch size must be >= 1 in both dimensions, got " + std::to_string(patch_rows) + "x" +
+                std::to_string(patch_cols_));
     require(rows >= patch_rows && cols >= patch_cols_,
             "image of shape (" + std::to_string(rows) + ", " + std::to_string(cols) +
                 ") is smaller than the patch size " + std::to_string(patch_rows) + "x" +

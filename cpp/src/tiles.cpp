@@ -21,7 +21,9 @@ VolumeGrid banded_view(const VolumeGrid& g) {
 // 2-D: 16 corner rows per band (a warm-start chain runs through a band, so longer bands search
 // better; the ring buffer grows with the band). 3-D: one corner slice (a slice holds R x Q
 // patches already).
-index_t band_length_for(const VolumeGrid& original) { return original.Z == 1 ? 16 : 1; }
+index_t band_length_for(const VolumeGrid& original) {
+    return original.Z == 1 ? 16 : 1;
+}
 
 constexpr double kRingBudgetBytes = 512.0 * 1024 * 1024;
 
@@ -40,9 +42,11 @@ StreamPlan plan_stream(const VolumeGrid& original, bool want_variances, int n_th
     StreamPlan plan;
     plan.band_length = band_length_for(original);
     plan.n_bands = (g.Zc() + plan.band_length - 1) / plan.band_length;
-    const double slice_bytes = static_cast<double>(g.R * g.Q * g.D()) * 8.0 * (want_variances ? 2 : 1);
+    const double slice_bytes =
+        static_cast<double>(g.R * g.Q * g.D()) * 8.0 * (want_variances ? 2 : 1);
     index_t wave = std::max<index_t>(1, std::min<index_t>(n_threads, plan.n_bands));
-    while (wave > 1 && static_cast<double>(wave * plan.band_length + g.Pz - 1) * slice_bytes > kRingBudgetBytes)
+    while (wave > 1 &&
+           static_cast<double>(wave * plan.band_length + g.Pz - 1) * slice_bytes > kRingBudgetBytes)
         --wave;
     plan.wave = wave;
     plan.ring_slices = std::min<index_t>(wave * plan.band_length + g.Pz - 1, g.Z);
@@ -84,7 +88,8 @@ void estimate_and_merge(const double* volume, const VolumeGrid& original,
     const int slots = static_cast<int>(plan.wave);
     std::vector<std::vector<double>> patches(slots), est(slots), var(slots);
     const double scale_e = to_data.multiply, div_e = to_data.divide;
-    const double scale_v = to_data.multiply * to_data.multiply, div_v = to_data.divide * to_data.divide;
+    const double scale_v = to_data.multiply * to_data.multiply,
+                 div_v = to_data.divide * to_data.divide;
 
     // Estimates of one band go to the ring: voxel (z, r, c) of patch (z0, r0, c0) keeps its
     // estimate in slot d = ((z - z0) Ph + (r - r0)) Pw + (c - c0), so every estimate has its own
@@ -118,10 +123,15 @@ void estimate_and_merge(const double* volume, const VolumeGrid& original,
                     for (index_t k = 0; k < g.Pz; ++k) {
                         const index_t slice = (z0 + k) % ring;
                         for (index_t i = 0; i < g.Ph; ++i) {
-                            double* dst = ring_est.data() + ((slice * plane) + (r0 + i) * g.Q + t) * D;
-                            double* dst_v = want_var ? ring_var.data() + ((slice * plane) + (r0 + i) * g.Q + t) * D : nullptr;
+                            double* dst =
+                                ring_est.data() + ((slice * plane) + (r0 + i) * g.Q + t) * D;
+                            double* dst_v =
+                                want_var
+                                    ? ring_var.data() + ((slice * plane) + (r0 + i) * g.Q + t) * D
+                                    : nullptr;
                             for (index_t j = 0; j < g.Pw; ++j, ++d) {
-                                const double off = to_data.offset != nullptr ? to_data.offset[d] : 0.0;
+                                const double off =
+                                    to_data.offset != nullptr ? to_data.offset[d] : 0.0;
                                 // The pixel (.., c0 + j) keeps this patch's value in slot d.
                                 dst[j * D + d] = et[d] * scale_e / div_e + off;
                                 if (want_var) dst_v[j * D + d] = vt[d] * scale_v / div_v;
@@ -134,7 +144,8 @@ void estimate_and_merge(const double* volume, const VolumeGrid& original,
     };
 
     // Statistics of the finished slices, per voxel over its valid slots in slot order.
-    auto finish_row = [&](index_t z, index_t r, std::vector<double>& values, std::vector<double>& vars) {
+    auto finish_row = [&](index_t z, index_t r, std::vector<double>& values,
+                          std::vector<double>& vars) {
         const index_t slice = z % ring;
         index_t z_first, z_last, r_first, r_last;
         corner_range(z, g.Z, g.Pz, z_first, z_last);
@@ -143,7 +154,8 @@ void estimate_and_merge(const double* volume, const VolumeGrid& original,
             index_t c_first, c_last;
             corner_range(c, g.Q, g.Pw, c_first, c_last);
             const double* slots = ring_est.data() + (slice * plane + r * g.Q + c) * D;
-            const double* vslots = want_var ? ring_var.data() + (slice * plane + r * g.Q + c) * D : nullptr;
+            const double* vslots =
+                want_var ? ring_var.data() + (slice * plane + r * g.Q + c) * D : nullptr;
             values.clear();
             vars.clear();
             for (index_t z0 = z_first; z0 <= z_last; ++z0)
@@ -203,14 +215,17 @@ void estimate_and_merge(const double* volume, const VolumeGrid& original,
         const index_t rows = std::max<index_t>(0, last_slice - first_slice) * g.R;
         std::vector<std::vector<double>> values(static_cast<std::size_t>(std::max(1, n_threads))),
             vars(values.size());
-        parallel_for(rows, n_threads, [&](index_t k) {
+        parallel_for(
+            rows, n_threads,
+            [&](index_t k) {
 #ifdef _OPENMP
-            const std::size_t tid = static_cast<std::size_t>(omp_get_thread_num());
+                const std::size_t tid = static_cast<std::size_t>(omp_get_thread_num());
 #else
-            const std::size_t tid = 0;
+                const std::size_t tid = 0;
 #endif
-            finish_row(first_slice + k / g.R, k % g.R, values[tid], vars[tid]);
-        }, 8);
+                finish_row(first_slice + k / g.R, k % g.R, values[tid], vars[tid]);
+            },
+            8);
         finished = done;
     }
 }

@@ -11,8 +11,8 @@ VolumeGrid::VolumeGrid(index_t Z_, index_t R_, index_t Q_, index_t Pz_, index_t 
     require(Pz >= 1 && Ph >= 1 && Pw >= 1, "patch size must be >= 1 along every axis");
     require(Z >= Pz && R >= Ph && Q >= Pw,
             "volume of shape (" + std::to_string(Z) + ", " + std::to_string(R) + ", " +
-                std::to_string(Q) + ") is smaller than the patch size " + std::to_string(Pz) +
-                "x" + std::to_string(Ph) + "x" + std::to_string(Pw));
+                std::to_string(Q) + ") is smaller than the patch size " + std::to_string(Pz) + "x" +
+                std::to_string(Ph) + "x" + std::to_string(Pw));
 }
 
 index_t VolumeGrid::coverage(index_t z, index_t r, index_t c) const {
@@ -31,7 +31,8 @@ void read_patch(const double* volume, const VolumeGrid& g, index_t n,
     for (index_t k = 0; k < g.Pz; ++k) {
         for (index_t i = 0; i < g.Ph; ++i) {
             const double* src = volume + ((z0 + k) * g.R + r0 + i) * g.Q + c0;
-            if (transform.offset == nullptr && transform.multiply == 1.0 && transform.divide == 1.0) {
+            if (transform.offset == nullptr && transform.multiply == 1.0 &&
+                transform.divide == 1.0) {
                 for (index_t j = 0; j < g.Pw; ++j) out[d + j] = src[j];
             } else {
                 // x - 0, x * 1 and x / 1 are exact, so one expression serves every transform.
@@ -52,9 +53,9 @@ void gather_patches(const double* volume, const VolumeGrid& grid, const std::int
         require(positions[m] >= 0 && positions[m] < N,
                 "patch position " + std::to_string(positions[m]) + " is outside [0, " +
                     std::to_string(N) + ")");
-    parallel_for(M, n_threads, [&](index_t m) {
-        read_patch(volume, grid, positions[m], transform, out + m * D);
-    }, 256);
+    parallel_for(
+        M, n_threads,
+        [&](index_t m) { read_patch(volume, grid, positions[m], transform, out + m * D); }, 256);
 }
 
 }  // namespace zse

@@ -13,8 +13,8 @@ __version__ = _core.__version__
 
 from . import io  # noqa: E402
 from ._base import NotFittedError  # noqa: E402
-from .data import psnr, synthetic_tem  # noqa: E402
 from ._mpi import RankError  # noqa: E402
+from .data import psnr, synthetic_tem  # noqa: E402
 from .mixtures import GPMM, PMM  # noqa: E402
 from .model_io import ModelFileError, load_model, save_model  # noqa: E402
 from .models import Identity  # noqa: E402

@@ -78,7 +78,7 @@ class BaseEstimator:
         zse estimators are unsupervised transformers of patch matrices: ``fit(X, y=None)``,
         no target, float input without NaN.
         """
-        from sklearn.utils import Tags, TargetTags, TransformerTags, InputTags
+        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
 
         return Tags(
             estimator_type=None,
@@ -97,18 +97,23 @@ def is_fitted(estimator) -> bool:
     """True when ``estimator`` has learned attributes (names ending in ``_``)."""
     if hasattr(estimator, "__sklearn_is_fitted__"):
         return bool(estimator.__sklearn_is_fitted__())
-    return any(
-        name.endswith("_") and not name.startswith("__") for name in vars(estimator)
-    )
+    return any(name.endswith("_") and not name.startswith("__") for name in vars(estimator))
 
 
 def check_is_fitted(estimator) -> None:
     if not is_fitted(estimator):
-        msg = (
-            f"this {type(estimator).__name__} instance is not fitted yet; "
-            "call fit(patches) first"
-        )
+        msg = f"this {type(estimator).__name__} instance is not fitted yet; call fit(patches) first"
         raise NotFittedError(msg)
+
+
+def check_n_features(estimator, n_features: int) -> None:
+    """The fitted check and the patch-size check shared by every model's estimate."""
+    check_is_fitted(estimator)
+    if n_features != estimator.n_features_in_:
+        msg = (
+            f"patches have {n_features} pixels, the model was fitted on {estimator.n_features_in_}"
+        )
+        raise ValueError(msg)
 
 
 def fingerprint(array: np.ndarray) -> str:
@@ -121,8 +126,17 @@ CHECKPOINT_FORMAT = "zse-checkpoint"
 CHECKPOINT_VERSION = 1
 # Settings that do not change what an epoch computes: a run may resume with other values.
 _RESUMABLE_PARAMS = frozenset(
-    {"n_threads", "verbose", "checkpoint", "checkpoint_every", "resume", "max_iter", "tol",
-     "n_estimate_sweeps", "comm"}
+    {
+        "n_threads",
+        "verbose",
+        "checkpoint",
+        "checkpoint_every",
+        "resume",
+        "max_iter",
+        "tol",
+        "n_estimate_sweeps",
+        "comm",
+    }
 )
 
 
@@ -349,9 +363,7 @@ class EMEstimator(BaseEstimator):
         try:
             with np.load(path, allow_pickle=False) as npz:
                 meta = json.loads(str(npz["meta"][()]))
-                arrays = {
-                    k[len("state__"):]: npz[k] for k in npz.files if k.startswith("state__")
-                }
+                arrays = {k[len("state__") :]: npz[k] for k in npz.files if k.startswith("state__")}
         except Exception as error:  # noqa: BLE001 - any decoding failure is a bad checkpoint
             msg = f"checkpoint {path} cannot be read (corrupt or not a zse checkpoint): {error}"
             raise CheckpointError(msg) from error
@@ -366,11 +378,14 @@ class EMEstimator(BaseEstimator):
             msg = f"checkpoint {path} is of a {meta.get('model')} model, not {type(self).__name__}"
             raise CheckpointError(msg)
         if meta.get("data") != data_id:
-            msg = f"checkpoint {path} was written for other training data; it cannot resume this fit"
+            msg = (
+                f"checkpoint {path} was written for other training data; it cannot resume this fit"
+            )
             raise CheckpointError(msg)
         settings = self._checkpoint_settings()
         differ = sorted(
-            k for k in set(settings) | set(meta["settings"])
+            k
+            for k in set(settings) | set(meta["settings"])
             if settings.get(k) != meta["settings"].get(k)
         )
         if differ:

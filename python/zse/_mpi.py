@@ -23,7 +23,13 @@ import numpy as np
 
 # Environment variables set by the common launchers (MPICH/Hydra, Open MPI, Intel MPI, SLURM's
 # srun with PMI). Their presence is how the command line knows it runs under mpirun.
-_LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS")
+_LAUNCHER_VARIABLES = (
+    "PMI_RANK",
+    "PMI_SIZE",
+    "OMPI_COMM_WORLD_SIZE",
+    "PMIX_RANK",
+    "MPI_LOCALNRANKS",
+)
 
 
 class RankError(RuntimeError):
@@ -149,7 +155,9 @@ def team_of(comm) -> Team | None:
     (one rank runs the ordinary single-process path: the results are the same)."""
     if comm is None:
         return None
-    if not all(callable(getattr(comm, name, None)) for name in ("Get_rank", "Get_size", "allgather")):
+    if not all(
+        callable(getattr(comm, name, None)) for name in ("Get_rank", "Get_size", "allgather")
+    ):
         msg = f"comm must be an mpi4py communicator (e.g. MPI.COMM_WORLD) or None, got {comm!r}"
         raise TypeError(msg)
     if comm.Get_size() == 1:

@@ -12,10 +12,7 @@ KNOWN_STATS = ("mean", "median", "var", "pvar", "count")
 
 def _check_real_dtype(array: np.ndarray, name: str) -> None:
     if array.dtype.kind not in "iuf":
-        msg = (
-            f"{name} must hold real numbers (integer or floating point), "
-            f"got dtype {array.dtype}"
-        )
+        msg = f"{name} must hold real numbers (integer or floating point), got dtype {array.dtype}"
         raise TypeError(msg)
 
 
@@ -56,8 +53,10 @@ def as_patches(patches, name: str = "patches") -> np.ndarray:
 
 def _as_positive_int(value, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        if isinstance(value, numbers.Real) and float(value).is_integer() and not isinstance(
-            value, bool
+        if (
+            isinstance(value, numbers.Real)
+            and float(value).is_integer()
+            and not isinstance(value, bool)
         ):
             value = int(value)
         else:
@@ -76,7 +75,11 @@ def as_patch_size(patch_size) -> tuple[int, int]:
     ):
         size = _as_positive_int(patch_size, "patch size")
         return size, size
-    if isinstance(patch_size, Sequence) and not isinstance(patch_size, str) and len(patch_size) == 2:
+    if (
+        isinstance(patch_size, Sequence)
+        and not isinstance(patch_size, str)
+        and len(patch_size) == 2
+    ):
         return (
             _as_positive_int(patch_size[0], "patch size"),
             _as_positive_int(patch_size[1], "patch size"),
@@ -86,7 +89,11 @@ def as_patch_size(patch_size) -> tuple[int, int]:
 
 
 def as_image_shape(image_shape) -> tuple[int, int]:
-    if not isinstance(image_shape, Sequence) or isinstance(image_shape, str) or len(image_shape) != 2:
+    if (
+        not isinstance(image_shape, Sequence)
+        or isinstance(image_shape, str)
+        or len(image_shape) != 2
+    ):
         msg = f"image_shape must be a (rows, columns) pair, got {image_shape!r}"
         raise ValueError(msg)
     return (
@@ -132,8 +139,11 @@ def as_stats(stats, allowed: Iterable[str] = KNOWN_STATS) -> tuple[str, ...]:
 
 def check_int(value, name: str, low: int, high: int | None = None) -> int:
     """Return ``value`` as an int in [low, high]; ValueError naming the parameter otherwise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low or (
-        high is not None and value > high
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or value < low
+        or (high is not None and value > high)
     ):
         bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
         msg = f"{name} must be an int {bounds}, got {value!r}"
@@ -164,7 +174,9 @@ def _finite_float64(array: np.ndarray, name: str) -> np.ndarray:
 
 def as_patch_shape(patch_size, ndim: int) -> tuple[int, ...]:
     """Patch extents for an ndim-D input: an int is the same size along every axis."""
-    if isinstance(patch_size, (numbers.Integral, numbers.Real)) and not isinstance(patch_size, bool):
+    if isinstance(patch_size, (numbers.Integral, numbers.Real)) and not isinstance(
+        patch_size, bool
+    ):
         size = _as_positive_int(patch_size, "patch size")
         return (size,) * ndim
     if isinstance(patch_size, Sequence) and not isinstance(patch_size, str):

@@ -57,8 +57,10 @@ def output_stems(paths) -> dict[Path, str]:
     for path in paths:
         stem = path.stem
         if stem in stems:
-            msg = (f"{stems[stem]} and {path} would write the same outputs ({stem}_*): "
-                   "denoise them into different output folders")
+            msg = (
+                f"{stems[stem]} and {path} would write the same outputs ({stem}_*): "
+                "denoise them into different output folders"
+            )
             raise InputError(msg)
         stems[stem] = path
     return {path: stem for stem, path in stems.items()}
@@ -68,8 +70,8 @@ def output_stems(paths) -> dict[Path, str]:
 class Loaded:
     """An input read for denoising."""
 
-    data: np.ndarray                 # float64: (rows, cols) or (sections, rows, cols)
-    kind: str                        # "image", "stack" (sections denoised as images) or "volume"
+    data: np.ndarray  # float64: (rows, cols) or (sections, rows, cols)
+    kind: str  # "image", "stack" (sections denoised as images) or "volume"
     info: io.ImageInfo
     record: dict = field(default_factory=dict)
 
@@ -77,9 +79,15 @@ class Loaded:
 def load(path: Path, options) -> Loaded:
     """Read ``path`` as an image, a stack of sections or a volume, with crop and binning."""
     info = io.read_info(path)
-    wants_volume = bool(options.volume) or (options.patch_size is not None and len(options.patch_size) == 3)
-    record = {"path": str(path.resolve()), "file_kind": info.kind, "n_sections": info.n_sections,
-              "voxel_size_A": list(info.voxel_size) if info.voxel_size else None}
+    wants_volume = bool(options.volume) or (
+        options.patch_size is not None and len(options.patch_size) == 3
+    )
+    record = {
+        "path": str(path.resolve()),
+        "file_kind": info.kind,
+        "n_sections": info.n_sections,
+        "voxel_size_A": list(info.voxel_size) if info.voxel_size else None,
+    }
     if options.page is not None or info.kind == "image":
         if wants_volume and info.kind == "image":
             msg = f"{path} is a 2-D image; a 3-D patch size or --volume needs a volume"
@@ -102,8 +110,10 @@ def load(path: Path, options) -> Loaded:
         data, cropped = bin_image(data, options.bin)
         record["bin"] = options.bin
         if any(cropped):
-            notes.append(f"--bin {options.bin}: the last {cropped[0]} row(s) and {cropped[1]} "
-                         "column(s) do not fill a block and were cropped")
+            notes.append(
+                f"--bin {options.bin}: the last {cropped[0]} row(s) and {cropped[1]} "
+                "column(s) do not fill a block and were cropped"
+            )
         if info.voxel_size:
             x, y, z = info.voxel_size
             info.voxel_size = (x * options.bin, y * options.bin, z)
@@ -153,8 +163,10 @@ def choose_model(options, data: np.ndarray) -> tuple[str, dict | None]:
     gain = 1.0 if options.gain is None else options.gain
     offset = 0.0 if options.offset is None else options.offset
     if options.counts is not None:
-        evidence = {"counts": bool(options.counts),
-                    "reason": "--counts given" if options.counts else "--no-counts given"}
+        evidence = {
+            "counts": bool(options.counts),
+            "reason": "--counts given" if options.counts else "--no-counts given",
+        }
     else:
         evidence = count_evidence(data, gain=gain, offset=offset)
     return (COUNTS_MODEL if evidence["counts"] else "sssc"), evidence
@@ -165,8 +177,10 @@ def patch_for(kind: str, model_name: str, options, fitted_patch=None) -> tuple:
     stack's sections get 2-D patches as (1, rows, columns), which never cross sections."""
     given = tuple(options.patch_size) if options.patch_size is not None else None
     if given is not None and fitted_patch is not None and given != tuple(fitted_patch):
-        msg = (f"the model file was trained on {'x'.join(map(str, fitted_patch))} patches, "
-               f"--patch-size asks for {'x'.join(map(str, given))}")
+        msg = (
+            f"the model file was trained on {'x'.join(map(str, fitted_patch))} patches, "
+            f"--patch-size asks for {'x'.join(map(str, given))}"
+        )
         raise UsageError(msg)
     if given is not None:
         patch = given
@@ -202,8 +216,11 @@ def model_summary(model) -> dict:
     params = model.get_params() if hasattr(model, "get_params") else {}
     summary = {
         "name": type(model).__name__,
-        "params": {k: (v if isinstance(v, (int, float, str, bool, type(None))) else repr(v))
-                   for k, v in params.items() if k != "comm"},
+        "params": {
+            k: (v if isinstance(v, (int, float, str, bool, type(None))) else repr(v))
+            for k, v in params.items()
+            if k != "comm"
+        },
     }
     for attr in ("free_energies_", "log_likelihoods_", "n_iter_", "converged_"):
         value = getattr(model, attr, None)
@@ -232,7 +249,9 @@ def write_outputs(outputs, stem, loaded, results, stats, fmt, model, patch, reco
         array = results[stat]
         target = outputs.path(f"{stem}_{stat}.{fmt}")
         if fmt == "mrc":
-            io.write_mrc(target, array, info=loaded.info, label=f"{io.ZSE_LABEL} {__version__}: {stat}")
+            io.write_mrc(
+                target, array, info=loaded.info, label=f"{io.ZSE_LABEL} {__version__}: {stat}"
+            )
         else:
             io.write_tiff(target, array, info=loaded.info)
         io.write_preview_png(outputs.path(f"{stem}_{stat}.png"), _preview(array))
@@ -251,8 +270,9 @@ def has_fields(model) -> bool:
     return hasattr(model, "W_")
 
 
-def denoise_one(path: Path, stem: str, options, *, model_params, fitted=None, comm=None,
-                log=None) -> dict:
+def denoise_one(
+    path: Path, stem: str, options, *, model_params, fitted=None, comm=None, log=None
+) -> dict:
     """Denoise one input file into ``options.output``; returns its run record.
 
     ``model_params(model_name)`` gives the model options of the command line.
@@ -283,20 +303,36 @@ def denoise_one(path: Path, stem: str, options, *, model_params, fitted=None, co
     fmt = output_format(path, options)
     stats = tuple(options.stats)
     per_section = loaded.kind == "stack" and options.per_section
-    fields = (fitted is not None and has_fields(fitted)) or (fitted is None and model_name != "identity")
+    fields = (fitted is not None and has_fields(fitted)) or (
+        fitted is None and model_name != "identity"
+    )
     names = output_names(stem, stats, fmt, fields)
     # Existing outputs are refused before any work (the set is opened only to write).
-    output_set = io.OutputSet(options.output, names, overwrite=options.overwrite) if is_root else None
+    output_set = (
+        io.OutputSet(options.output, names, overwrite=options.overwrite) if is_root else None
+    )
 
     def new_model():
         params = model_params(model_name)
+        if params.get("checkpoint") and getattr(options, "n_inputs", 1) > 1:
+            # One checkpoint per input: fit.ckpt -> fit.<stem>.ckpt
+            where = Path(params["checkpoint"])
+            params["checkpoint"] = str(where.with_name(f"{where.stem}.{stem}{where.suffix}"))
         try:
-            return make_model(model_name, options=params, random_state=options.seed,
-                              n_threads=options.n_threads, verbose=not options.quiet and is_root)
+            return make_model(
+                model_name,
+                options=params,
+                random_state=options.seed,
+                n_threads=options.n_threads,
+                verbose=not options.quiet and is_root,
+            )
         except ValueError as error:
             if evidence is None:
                 raise
-            msg = f"{error} (--model auto chose {model_name}: {evidence['reason']}; name the model with --model)"
+            msg = (
+                f"{error} (--model auto chose {model_name}: {evidence['reason']}; name the "
+                "model with --model)"
+            )
             raise UsageError(msg) from error
 
     t = time.perf_counter()
@@ -306,39 +342,59 @@ def denoise_one(path: Path, stem: str, options, *, model_params, fitted=None, co
         section_results, models = [], []
         for section in loaded.data:
             model = new_model()
-            section_results.append(reconstruct(section, model, stats=stats, patch_size=patch[1:],
-                                               n_train=options.n_train, n_threads=options.n_threads,
-                                               verbose=verbose, comm=comm))
+            section_results.append(
+                reconstruct(
+                    section,
+                    model,
+                    stats=stats,
+                    patch_size=patch[1:],
+                    n_train=options.n_train,
+                    n_threads=options.n_threads,
+                    verbose=verbose,
+                    comm=comm,
+                )
+            )
             models.append(model)
-        results = None if not is_root else {
-            s: np.stack([r[s] for r in section_results]) for s in stats}
+        results = (
+            None if not is_root else {s: np.stack([r[s] for r in section_results]) for s in stats}
+        )
         model = models[0]
     else:
         model = fitted if fitted is not None else new_model()
-        results = reconstruct(loaded.data, model, stats=stats, patch_size=patch,
-                              n_train=options.n_train, n_threads=options.n_threads,
-                              verbose=verbose, comm=comm)
+        results = reconstruct(
+            loaded.data,
+            model,
+            stats=stats,
+            patch_size=patch,
+            n_train=options.n_train,
+            n_threads=options.n_threads,
+            verbose=verbose,
+            comm=comm,
+        )
     timings["reconstruct"] = round(time.perf_counter() - t, 4)
 
     record = base_record("denoise")
-    record.update({
-        "input": loaded.record,
-        "model": model_summary(model),
-        "model_choice": evidence,
-        "model_file": str(options.model_file) if options.model_file else None,
-        "per_section": bool(per_section),
-        "patch_size": list(patch),
-        "n_train": options.n_train,
-        "stats": list(stats),
-        "seed": options.seed,
-        "n_threads": options.n_threads,
-        "n_ranks": 1 if team is None else team.size,
-        "format": fmt,
-        "timings_s": timings,
-    })
+    record.update(
+        {
+            "input": loaded.record,
+            "model": model_summary(model),
+            "model_choice": evidence,
+            "model_file": str(options.model_file) if options.model_file else None,
+            "per_section": bool(per_section),
+            "patch_size": list(patch),
+            "n_train": options.n_train,
+            "stats": list(stats),
+            "seed": options.seed,
+            "n_threads": options.n_threads,
+            "n_ranks": 1 if team is None else team.size,
+            "format": fmt,
+            "timings_s": timings,
+        }
+    )
     if not is_root:
         team.check()  # rank 0's writing below may fail: the other ranks learn it here
         return record
+
     def write():
         with output_set as outputs:
             record["outputs"] = [str(outputs.final_path(n)) for n in names]
@@ -415,7 +471,14 @@ def training_patches(paths, options, kind_check=None):
     for i, (volume, n) in enumerate(zip(volumes, counts)):
         share = max(1, int(round(budget * n / total)))
         positions = training_positions(n, share, (options.seed or 0) + i)
-        pieces.append(_core.gather_patches(volume, patch3, positions,
-                                           effective_n_threads(options.n_threads)))
+        pieces.append(
+            _core.gather_patches(volume, patch3, positions, effective_n_threads(options.n_threads))
+        )
     records = [item.record for item in loaded]
-    return np.concatenate(pieces), patch[-2:] if kind == "stack" else patch, model_name, evidence, records
+    return (
+        np.concatenate(pieces),
+        patch[-2:] if kind == "stack" else patch,
+        model_name,
+        evidence,
+        records,
+    )

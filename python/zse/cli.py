@@ -11,15 +11,13 @@ import numpy as np
 
 from . import __version__, io
 from ._workflow import (
-    InputError,
     UsageError,
-    base_record,
     denoise_one,
     expand_inputs,
     output_stems,
     parse_crop,
 )
-from .models import DEFAULT_MODEL, MODELS, make_model
+from .models import MODELS, make_model
 
 # The demo should finish in well under a minute on a laptop; the model's own default is longer.
 DEMO_MAX_ITER = 30
@@ -37,7 +35,9 @@ def parse_patch_size(text: str) -> tuple[int, ...]:
     if len(sizes) == 1:
         sizes = sizes * 2
     if len(sizes) not in (2, 3) or min(sizes) < 1:
-        raise UsageError(f"--patch-size must look like 6, 6x8 or 4x4x4 with sizes >= 1, got {text!r}")
+        raise UsageError(
+            f"--patch-size must look like 6, 6x8 or 4x4x4 with sizes >= 1, got {text!r}"
+        )
     return tuple(sizes)
 
 
@@ -76,9 +76,23 @@ def _error_code(error: BaseException) -> int:
     from .model_io import ModelFileError
 
     if isinstance(error, RankError):
-        return 2 if error.kind in ("ValueError", "TypeError", "FileNotFoundError", "OSError",
-                                   "MemoryError", "CheckpointError", "ModelFileError",
-                                   "InputError", "UsageError", "FileExistsError") else 1
+        return (
+            2
+            if error.kind
+            in (
+                "ValueError",
+                "TypeError",
+                "FileNotFoundError",
+                "OSError",
+                "MemoryError",
+                "CheckpointError",
+                "ModelFileError",
+                "InputError",
+                "UsageError",
+                "FileExistsError",
+            )
+            else 1
+        )
     user = (MemoryError, ValueError, TypeError, OSError, CheckpointError, ModelFileError)
     return 2 if isinstance(error, user) else 1
 
@@ -88,17 +102,22 @@ def _report(path, error: BaseException) -> int:
     where = f"{path}: " if path is not None else ""
     if isinstance(error, MemoryError):
         detail = str(error) or "an allocation failed"
-        print(f"zse: error: {where}not enough memory: {detail}; try --crop, --bin, a smaller "
-              "--patch-size or fewer --stats", file=sys.stderr)
+        print(
+            f"zse: error: {where}not enough memory: {detail}; try --crop, --bin, a smaller "
+            "--patch-size or fewer --stats",
+            file=sys.stderr,
+        )
     elif code == 2:
         print(f"zse: error: {where}{error}", file=sys.stderr)
     else:
         import traceback
 
         traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
-        print(f"zse: internal error: {where}{type(error).__name__}: {error}\n"
-              f"This is a bug in zse {__version__}; please report it with the command line above.",
-              file=sys.stderr)
+        print(
+            f"zse: internal error: {where}{type(error).__name__}: {error}\n"
+            f"This is a bug in zse {__version__}; please report it with the command line above.",
+            file=sys.stderr,
+        )
     return code
 
 
@@ -107,6 +126,7 @@ def cmd_denoise(args) -> int:
     _check_image_options(args)
     paths = expand_inputs(args.inputs)
     stems = output_stems(paths)
+    args.n_inputs = len(paths)
     comm = _mpi_comm(args)
     fitted = _load_model_file(args)
     spread = comm is not None and len(paths) >= comm.Get_size()
@@ -119,9 +139,15 @@ def cmd_denoise(args) -> int:
     failures = []
     for path in mine:
         try:
-            denoise_one(path, stems[path], args, model_params=lambda name: _model_params(args, name),
-                        fitted=fitted,
-                        comm=file_comm, log=log)
+            denoise_one(
+                path,
+                stems[path],
+                args,
+                model_params=lambda name: _model_params(args, name),
+                fitted=fitted,
+                comm=file_comm,
+                log=log,
+            )
         except KeyboardInterrupt:
             raise
         except Exception as error:  # noqa: BLE001 - one failing input must not stop the others
@@ -137,8 +163,11 @@ def cmd_denoise(args) -> int:
         failures = [f for rank_failures in everyone for f in rank_failures]
     if failures:
         if len(paths) > 1 and rank == 0:
-            print(f"zse: {len(failures)} of {len(paths)} inputs failed: "
-                  + ", ".join(p for p, _ in failures), file=sys.stderr)
+            print(
+                f"zse: {len(failures)} of {len(paths)} inputs failed: "
+                + ", ".join(p for p, _ in failures),
+                file=sys.stderr,
+            )
         return max(code for _, code in failures)
     return 0
 
@@ -163,11 +192,18 @@ def cmd_fit(args) -> int:
     patches, patch, model_name, evidence, records = training_patches(paths, args)
     if evidence is not None:
         log(f"model auto: {model_name} ({evidence['reason']})")
-    log(f"drew {len(patches)} training patches of {'x'.join(map(str, patch))} pixels from "
-        f"{len(paths)} input(s)")
+    log(
+        f"drew {len(patches)} training patches of {'x'.join(map(str, patch))} pixels from "
+        f"{len(paths)} input(s)"
+    )
     params = _model_params(args, model_name)
-    model = make_model(model_name, options=params, random_state=args.seed,
-                       n_threads=args.n_threads, verbose=not args.quiet and is_root)
+    model = make_model(
+        model_name,
+        options=params,
+        random_state=args.seed,
+        n_threads=args.n_threads,
+        verbose=not args.quiet and is_root,
+    )
     if comm is not None and hasattr(model, "comm"):
         model.comm = comm
     model.fit(patches)
@@ -188,11 +224,17 @@ def _load_model_file(args):
 
     if args.model != "auto":
         raise UsageError("--model-file gives the model; leave out --model")
-    given = [name for name in MODEL_OPTIONS if getattr(args, name, None) not in (None, False)
-             and name not in ("gain", "offset", "n_estimate_sweeps", "n_warm_sweeps")]
+    given = [
+        name
+        for name in MODEL_OPTIONS
+        if getattr(args, name, None) not in (None, False)
+        and name not in ("gain", "offset", "n_estimate_sweeps", "n_warm_sweeps")
+    ]
     if given:
-        raise UsageError("--model-file holds a fitted model; these options would not be used: "
-                         + ", ".join("--" + n.replace("_", "-") for n in given))
+        raise UsageError(
+            "--model-file holds a fitted model; these options would not be used: "
+            + ", ".join("--" + n.replace("_", "-") for n in given)
+        )
     model = load_model(args.model_file)
     for name in ("gain", "offset", "n_estimate_sweeps", "n_warm_sweeps"):
         value = getattr(args, name, None)
@@ -225,19 +267,32 @@ def cmd_demo(args) -> int:
         io.write_tiff(outputs.path("noisy.tif"), noisy)
         io.write_tiff(outputs.path("clean.tif"), clean)
     args.inputs, args.output, args.quiet = [str(out / "noisy.tif")], str(out), False
-    for name, value in (("page", None), ("crop", None), ("bin", 1), ("decimate", 1),
-                        ("volume", False), ("per_section", False), ("model_file", None),
-                        ("format", None)):
+    for name, value in (
+        ("page", None),
+        ("crop", None),
+        ("bin", 1),
+        ("decimate", 1),
+        ("volume", False),
+        ("per_section", False),
+        ("model_file", None),
+        ("format", None),
+    ):
         setattr(args, name, value)
-    record = denoise_one(out / "noisy.tif", "demo", args,
-                         model_params=lambda name: _model_params(args, name),
-                         log=_logger(args))
+    record = denoise_one(
+        out / "noisy.tif",
+        "demo",
+        args,
+        model_params=lambda name: _model_params(args, name),
+        log=_logger(args),
+    )
     quality = {"psnr_noisy_db": round(psnr(clean, noisy), 3)}
     mean_path = out / "demo_mean.tif"
     if mean_path.exists():
         import tifffile
 
-        quality["psnr_mean_db"] = round(psnr(clean, tifffile.imread(mean_path).astype(np.float64)), 3)
+        quality["psnr_mean_db"] = round(
+            psnr(clean, tifffile.imread(mean_path).astype(np.float64)), 3
+        )
     record["quality"] = quality
     io.write_json(out / "demo.zse.json", record, overwrite=True)
     print(f"[zse] PSNR against the clean scene: noisy {quality['psnr_noisy_db']:.2f} dB", end="")
@@ -257,10 +312,29 @@ def cmd_info(args) -> int:
 
 # Command-line names of every model parameter that a valid setting may need.
 MODEL_OPTIONS = (
-    "H", "n_states", "n_parents", "n_children", "n_generations", "selection", "mutation",
-    "bitflip_prob", "p_init", "updates", "n_estimate_sweeps", "n_components", "max_iter", "tol",
-    "learn_alpha", "class_alpha", "alpha_init", "alpha_max", "gain", "offset", "checkpoint",
-    "checkpoint_every", "resume",
+    "H",
+    "n_states",
+    "n_parents",
+    "n_children",
+    "n_generations",
+    "selection",
+    "mutation",
+    "bitflip_prob",
+    "p_init",
+    "updates",
+    "n_estimate_sweeps",
+    "n_components",
+    "max_iter",
+    "tol",
+    "learn_alpha",
+    "class_alpha",
+    "alpha_init",
+    "alpha_max",
+    "gain",
+    "offset",
+    "checkpoint",
+    "checkpoint_every",
+    "resume",
 )
 
 
@@ -290,7 +364,8 @@ def _model_params(args, model_name: str | None = None) -> dict:
     option the model lacks is an error when the model is made.
 
     With ``--model auto``, ``--gain``/``--offset`` serve the count test and go to the Poisson
-    models only. For SSSC, defaults that a small H or S cannot take (more states than 2^H, more parents
+    models only. For SSSC, defaults that a small H or S cannot take (more states than 2^H, more
+    parents
     than states, more single-bit children than units) are lowered to the largest valid value,
     with a note; values the user gave are never changed.
     """
@@ -331,7 +406,9 @@ def _n_train(text: str):
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--n-train must be auto or an int >= 1, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"--n-train must be auto or an int >= 1, got {text!r}"
+        ) from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"--n-train must be auto or an int >= 1, got {text!r}")
     return value
@@ -347,53 +424,167 @@ def _stats(text: str) -> tuple[str, ...]:
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     from .sssc import MUTATIONS, SELECTIONS, UPDATES
 
-    p.add_argument("--model", default="auto", choices=["auto", *sorted(MODELS)],
-                   help="patch model; auto (default): gpmm for electron counts (tested on the "
-                        "data, see --counts), else sssc")
-    p.add_argument("--counts", action=argparse.BooleanOptionalAction, default=None,
-                   help="with --model auto: the input holds electron counts (--counts) or not "
-                        "(--no-counts) instead of testing the data")
-    p.add_argument("--patch-size", type=parse_patch_size, default=None,
-                   help="patch size: 6 or 6x8 for images and stacks, 4x4x4 for a volume "
-                        "(default: 6 for sssc, 8 for pmm/gpmm, 4x4x4 for volumes)")
+    p.add_argument(
+        "--model",
+        default="auto",
+        choices=["auto", *sorted(MODELS)],
+        help="patch model; auto (default): gpmm for electron counts (tested on the "
+        "data, see --counts), else sssc",
+    )
+    p.add_argument(
+        "--counts",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with --model auto: the input holds electron counts (--counts) or not "
+        "(--no-counts) instead of testing the data",
+    )
+    p.add_argument(
+        "--patch-size",
+        type=parse_patch_size,
+        default=None,
+        help="patch size: 6 or 6x8 for images and stacks, 4x4x4 for a volume "
+        "(default: 6 for sssc, 8 for pmm/gpmm, 4x4x4 for volumes)",
+    )
     m = p.add_argument_group("model parameters (see the model's docstring; default: the model's)")
     m.add_argument("--H", type=int, default=None, help="latent units H (sssc; default 64)")
-    m.add_argument("--n-states", type=int, default=None, help="states kept per patch S (sssc; default 32, at most 2^H)")
-    m.add_argument("--n-parents", type=int, default=None, help="parents per generation (sssc; default 10, at most S)")
-    m.add_argument("--n-children", type=int, default=None, help="children per parent (sssc; default 2)")
-    m.add_argument("--n-generations", type=int, default=None, help="generations per epoch (sssc; default 1)")
+    m.add_argument(
+        "--n-states",
+        type=int,
+        default=None,
+        help="states kept per patch S (sssc; default 32, at most 2^H)",
+    )
+    m.add_argument(
+        "--n-parents",
+        type=int,
+        default=None,
+        help="parents per generation (sssc; default 10, at most S)",
+    )
+    m.add_argument(
+        "--n-children", type=int, default=None, help="children per parent (sssc; default 2)"
+    )
+    m.add_argument(
+        "--n-generations", type=int, default=None, help="generations per epoch (sssc; default 1)"
+    )
     m.add_argument("--selection", choices=SELECTIONS, default=None, help="parent selection (sssc)")
     m.add_argument("--mutation", choices=MUTATIONS, default=None, help="mutation operator (sssc)")
-    m.add_argument("--bitflip-prob", type=float, default=None, help="bit-flip probability of the sparseflip mutations (sssc)")
-    m.add_argument("--p-init", type=float, default=None, help="probability of an active unit in the initial states (sssc; default 1/H)")
+    m.add_argument(
+        "--bitflip-prob",
+        type=float,
+        default=None,
+        help="bit-flip probability of the sparseflip mutations (sssc)",
+    )
+    m.add_argument(
+        "--p-init",
+        type=float,
+        default=None,
+        help="probability of an active unit in the initial states (sssc; default 1/H)",
+    )
     m.add_argument("--updates", choices=UPDATES, default=None, help="M-step variant (sssc)")
-    m.add_argument("--n-estimate-sweeps", type=int, default=None, help="search sweeps for patches not trained on (sssc)")
-    m.add_argument("--n-components", type=int, default=None, help="mixture components C (pmm, gpmm)")
+    m.add_argument(
+        "--n-estimate-sweeps",
+        type=int,
+        default=None,
+        help="search sweeps for patches not trained on (sssc)",
+    )
+    m.add_argument(
+        "--n-components", type=int, default=None, help="mixture components C (pmm, gpmm)"
+    )
     m.add_argument("--max-iter", type=int, default=None, help="EM epochs (default: the model's)")
-    m.add_argument("--tol", type=float, default=None, help="stop when the log-likelihood changes by less than this, relatively (pmm, gpmm)")
-    m.add_argument("--learn-alpha", action=argparse.BooleanOptionalAction, default=None, help="learn the Gamma shape (gpmm; default on)")
-    m.add_argument("--class-alpha", action=argparse.BooleanOptionalAction, default=None, help="one Gamma shape per component (gpmm)")
+    m.add_argument(
+        "--tol",
+        type=float,
+        default=None,
+        help="stop when the log-likelihood changes by less than this, relatively (pmm, gpmm)",
+    )
+    m.add_argument(
+        "--learn-alpha",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="learn the Gamma shape (gpmm; default on)",
+    )
+    m.add_argument(
+        "--class-alpha",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="one Gamma shape per component (gpmm)",
+    )
     m.add_argument("--alpha-init", type=float, default=None, help="initial Gamma shape (gpmm)")
     m.add_argument("--alpha-max", type=float, default=None, help="cap of the Gamma shape (gpmm)")
-    m.add_argument("--gain", type=float, default=None, help="counts per grey level (pmm, gpmm and the count test of --model auto; default 1)")
-    m.add_argument("--offset", type=float, default=None, help="detector dark level in grey values (pmm, gpmm and the count test; default 0)")
+    m.add_argument(
+        "--gain",
+        type=float,
+        default=None,
+        help="counts per grey level (pmm, gpmm and the count test of --model auto; default 1)",
+    )
+    m.add_argument(
+        "--offset",
+        type=float,
+        default=None,
+        help="detector dark level in grey values (pmm, gpmm and the count test; default 0)",
+    )
     c = p.add_argument_group("checkpoints of long fits (sssc, pmm, gpmm)")
-    c.add_argument("--checkpoint", default=None, help="file the training state is written to every --checkpoint-every epochs")
-    c.add_argument("--checkpoint-every", type=int, default=None, help="epochs between checkpoints (default 10)")
-    c.add_argument("--resume", action="store_true", default=None, help="continue from --checkpoint if it exists (bit-identical results)")
-    p.add_argument("--n-train", type=_n_train, default="auto", help="patch positions to train on: an int, or auto (every patch up to 65536, a random subset beyond; default)")
+    c.add_argument(
+        "--checkpoint",
+        default=None,
+        help="file the training state is written to every --checkpoint-every epochs (with "
+        "several inputs: <name>.<stem><suffix> each)",
+    )
+    c.add_argument(
+        "--checkpoint-every", type=int, default=None, help="epochs between checkpoints (default 10)"
+    )
+    c.add_argument(
+        "--resume",
+        action="store_true",
+        default=None,
+        help="continue from --checkpoint if it exists (bit-identical results)",
+    )
+    p.add_argument(
+        "--n-train",
+        type=_n_train,
+        default="auto",
+        help="patch positions to train on: an int, or auto (every patch up to 65536, a random "
+        "subset beyond; default)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed of the model (default: 0)")
-    p.add_argument("--n-threads", type=int, default=None, help="threads per process (default: all available; under MPI the node's CPUs shared by its ranks)")
-    p.add_argument("--mpi", action="store_true", help="use every MPI rank (detected when started by mpirun/mpiexec/srun)")
+    p.add_argument(
+        "--n-threads",
+        type=int,
+        default=None,
+        help="threads per process (default: all available; under MPI the node's CPUs shared "
+        "by its ranks)",
+    )
+    p.add_argument(
+        "--mpi",
+        action="store_true",
+        help="use every MPI rank (detected when started by mpirun/mpiexec/srun)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
 
 def _add_input_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--page", type=int, default=None, help="only this page of a TIFF stack / section of an MRC stack")
-    p.add_argument("--volume", action="store_true", help="treat a 3-D file as a volume (3-D patches) even if its header says stack")
-    p.add_argument("--crop", default=None, help="region y0:y1,x0:x1 of every section (applied before --bin)")
-    p.add_argument("--bin", type=int, default=1, help="average N x N blocks (IMOD's binning; a remainder is cropped, with a note)")
-    p.add_argument("--decimate", type=int, default=1, help="keep every N-th pixel in each direction")
+    p.add_argument(
+        "--page",
+        type=int,
+        default=None,
+        help="only this page of a TIFF stack / section of an MRC stack",
+    )
+    p.add_argument(
+        "--volume",
+        action="store_true",
+        help="treat a 3-D file as a volume (3-D patches) even if its header says stack",
+    )
+    p.add_argument(
+        "--crop", default=None, help="region y0:y1,x0:x1 of every section (applied before --bin)"
+    )
+    p.add_argument(
+        "--bin",
+        type=int,
+        default=1,
+        help="average N x N blocks (IMOD's binning; a remainder is cropped, with a note)",
+    )
+    p.add_argument(
+        "--decimate", type=int, default=1, help="keep every N-th pixel in each direction"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -404,20 +595,52 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"zse {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("denoise", help="denoise images, stacks and volumes; per input <stem>_mean/<stem>_var, previews, <stem>_fields.png and <stem>.zse.json")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="TIFF, MRC, PNG or JPEG files or quoted patterns (\"dir/*.mrc\")")
+    p = sub.add_parser(
+        "denoise",
+        help="denoise images, stacks and volumes; per input <stem>_mean/<stem>_var, previews, "
+        "<stem>_fields.png and <stem>.zse.json",
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help='TIFF, MRC, PNG or JPEG files or quoted patterns ("dir/*.mrc")',
+    )
     p.add_argument("-o", "--output", required=True, help="output directory")
-    p.add_argument("--format", choices=("mrc", "tif"), default=None, help="output format (default: mrc for MRC inputs, else tif)")
-    p.add_argument("--stats", type=_stats, default=("mean", "var"), help="comma-separated outputs: mean,median,var,pvar,count (default: mean,var)")
-    p.add_argument("--model-file", default=None, help="apply a model written by zse fit instead of fitting one per input")
-    p.add_argument("--per-section", action="store_true", help="stacks: fit a model for each section (default: one model from patches of all sections)")
+    p.add_argument(
+        "--format",
+        choices=("mrc", "tif"),
+        default=None,
+        help="output format (default: mrc for MRC inputs, else tif)",
+    )
+    p.add_argument(
+        "--stats",
+        type=_stats,
+        default=("mean", "var"),
+        help="comma-separated outputs: mean,median,var,pvar,count (default: mean,var)",
+    )
+    p.add_argument(
+        "--model-file",
+        default=None,
+        help="apply a model written by zse fit instead of fitting one per input",
+    )
+    p.add_argument(
+        "--per-section",
+        action="store_true",
+        help="stacks: fit a model for each section (default: one model from patches of all "
+        "sections)",
+    )
     _add_input_options(p)
     _add_model_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=cmd_denoise)
 
-    p = sub.add_parser("fit", help="fit one model on patches of every input and write it to a model file")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="TIFF, MRC, PNG or JPEG files or quoted patterns")
+    p = sub.add_parser(
+        "fit", help="fit one model on patches of every input and write it to a model file"
+    )
+    p.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="TIFF, MRC, PNG or JPEG files or quoted patterns"
+    )
     p.add_argument("-o", "--output", required=True, help="model file to write (e.g. model.zse)")
     _add_input_options(p)
     _add_model_options(p)
@@ -425,8 +648,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("demo", help="denoise a bundled example EM scene")
-    p.add_argument("-o", "--output", default="zse-demo", help="output directory (default: %(default)s)")
-    p.add_argument("--stats", type=_stats, default=("mean", "var"), help="comma-separated outputs (default: mean,var)")
+    p.add_argument(
+        "-o", "--output", default="zse-demo", help="output directory (default: %(default)s)"
+    )
+    p.add_argument(
+        "--stats",
+        type=_stats,
+        default=("mean", "var"),
+        help="comma-separated outputs (default: mean,var)",
+    )
     _add_model_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(max_iter=DEMO_MAX_ITER, func=cmd_demo)

@@ -6,7 +6,8 @@ noise is not Poisson in those units. Counts are non-negative integers whose nois
 with slope 1 (shot noise), where display images show a variance that does not follow the mean
 (Gaussian noise) or follows it with another factor (a gain).
 
-The noise variance of each 16 x 16 block (8 x 8 in small images) is measured from the residual of every pixel against the
+The noise variance of each 16 x 16 block (8 x 8 in small images) is measured from the residual
+of every pixel against the
 mean of its four neighbours (r = x - mean(neighbours); var r = 1.25 sigma^2 for independent
 noise), which smooth structure hardly disturbs; blocks are grouped by their mean brightness, and a
 line variance = slope * mean + intercept is fitted through the groups' medians.
@@ -19,9 +20,10 @@ import numpy as np
 BLOCK = 16
 # Accepted as shot noise: the median ratio variance / mean is about 1, and the slope of variance
 # against mean is not measurably away from 1: |slope - 1| <= max(SLOPE_TOLERANCE, 3 standard
-# errors). Where the brightness hardly varies (large errors) the ratio decides alone. The tolerance leaves out gains of 0.6 or less and 1.6 or more (variance
-# = mean / gain) and Gaussian noise (slope about 0); structure left in small blocks moves the
-# slope of true counts by up to about 0.5 in 96 x 96 test scenes.
+# errors). Where the brightness hardly varies (large errors) the ratio decides alone. The
+# tolerance leaves out gains of 0.6 or less and 1.6 or more (variance = mean / gain) and Gaussian
+# noise (slope about 0); structure left in small blocks moves the slope of true counts by up to
+# about 0.5 in 96 x 96 test scenes.
 RATIO_RANGE = (0.7, 1.5)
 SLOPE_TOLERANCE = 0.6
 
@@ -63,18 +65,29 @@ def count_evidence(image, *, gain: float = 1.0, offset: float = 0.0) -> dict:
     means, variances = means[keep], variances[keep]
     evidence["n_blocks"] = int(len(means))
     if len(means) < 4:
-        evidence.update(counts=False, reason="the image is too small to measure its noise "
-                        f"(fewer than 4 blocks of {block}x{block} pixels with a positive mean)")
+        evidence.update(
+            counts=False,
+            reason="the image is too small to measure its noise "
+            f"(fewer than 4 blocks of {block}x{block} pixels with a positive mean)",
+        )
         return evidence
     ratio = float(np.median(variances / means))
     n_groups = int(min(8, max(2, len(means) // 8)))
     edges = np.quantile(means, np.linspace(0, 1, n_groups + 1))
     group = np.clip(np.searchsorted(edges, means, side="right") - 1, 0, n_groups - 1)
-    centres = np.array([np.median(means[group == g]) for g in range(n_groups) if np.any(group == g)])
-    noise = np.array([np.median(variances[group == g]) for g in range(n_groups) if np.any(group == g)])
+    centres = np.array(
+        [np.median(means[group == g]) for g in range(n_groups) if np.any(group == g)]
+    )
+    noise = np.array(
+        [np.median(variances[group == g]) for g in range(n_groups) if np.any(group == g)]
+    )
     slope, intercept, slope_error = _line(centres, noise)
-    evidence.update(ratio=round(ratio, 4), slope=round(slope, 4), slope_error=round(slope_error, 4),
-                    intercept=round(intercept, 4))
+    evidence.update(
+        ratio=round(ratio, 4),
+        slope=round(slope, 4),
+        slope_error=round(slope_error, 4),
+        intercept=round(intercept, 4),
+    )
     measurable = slope_error * 3 < SLOPE_TOLERANCE
     if not evidence["non_negative"]:
         reason = "some values are negative"
@@ -83,14 +96,21 @@ def count_evidence(image, *, gain: float = 1.0, offset: float = 0.0) -> dict:
     elif not RATIO_RANGE[0] <= ratio <= RATIO_RANGE[1]:
         reason = f"the noise variance is {ratio:.2f} x the mean, not about 1 x (shot noise)"
     elif abs(slope - 1.0) > max(SLOPE_TOLERANCE, 3 * slope_error):
-        reason = (f"the noise variance does not follow the brightness as shot noise does "
-                  f"(slope {slope:.2f} +- {slope_error:.2f} instead of 1)")
+        reason = (
+            f"the noise variance does not follow the brightness as shot noise does "
+            f"(slope {slope:.2f} +- {slope_error:.2f} instead of 1)"
+        )
     else:
-        how = (f"and follows the brightness with slope {slope:.2f} +- {slope_error:.2f}"
-               if measurable else "(the brightness varies too little to measure how the "
-               "variance follows it; --no-counts overrides)")
-        evidence.update(counts=True, reason=(
-            f"non-negative integers whose noise variance is {ratio:.2f} x the mean {how}"))
+        how = (
+            f"and follows the brightness with slope {slope:.2f} +- {slope_error:.2f}"
+            if measurable
+            else "(the brightness varies too little to measure how the "
+            "variance follows it; --no-counts overrides)"
+        )
+        evidence.update(
+            counts=True,
+            reason=(f"non-negative integers whose noise variance is {ratio:.2f} x the mean {how}"),
+        )
         return evidence
     evidence.update(counts=False, reason=reason)
     return evidence
@@ -103,7 +123,7 @@ def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
         return float("nan"), float("nan"), float("inf")
     slope, intercept = np.polyfit(x, y, 1)
     residual = y - (slope * x + intercept)
-    error = np.sqrt(np.sum(residual ** 2) / (len(x) - 2) / np.sum((x - x.mean()) ** 2))
+    error = np.sqrt(np.sum(residual**2) / (len(x) - 2) / np.sum((x - x.mean()) ** 2))
     return float(slope), float(intercept), float(error)
 
 
@@ -125,6 +145,7 @@ def _block_noise(image: np.ndarray, block: int = BLOCK):
 
     def blocks(a):
         return a[: br * block, : bc * block].reshape(br, block, bc, block).mean(axis=(1, 3)).ravel()
+
     return blocks(inner), blocks(residual2)
 
 

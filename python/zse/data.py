@@ -52,6 +52,7 @@ def synthetic_tem(shape=(192, 192), *, dose=20.0, seed=0):
         if any(np.hypot(cy - py, cx - px) < r + pr + 4 for py, px, pr in placed):
             continue
         placed.append((cy, cx, r))
+
     def window(cy, cx, half):
         """Slice of the pixels within ``half`` of (cy, cx): each feature is drawn only where it is
         not negligible (Gaussians cut beyond about 7 widths, below 1e-9), so the cost does not

@@ -62,8 +62,11 @@ def _select_page(n_pages: int, page: int | None, path: Path, what: str = "page")
         msg = (
             f"{path} holds {n_pages} {what}s; pass page=k (--page k on the command line) to "
             f"pick one (0 to {n_pages - 1})"
-            + (", or a 3-D patch size (--patch-size 4x4x4) to denoise the whole volume"
-               if what == "section" else "")
+            + (
+                ", or a 3-D patch size (--patch-size 4x4x4) to denoise the whole volume"
+                if what == "section"
+                else ""
+            )
         )
         raise ValueError(msg)
     if isinstance(page, bool) or not isinstance(page, (int, np.integer)):
@@ -86,7 +89,11 @@ def _check_decoded_size(shape, itemsize: int, path: Path) -> None:
     )
 
 
-_TIFF_PHOTOMETRIC_REFUSED = {3: "a palette (indexed-colour)", 5: "a CMYK (separated)", 8: "a CIELAB"}
+_TIFF_PHOTOMETRIC_REFUSED = {
+    3: "a palette (indexed-colour)",
+    5: "a CMYK (separated)",
+    8: "a CIELAB",
+}
 
 
 def _read_tiff(path: Path, page: int | None) -> np.ndarray:
@@ -400,7 +407,9 @@ def read_info(path) -> ImageInfo:
         raise ValueError(msg) from error
     if suffix in PIL_SUFFIXES:
         return ImageInfo()
-    msg = f"unsupported file type {suffix!r} for {path}; supported: " + ", ".join(SUPPORTED_SUFFIXES)
+    msg = f"unsupported file type {suffix!r} for {path}; supported: " + ", ".join(
+        SUPPORTED_SUFFIXES
+    )
     raise ValueError(msg)
 
 
@@ -412,17 +421,21 @@ def _mrc_info(path: Path) -> ImageInfo:
         nz, ispg = int(header.nz), int(header.ispg)
         size = tuple(float(v) for v in (mrc.voxel_size.x, mrc.voxel_size.y, mrc.voxel_size.z))
         origin = tuple(float(v) for v in (header.origin.x, header.origin.y, header.origin.z))
-        labels = [str(label.decode("ascii", "replace")).rstrip() for label in
-                  header.label[: int(header.nlabl)]]
+        labels = [
+            str(label.decode("ascii", "replace")).rstrip()
+            for label in header.label[: int(header.nlabl)]
+        ]
     if nz == 1:
         kind = "image"
     else:
         # ISPG 0 marks a stack of images; 1 (and the space groups) a volume; .rec is a tomogram.
         kind = "stack" if ispg == 0 and path.suffix.lower() != ".rec" else "volume"
     return ImageInfo(
-        kind=kind, n_sections=nz,
+        kind=kind,
+        n_sections=nz,
         voxel_size=size if any(v > 0 for v in size) else None,
-        origin=origin, labels=[label for label in labels if label],
+        origin=origin,
+        labels=[label for label in labels if label],
     )
 
 
@@ -445,15 +458,22 @@ def _tiff_info(path: Path) -> ImageInfo:
                 pixels_per_unit = numerator / denominator
                 size = _ANGSTROM_PER_UNIT[unit] / pixels_per_unit
                 voxel_size = (size, size, 0.0)
-    return ImageInfo(kind="stack" if n_sections > 1 else "image", n_sections=n_sections,
-                     voxel_size=voxel_size)
+    return ImageInfo(
+        kind="stack" if n_sections > 1 else "image", n_sections=n_sections, voxel_size=voxel_size
+    )
 
 
 ZSE_LABEL = "zse: denoised with zero-shot enhancement"
 
 
-def write_mrc(path, volume, *, overwrite: bool = False, info: ImageInfo | None = None,
-              label: str | None = None) -> Path:
+def write_mrc(
+    path,
+    volume,
+    *,
+    overwrite: bool = False,
+    info: ImageInfo | None = None,
+    label: str | None = None,
+) -> Path:
     """Write a 2-D image or 3-D array as a float32 MRC file (atomically); returns the path.
 
     With ``info`` (from :func:`read_info` of the input) the voxel size, origin and labels are
@@ -592,17 +612,19 @@ def fields_mosaic(model, patch, *, scale: int = 4) -> np.ndarray:
     grid_rows = int(np.ceil(n / grid))
     tile_r, tile_c = rows * scale + 1, cols * scale + 1
     mosaic = np.full((grid_rows * tile_r + 1, grid * tile_c + 1), 255, dtype=np.uint8)
-    for k, field in enumerate(fields):
+    for k, unit in enumerate(fields):
         if hasattr(model, "H"):
-            peak = np.max(np.abs(field))
-            scaled = 0.5 + 0.5 * field / peak if peak > 0 else np.full(field.shape, 0.5)
+            peak = np.max(np.abs(unit))
+            scaled = 0.5 + 0.5 * unit / peak if peak > 0 else np.full(unit.shape, 0.5)
         else:
-            lo, hi = field.min(), field.max()
-            scaled = (field - lo) / (hi - lo) if hi > lo else np.full(field.shape, 0.5)
+            lo, hi = unit.min(), unit.max()
+            scaled = (unit - lo) / (hi - lo) if hi > lo else np.full(unit.shape, 0.5)
         tile = np.kron(np.round(scaled * 255).astype(np.uint8), np.ones((scale, scale), np.uint8))
         r, c = divmod(k, grid)
-        mosaic[1 + r * tile_r : 1 + r * tile_r + rows * scale,
-               1 + c * tile_c : 1 + c * tile_c + cols * scale] = tile
+        mosaic[
+            1 + r * tile_r : 1 + r * tile_r + rows * scale,
+            1 + c * tile_c : 1 + c * tile_c + cols * scale,
+        ] = tile
     return mosaic
 
 
@@ -652,7 +674,8 @@ class OutputSet:
         existing = [str(self.directory / n) for n in self.names if (self.directory / n).exists()]
         if existing and not overwrite:
             msg = (
-                "outputs exist already: " + ", ".join(existing)
+                "outputs exist already: "
+                + ", ".join(existing)
                 + "; pass --overwrite (overwrite=True) to replace them"
             )
             raise FileExistsError(msg)

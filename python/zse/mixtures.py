@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 
 from . import _core
-from ._base import CheckpointError, EMEstimator, check_is_fitted, fingerprint
+from ._base import CheckpointError, EMEstimator, check_is_fitted, check_n_features, fingerprint
 from ._threads import effective_n_threads
 from ._validation import as_patches, check_int
 
@@ -28,6 +28,36 @@ class _PoissonMixture(EMEstimator):
     """
 
     _provides_variance = True
+
+    # PMM's signature; GPMM adds its shape parameters and passes these on.
+    def __init__(
+        self,
+        n_components=256,
+        *,
+        max_iter=50,
+        tol=None,
+        gain=1.0,
+        offset=0.0,
+        random_state=None,
+        n_threads=None,
+        verbose=False,
+        checkpoint=None,
+        checkpoint_every=10,
+        resume=False,
+        comm=None,
+    ):
+        self.n_components = n_components
+        self.max_iter = max_iter
+        self.tol = tol
+        self.gain = gain
+        self.offset = offset
+        self.random_state = random_state
+        self.n_threads = n_threads
+        self.verbose = verbose
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
+        self.resume = resume
+        self.comm = comm
 
     # -- conversion between grey values and counts -------------------------------------------
     def _check_gain_offset(self):
@@ -56,7 +86,8 @@ class _PoissonMixture(EMEstimator):
             peak = float(counts.max())
             if peak < 1.0:
                 msg = (
-                    f"the values lie in [0, {peak:.3g}] and are not integers: they are not electron "
+                    f"the values lie in [0, {peak:.3g}] and are not integers: they are not "
+                    "electron "
                     "counts. Poisson models need counts: convert grey values with gain "
                     "(counts per grey level) and offset, or use the SSSC model, which does not "
                     "depend on the data's units"
@@ -145,8 +176,16 @@ class _PoissonMixture(EMEstimator):
 
     def _estep(self, Y, log_factorials, n_threads, want_hist=False, totals=None, share=None):
         return _core.mixture_estep(
-            Y, self.W_, np.log(self.pi_), self._alpha_array(), 1.0, log_factorials,
-            totals, want_hist, n_threads, share=share,
+            Y,
+            self.W_,
+            np.log(self.pi_),
+            self._alpha_array(),
+            1.0,
+            log_factorials,
+            totals,
+            want_hist,
+            n_threads,
+            share=share,
         )
 
     def _histogram_request(self):
@@ -170,9 +209,7 @@ class _PoissonMixture(EMEstimator):
     def _check_patches_for_estimate(self, patches):
         check_is_fitted(self)
         Y = self._to_counts(patches)
-        if Y.shape[1] != self.n_features_in_:
-            msg = f"patches have {Y.shape[1]} pixels, the model was fitted on {self.n_features_in_}"
-            raise ValueError(msg)
+        check_n_features(self, Y.shape[1])
         return Y
 
     def estimate(self, patches, *, return_variance=False):
@@ -201,20 +238,28 @@ class _PoissonMixture(EMEstimator):
                 var /= gain * gain
         return (est, var) if return_variance else est
 
-    def _estimate_volume(self, volume, patch, stats, positions, median_kind, n_threads,
-                         share=(0, 1)):
+    def _estimate_volume(
+        self, volume, patch, stats, positions, median_kind, n_threads, share=(0, 1)
+    ):
         """Streamed estimate and merge of every patch of a (Z, R, Q) volume (ALGORITHM.md §2.6)."""
-        check_is_fitted(self)
-        D = int(np.prod(patch))
-        if D != self.n_features_in_:
-            msg = f"patches have {D} pixels, the model was fitted on {self.n_features_in_}"
-            raise ValueError(msg)
+        check_n_features(self, int(np.prod(patch)))
         self._to_counts(volume.reshape(-1, volume.shape[-1]))  # negative / non-count checks
         gain, offset = self._check_gain_offset()
         alpha = self._alpha_array()
         return _core.mixture_estimate_volume(
-            volume, patch, self.W_, np.log(self.pi_), alpha, 1.0, offset, gain, stats,
-            median_kind, n_threads, part=share[0], n_parts=share[1],
+            volume,
+            patch,
+            self.W_,
+            np.log(self.pi_),
+            alpha,
+            1.0,
+            offset,
+            gain,
+            stats,
+            median_kind,
+            n_threads,
+            part=share[0],
+            n_parts=share[1],
         )
 
     def _check_fitted_shapes(self):
@@ -250,7 +295,9 @@ class _PoissonMixture(EMEstimator):
         check_is_fitted(self)
         n = check_int(n_samples, "n_samples", 1)
         rng = self._rng(random_state)
-        counts = rng.poisson(self._sample_rates(self._draw_components(n, rng), rng)).astype(np.float64)
+        counts = rng.poisson(self._sample_rates(self._draw_components(n, rng), rng)).astype(
+            np.float64
+        )
         gain, offset = self._check_gain_offset()
         return counts / gain + offset
 
@@ -258,7 +305,12 @@ class _PoissonMixture(EMEstimator):
         """Posterior responsibilities r_nc of every component, shape (n_patches, n_components)."""
         Y = self._check_patches_for_estimate(patches)
         return _core.mixture_responsibilities(
-            Y, self.W_, np.log(self.pi_), self._alpha_array(), 1.0, effective_n_threads(self.n_threads)
+            Y,
+            self.W_,
+            np.log(self.pi_),
+            self._alpha_array(),
+            1.0,
+            effective_n_threads(self.n_threads),
         )
 
     def score(self, patches, y=None) -> float:
@@ -317,35 +369,6 @@ class PMM(_PoissonMixture):
         Components that received (almost) no responsibility in the last epoch.
     """
 
-    def __init__(
-        self,
-        n_components=256,
-        *,
-        max_iter=50,
-        tol=None,
-        gain=1.0,
-        offset=0.0,
-        random_state=None,
-        n_threads=None,
-        verbose=False,
-        checkpoint=None,
-        checkpoint_every=10,
-        resume=False,
-        comm=None,
-    ):
-        self.n_components = n_components
-        self.max_iter = max_iter
-        self.tol = tol
-        self.gain = gain
-        self.offset = offset
-        self.random_state = random_state
-        self.n_threads = n_threads
-        self.verbose = verbose
-        self.checkpoint = checkpoint
-        self.checkpoint_every = checkpoint_every
-        self.resume = resume
-        self.comm = comm
-
     def _init_params(self, Y, seeds):
         C = seeds.shape[0]
         self.W_ = np.maximum(seeds, self._w_floor_counts)
@@ -399,7 +422,6 @@ class GPMM(_PoissonMixture):
         As for :class:`PMM`.
     """
 
-
     def __init__(
         self,
         n_components=256,
@@ -420,22 +442,24 @@ class GPMM(_PoissonMixture):
         resume=False,
         comm=None,
     ):
-        self.n_components = n_components
-        self.max_iter = max_iter
-        self.tol = tol
+        super().__init__(
+            n_components,
+            max_iter=max_iter,
+            tol=tol,
+            gain=gain,
+            offset=offset,
+            random_state=random_state,
+            n_threads=n_threads,
+            verbose=verbose,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+            comm=comm,
+        )
         self.learn_alpha = learn_alpha
         self.class_alpha = class_alpha
         self.alpha_init = alpha_init
         self.alpha_max = alpha_max
-        self.gain = gain
-        self.offset = offset
-        self.random_state = random_state
-        self.n_threads = n_threads
-        self.verbose = verbose
-        self.checkpoint = checkpoint
-        self.checkpoint_every = checkpoint_every
-        self.resume = resume
-        self.comm = comm
 
     _ALPHA_MIN = 1e-6
 
@@ -494,8 +518,12 @@ class GPMM(_PoissonMixture):
                 capped = np.zeros(len(R), dtype=bool)
                 for c in np.flatnonzero(alive):  # one 1-D root find per component
                     alpha[c], capped[c] = _core.solve_alpha(
-                        values, np.ascontiguousarray(hist[c]), R[c : c + 1].copy(), T[c : c + 1].copy(),
-                        self._ALPHA_MIN, float(self.alpha_max),
+                        values,
+                        np.ascontiguousarray(hist[c]),
+                        R[c : c + 1].copy(),
+                        T[c : c + 1].copy(),
+                        self._ALPHA_MIN,
+                        float(self.alpha_max),
                     )
                 self.alpha_ = alpha
                 self.alpha_capped_ = bool(capped.any())
@@ -506,7 +534,8 @@ class GPMM(_PoissonMixture):
         alpha = np.asarray(self.alpha_, dtype=np.float64)
         alpha_c = np.broadcast_to(alpha, R.shape)
         W = self.W_.copy()
-        # Closed-form W for the profile alpha (§6.5): W_c = (beta / alpha_c) * (weighted mean patch).
+        # Closed-form W for the profile alpha (§6.5):
+        # W_c = (beta / alpha_c) * (weighted mean patch).
         W[alive] = S[alive] / (R[alive] * alpha_c[alive])[:, None]
         self.W_ = np.maximum(W, (self._w_floor_counts / alpha_c)[:, None])
         self.pi_ = np.maximum(R / N, _TINY)

@@ -26,7 +26,9 @@ import numpy as np
 MODEL_FORMAT = "zse-model"
 MODEL_VERSION = 1
 # Settings of how a fit runs, not of what it learned: not stored.
-_RUN_PARAMS = frozenset({"n_threads", "verbose", "checkpoint", "checkpoint_every", "resume", "comm"})
+_RUN_PARAMS = frozenset(
+    {"n_threads", "verbose", "checkpoint", "checkpoint_every", "resume", "comm"}
+)
 
 
 class ModelFileError(ValueError):
@@ -44,7 +46,9 @@ def _registry() -> dict:
 def _learned_attributes(model) -> dict:
     names = [n for n in vars(model) if n.endswith("_") and not n.startswith("__")]
     names += [n for n in getattr(type(model), "_model_file_private", ()) if hasattr(model, n)]
-    return {n: getattr(model, n) for n in names if n not in getattr(type(model), "_model_file_skip", ())}
+    return {
+        n: getattr(model, n) for n in names if n not in getattr(type(model), "_model_file_skip", ())
+    }
 
 
 def save_model(model, path, *, patch_size=None, overwrite: bool = True) -> Path:
@@ -70,7 +74,9 @@ def save_model(model, path, *, patch_size=None, overwrite: bool = True) -> Path:
     from ._base import check_is_fitted
     from .io import _prepare_output, _write_atomically
 
-    if type(model).__name__ not in _registry() or not isinstance(model, _registry()[type(model).__name__]):
+    if type(model).__name__ not in _registry() or not isinstance(
+        model, _registry()[type(model).__name__]
+    ):
         msg = f"only zse models can be saved, got {type(model).__name__}"
         raise TypeError(msg)
     check_is_fitted(model)
@@ -127,12 +133,15 @@ def _read(path):
     try:
         with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as npz:
             meta = json.loads(str(npz["meta"][()]))
-            arrays = {k[len("array__"):]: np.array(npz[k]) for k in npz.files if k.startswith("array__")}
+            arrays = {
+                k[len("array__") :]: np.array(npz[k]) for k in npz.files if k.startswith("array__")
+            }
     except Exception as error:  # noqa: BLE001 - any decoding failure means a bad file
         msg = f"{path} is not a readable zse model file (corrupt or of another kind): {error}"
         raise ModelFileError(msg) from error
     if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
-        msg = f"{path} is not a zse model file (format {meta.get('format') if isinstance(meta, dict) else None!r})"
+        found = meta.get("format") if isinstance(meta, dict) else None
+        msg = f"{path} is not a zse model file (format {found!r})"
         raise ModelFileError(msg)
     if meta.get("version") != MODEL_VERSION:
         msg = (

@@ -8,7 +8,7 @@ variance accept ``estimate(patches, return_variance=True)`` and return ``(mean, 
 from __future__ import annotations
 
 from . import _core
-from ._base import BaseEstimator, check_is_fitted
+from ._base import BaseEstimator, check_is_fitted, check_n_features
 from ._validation import as_patches
 
 
@@ -46,17 +46,17 @@ class Identity(BaseEstimator):
             msg = "Identity provides no predictive variance"
             raise ValueError(msg)
         patches = as_patches(patches)
-        if patches.shape[1] != self.n_features_in_:
-            msg = f"patches have {patches.shape[1]} features, the model was fitted on {self.n_features_in_}"
-            raise ValueError(msg)
+        check_n_features(self, patches.shape[1])
         return patches.copy()
 
-    def _estimate_volume(self, volume, patch, stats, positions, median_kind, n_threads,
-                         share=(0, 1)):
+    def _estimate_volume(
+        self, volume, patch, stats, positions, median_kind, n_threads, share=(0, 1)
+    ):
         """Streamed merge of every patch of a (Z, R, Q) volume: the input's statistics."""
         check_is_fitted(self)
-        return _core.identity_estimate_volume(volume, patch, stats, median_kind, n_threads,
-                                              part=share[0], n_parts=share[1])
+        return _core.identity_estimate_volume(
+            volume, patch, stats, median_kind, n_threads, part=share[0], n_parts=share[1]
+        )
 
 
 def _registry():

@@ -58,8 +58,9 @@ def extract_patches(image, patch_size, *, n_threads=None) -> np.ndarray:
         patch = as_patch_shape(patch_size, 3)
         check_volume_fits(volume.shape, patch)
         n = int(np.prod([s - p + 1 for s, p in zip(volume.shape, patch)]))
-        return _core.gather_patches(volume, patch, np.arange(n, dtype=np.int64),
-                                    effective_n_threads(n_threads))
+        return _core.gather_patches(
+            volume, patch, np.arange(n, dtype=np.int64), effective_n_threads(n_threads)
+        )
     image = as_image(volume)
     ph, pw = as_patch_size(patch_size)
     check_fits(image.shape, (ph, pw))
@@ -124,8 +125,9 @@ def merge_patches(
         and hasattr(image_shape, "__len__")
         and len(image_shape) == 3
     ):
-        return _merge_volume(estimates, image_shape, patch_size, stats, weights, median_kind,
-                             n_threads)
+        return _merge_volume(
+            estimates, image_shape, patch_size, stats, weights, median_kind, n_threads
+        )
     image_shape = as_image_shape(image_shape)
     ph, pw = as_patch_size(patch_size)
     check_fits(image_shape, (ph, pw))
@@ -203,5 +205,6 @@ def _merge_volume(estimates, shape, patch_size, stats, weights, median_kind, n_t
         )
         raise ValueError(msg)
     array = np.ascontiguousarray(array, dtype=np.float64)
-    return _core.merge_volume(array, shape, patch, list(stats), None, median_kind,
-                              effective_n_threads(n_threads))
+    return _core.merge_volume(
+        array, shape, patch, list(stats), None, median_kind, effective_n_threads(n_threads)
+    )

@@ -171,7 +171,9 @@ def reconstruct(
     patch = as_patch_shape(default if patch_size is None else patch_size, volume.ndim)
     check_volume_fits(volume.shape, patch)
     if "pvar" in stats and not supports_variance(model):
-        msg = f"stat 'pvar' needs a model with a predictive variance; {type(model).__name__} has none"
+        msg = (
+            f"stat 'pvar' needs a model with a predictive variance; {type(model).__name__} has none"
+        )
         raise ValueError(msg)
     if median_kind not in ("average", "lower"):
         msg = f"median_kind must be 'average' or 'lower', got {median_kind!r}"
@@ -221,8 +223,11 @@ def reconstruct(
     if fitted_features is None:
         t = time.perf_counter()
         train = _core.gather_patches(volume3, patch3, positions, threads)
-        log(f"gathered {len(positions)} of {n_patches} patches of {'x'.join(map(str, patch))} "
-            "pixels for training", t)
+        log(
+            f"gathered {len(positions)} of {n_patches} patches of {'x'.join(map(str, patch))} "
+            "pixels for training",
+            t,
+        )
         t = time.perf_counter()
         with _fitting_on(model, comm if team is not None else None):
             model.fit(train)
@@ -232,9 +237,12 @@ def reconstruct(
     t = time.perf_counter()
     if team is not None:
         # Each rank finishes whole bands of rows (slices); rank 0 gathers them in rank order.
-        merged = team.run(lambda: model._estimate_volume(
-            volume3, patch3, list(stats), positions, median_kind, threads, share=team.share
-        ), gather=False)
+        merged = team.run(
+            lambda: model._estimate_volume(
+                volume3, patch3, list(stats), positions, median_kind, threads, share=team.share
+            ),
+            gather=False,
+        )
         axis = 1 if volume.ndim == 2 else 0  # rows of the (1, R, Q) view, or slices
         full = {name: team.gather_slices(merged[name], axis) for name in stats}
         log(f"estimated and merged every patch on {team.size} ranks: {', '.join(stats)}", t)
@@ -271,6 +279,7 @@ def _has_streamed_estimate(model) -> bool:
     A subclass that overrides ``estimate`` (but inherits ``_estimate_volume``) gets the matrix
     path, so its own estimate is what is used.
     """
+
     def owner(name):
         for cls in type(model).__mro__:
             if name in vars(cls):
@@ -311,11 +320,13 @@ def _estimate_matrix(image, patch, model, stats, median_kind, n_threads) -> dict
     merge_stats = [s for s in stats if s != "pvar"]
     if "pvar" in stats and "var" not in merge_stats:
         merge_stats.append("var")
-    merged = merge_patches(estimates, image.shape, patch, merge_stats, median_kind=median_kind,
-                           n_threads=n_threads)
+    merged = merge_patches(
+        estimates, image.shape, patch, merge_stats, median_kind=median_kind, n_threads=n_threads
+    )
     if predictive is not None:
         # Law of total variance over the patches covering a pixel (ALGORITHM.md §2.5, V2).
-        mean_predictive = merge_patches(predictive, image.shape, patch, ("mean",),
-                                        n_threads=n_threads)["mean"]
+        mean_predictive = merge_patches(
+            predictive, image.shape, patch, ("mean",), n_threads=n_threads
+        )["mean"]
         merged["pvar"] = mean_predictive + merged["var"]
     return {name: merged[name] for name in stats}

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 
 from . import _core
-from ._base import CheckpointError, EMEstimator, check_is_fitted, fingerprint
+from ._base import CheckpointError, EMEstimator, check_is_fitted, check_n_features, fingerprint
 from ._scaling import data_scaling
 from ._threads import effective_n_threads
 from ._validation import as_patches, check_int
@@ -20,12 +20,17 @@ from ._validation import as_patches, check_int
 SELECTIONS = ("fit", "rand")
 MUTATIONS = ("randflip", "sparseflip", "cross", "cross_randflip", "cross_sparseflip")
 UPDATES = ("exact", "reference")
+INITS = ("evo", "patches")
+# Epochs over which the stopping rule averages the free-energy gain (ES3C's free energy moves in
+# small steps and occasionally dips when a search replaces states).
+TOL_WINDOW = 5
 
 
 class SSSC(EMEstimator):
     """Spike-and-slab sparse coding of image patches, trained by evolutionary EM (ES3C).
 
-    A patch y (D pixels) is generated as y = b + W (s * z) + noise with binary s_h ~ Bernoulli(pi_h),
+    A patch y (D pixels) is generated as y = b + W (s * z) + noise with binary
+    s_h ~ Bernoulli(pi_h),
     Gaussian slabs z ~ N(mu, Psi) and white noise of variance sigma2, all learned from the noisy
     patches themselves (the noise level is never given). Each patch keeps a set of S latent
     states that an evolutionary search improves every epoch; the posterior is truncated to that
@@ -62,6 +67,13 @@ class SSSC(EMEstimator):
         30% faster). The default is the one with the higher mean PSNR on bench/denoise_table.py
         (29.20 vs 29.17 dB on house, peppers and cameraman at sigma 15, 25, 50; see
         bench/README.md).
+    init : {"evo", "patches"}
+        Initial parameters: tvlearn/evo's standard one (every field near the mean patch plus
+        noise; ALGORITHM.md §3.7), or data-driven: the bias is the mean patch and the fields are
+        H distinct training patches minus the mean, drawn with the seed (§3.7).
+    tol : float, optional
+        Stop early when the free energy gained less than ``tol`` nats per pixel and epoch,
+        averaged over the last 5 epochs (unit-independent; None runs ``max_iter`` epochs).
     n_estimate_sweeps : int
         Evolutionary sweeps (with the learned parameters fixed) used to find states for patches
         other than the training patches from fresh states (in :meth:`estimate`, :meth:`score`,
@@ -113,7 +125,7 @@ class SSSC(EMEstimator):
         Wall-clock seconds of every epoch (E-step, state search and M-step).
     n_iter_ : int
     converged_ : bool
-        Always False (SSSC runs ``max_iter`` epochs).
+        True when ``tol`` stopped the fit before ``max_iter``.
     n_dead_units_ : int
         Units that received no posterior mass in the last M-step (their fields were kept).
     K_ : ndarray of shape (n_patches, n_states, words), uint64
@@ -138,6 +150,8 @@ class SSSC(EMEstimator):
         p_init=None,
         max_iter=100,
         updates="reference",
+        init="evo",
+        tol=None,
         n_estimate_sweeps=10,
         n_warm_sweeps=30,
         random_state=None,
@@ -159,6 +173,8 @@ class SSSC(EMEstimator):
         self.p_init = p_init
         self.max_iter = max_iter
         self.updates = updates
+        self.init = init
+        self.tol = tol
         self.n_estimate_sweeps = n_estimate_sweeps
         self.n_warm_sweeps = n_warm_sweeps
         self.random_state = random_state
@@ -206,7 +222,37 @@ class SSSC(EMEstimator):
         if not 0 < p_init < 1:
             msg = f"p_init must be in (0, 1), got {self.p_init!r}"
             raise ValueError(msg)
+        if self.init not in INITS:
+            msg = f"init must be one of {INITS}, got {self.init!r}"
+            raise ValueError(msg)
+        if self.tol is not None and not (np.isfinite(float(self.tol)) and float(self.tol) >= 0):
+            msg = f"tol must be None or a finite number >= 0, got {self.tol!r}"
+            raise ValueError(msg)
         return H, S, p_init
+
+    @staticmethod
+    def _patch_params(Y, H, rng):
+        """Data-driven initialisation (ALGORITHM.md §3.7): the mean patch as bias and H distinct
+        training patches minus it as fields, with pi = min(1/2, 2/H), mu = 0, Psi = I and sigma2
+        the mean per-pixel variance. Returns the parameters and the bias (standardised units)."""
+        N, D = Y.shape
+        mean = Y.mean(axis=0)
+        chosen = rng.choice(N, size=H, replace=N < H)
+        sigma2 = float(np.mean(np.var(Y, axis=0))) + 0.001
+        fields = (Y[chosen] - mean).T
+        # Constant patches would give zero fields: give those a little noise to break the tie.
+        norms = np.linalg.norm(fields, axis=0)
+        weak = norms < 1e-8
+        if weak.any():
+            fields[:, weak] = rng.normal(0.0, np.sqrt(sigma2) / 4.0, size=(D, int(weak.sum())))
+        params = {
+            "pi": np.full(H, min(0.5, 2.0 / H)),
+            "mu": np.zeros(H),
+            "Psi": np.eye(H),
+            "sigma2": sigma2,
+            "W": np.ascontiguousarray(fields),
+        }
+        return params, mean
 
     @staticmethod
     def _initial_params(Y, H, rng):
@@ -221,17 +267,53 @@ class SSSC(EMEstimator):
             "W": Y.mean(axis=0)[:, None] + rng.normal(0.0, np.sqrt(sigma2) / 4.0, size=(D, H)),
         }
 
-    def _estep(self, Y, K, epoch, *, evolve=True, n_sweeps=1, want_stats=False,
-               want_estimates=False, want_variance=False, want_lpj=False, n_threads=1,
-               share=None):
+    def _estep(
+        self,
+        Y,
+        K,
+        epoch,
+        *,
+        evolve=True,
+        n_sweeps=1,
+        want_stats=False,
+        want_estimates=False,
+        want_variance=False,
+        want_lpj=False,
+        n_threads=1,
+        share=None,
+    ):
         """The C++ E-step on standardised patches with the standardised parameters."""
         return _core.sssc_estep(
-            Y, self._W_std, self.pi_, self.mu_, self.Psi_, float(self._sigma2_std), K,
-            self._seed, epoch, evolve, n_sweeps, int(self.n_parents), int(self.n_children),
-            int(self.n_generations), self.selection, self.mutation,
-            float(self.bitflip_prob or 0.0), want_stats, want_estimates, want_variance,
-            want_lpj, n_threads, share=share,
+            Y,
+            self._W_std,
+            self.pi_,
+            self.mu_,
+            self.Psi_,
+            float(self._sigma2_std),
+            K,
+            seed=self._seed,
+            epoch=epoch,
+            evolve=evolve,
+            n_sweeps=n_sweeps,
+            want_stats=want_stats,
+            want_estimates=want_estimates,
+            want_variance=want_variance,
+            want_lpj=want_lpj,
+            n_threads=n_threads,
+            share=share,
+            **self._search_settings(),
         )
+
+    def _search_settings(self) -> dict:
+        """The evolutionary search's settings, as the kernels take them (ALGORITHM.md §4.7)."""
+        return {
+            "n_parents": int(self.n_parents),
+            "n_children": int(self.n_children),
+            "n_generations": int(self.n_generations),
+            "selection": self.selection,
+            "mutation": self.mutation,
+            "bitflip_prob": float(self.bitflip_prob or 0.0),
+        }
 
     def _training_stats(self, work, epoch, n_threads):
         """The statistics of one training E-step: here, or summed over the MPI ranks' chunk
@@ -241,8 +323,9 @@ class SSSC(EMEstimator):
             return self._estep(work, self._K, epoch, want_stats=True, n_threads=n_threads)["stats"]
         H, D = self._W_std.shape[1], self._W_std.shape[0]
         return team.sum_chunk_partials(
-            lambda: self._estep(work, self._K, epoch, want_stats=True, n_threads=n_threads,
-                                share=team.share)["chunk_stats"],
+            lambda: self._estep(
+                work, self._K, epoch, want_stats=True, n_threads=n_threads, share=team.share
+            )["chunk_stats"],
             lambda partials: _core.sum_sssc_stats(partials, H, D),
         )
 
@@ -267,7 +350,14 @@ class SSSC(EMEstimator):
         self._bias_std = np.zeros(Y.shape[1])
         self._work = self._centred(Y)  # the patches the kernels see, refreshed every epoch
         self._column_means = self._work.mean(axis=0)
-        params = self._initial_params(self._work, H, np.random.default_rng(seed))
+        rng = np.random.default_rng(seed)
+        if self.init == "patches":
+            params, mean = self._patch_params(self._work, H, rng)
+            self._bias_std = mean
+            self._work = self._centred(Y)
+            self._column_means = self._work.mean(axis=0)
+        else:
+            params = self._initial_params(self._work, H, rng)
         self._W_std, self.pi_, self.mu_ = params["W"], params["pi"], params["mu"]
         self.Psi_, self._sigma2_std = params["Psi"], params["sigma2"]
         self.n_dead_units_ = 0
@@ -289,7 +379,13 @@ class SSSC(EMEstimator):
         stats = self._training_stats(work, epoch, n_threads)
         free_energy = stats.log_joint_sum / N - self._log_scale_per_patch()
         update = _core.sssc_mstep(
-            stats, N, self._W_std, self.pi_, self.mu_, self.Psi_, float(self._sigma2_std),
+            stats,
+            N,
+            self._W_std,
+            self.pi_,
+            self.mu_,
+            self.Psi_,
+            float(self._sigma2_std),
             self.updates == "exact",
         )
         self._W_std, self.pi_, self.mu_ = update["W"], update["pi"], update["mu"]
@@ -306,6 +402,15 @@ class SSSC(EMEstimator):
             f"new states/patch {stats.n_new_states / N:.2f}  "
             f"replaced/patch {stats.n_replaced / N:.2f}"
         )
+
+    def _converged(self, objectives) -> bool:
+        # A difference of free energies per patch does not depend on the data's units (the
+        # -D log a of ALGORITHM.md §3.10 cancels); per pixel and epoch it is comparable across
+        # patch sizes.
+        if self.tol is None or len(objectives) <= TOL_WINDOW:
+            return False
+        gain = (objectives[-1] - objectives[-1 - TOL_WINDOW]) / TOL_WINDOW
+        return gain / self._W_std.shape[0] < float(self.tol)
 
     def _variance_unit(self) -> np.float64:
         """data_scale_ squared; a warning where that leaves float64's range."""
@@ -326,8 +431,12 @@ class SSSC(EMEstimator):
 
     def _state_arrays(self):
         return {
-            "W": self._W_std, "pi": self.pi_, "mu": self.mu_, "Psi": self.Psi_,
-            "sigma2": np.float64(self._sigma2_std), "K": self._full_state_sets(),
+            "W": self._W_std,
+            "pi": self.pi_,
+            "mu": self.mu_,
+            "Psi": self.Psi_,
+            "sigma2": np.float64(self._sigma2_std),
+            "K": self._full_state_sets(),
             "bias": self._bias_std,
             "n_dead_units": np.int64(self.n_dead_units_),
         }
@@ -359,11 +468,19 @@ class SSSC(EMEstimator):
 
     def _check_fitted_shapes(self):
         D, H = self.n_features_in_, int(self.H)
-        expected = {"W_": (D, H), "_W_std": (D, H), "pi_": (H,), "mu_": (H,), "Psi_": (H, H),
-                    "bias_": (D,), "_bias_std": (D,)}
+        expected = {
+            "W_": (D, H),
+            "_W_std": (D, H),
+            "pi_": (H,),
+            "mu_": (H,),
+            "Psi_": (H, H),
+            "bias_": (D,),
+            "_bias_std": (D,),
+        }
         for name, shape in expected.items():
             if np.shape(getattr(self, name)) != shape:
-                msg = f"{name} has shape {np.shape(getattr(self, name))}, expected {shape} (H={H}, D={D})"
+                found = np.shape(getattr(self, name))
+                msg = f"{name} has shape {found}, expected {shape} (H={H}, D={D})"
                 raise ValueError(msg)
         for name in ("sigma2_", "_sigma2_std", "data_scale_", "data_offset_"):
             setattr(self, name, float(getattr(self, name)))
@@ -415,9 +532,7 @@ class SSSC(EMEstimator):
     def _prepare(self, patches):
         check_is_fitted(self)
         Y = as_patches(patches)
-        if Y.shape[1] != self.n_features_in_:
-            msg = f"patches have {Y.shape[1]} pixels, the model was fitted on {self.n_features_in_}"
-            raise ValueError(msg)
+        check_n_features(self, Y.shape[1])
         return Y
 
     def estimate(self, patches, *, return_variance=False):
@@ -443,8 +558,15 @@ class SSSC(EMEstimator):
         Y = self._prepare(patches)
         n_threads = effective_n_threads(self.n_threads)
         K, sweeps = self._states_for(Y, n_threads)
-        out = self._estep(self._centred(Y), K, 10**9, n_sweeps=sweeps, want_estimates=True,
-                          want_variance=bool(return_variance), n_threads=n_threads)
+        out = self._estep(
+            self._centred(Y),
+            K,
+            10**9,
+            n_sweeps=sweeps,
+            want_estimates=True,
+            want_variance=bool(return_variance),
+            n_threads=n_threads,
+        )
         estimates = out["estimates"]
         estimates *= self.data_scale_
         estimates += self.bias_
@@ -462,33 +584,48 @@ class SSSC(EMEstimator):
         Y = self._prepare(patches)
         n_threads = effective_n_threads(self.n_threads)
         K, sweeps = self._states_for(Y, n_threads)
-        stats = self._estep(self._centred(Y), K, 10**9, n_sweeps=sweeps,
-                            n_threads=n_threads)["stats"]
+        stats = self._estep(self._centred(Y), K, 10**9, n_sweeps=sweeps, n_threads=n_threads)[
+            "stats"
+        ]
         return stats.log_joint_sum / Y.shape[0] - self._log_scale_per_patch()
 
-    def _estimate_volume(self, volume, patch, stats, positions, median_kind, n_threads,
-                         share=(0, 1)):
+    def _estimate_volume(
+        self, volume, patch, stats, positions, median_kind, n_threads, share=(0, 1)
+    ):
         """Streamed estimate and merge of every patch of a (Z, R, Q) volume (ALGORITHM.md §2.6).
 
         ``positions`` are the sorted training positions when this model was just fitted on
         exactly those patches (their learned state sets are the starting point there).
         """
-        check_is_fitted(self)
+        check_n_features(self, int(np.prod(patch)))
         H, S, p_init = self._check_params()
-        D = int(np.prod(patch))
-        if D != self.n_features_in_:
-            msg = f"patches have {D} pixels, the model was fitted on {self.n_features_in_}"
-            raise ValueError(msg)
         if len(positions) != self.K_.shape[0]:
             positions = np.zeros(0, dtype=np.int64)
         states = self.K_ if len(positions) else np.zeros((0, S, self.K_.shape[2]), np.uint64)
         return _core.sssc_estimate_volume(
-            volume, patch, self._W_std, self.pi_, self.mu_, self.Psi_, float(self._sigma2_std),
-            np.ascontiguousarray(self.bias_), float(self.data_scale_), states,
-            np.ascontiguousarray(positions, dtype=np.int64), S, p_init, self._seed,
-            (self._seed + 1) % 2**64, int(self.n_parents), int(self.n_children),
-            int(self.n_generations), self.selection, self.mutation,
-            float(self.bitflip_prob or 0.0), 1, True, int(self.n_warm_sweeps),
-            int(self.n_estimate_sweeps), stats, median_kind, n_threads,
-            part=share[0], n_parts=share[1],
+            volume,
+            patch,
+            self._W_std,
+            self.pi_,
+            self.mu_,
+            self.Psi_,
+            float(self._sigma2_std),
+            bias=np.ascontiguousarray(self.bias_),
+            scale=float(self.data_scale_),
+            train_states=states,
+            train_positions=np.ascontiguousarray(positions, dtype=np.int64),
+            n_states=S,
+            p_init=p_init,
+            seed=self._seed,
+            fresh_seed=(self._seed + 1) % 2**64,
+            train_sweeps=1,
+            warm_start=True,
+            warm_sweeps=int(self.n_warm_sweeps),
+            fresh_sweeps=int(self.n_estimate_sweeps),
+            stats=stats,
+            median_kind=median_kind,
+            n_threads=n_threads,
+            part=share[0],
+            n_parts=share[1],
+            **self._search_settings(),
         )

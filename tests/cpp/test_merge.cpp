@@ -58,8 +58,10 @@ int main() {
             CHECK(median[p] == ref_median[p]);
             CHECK(count[p] == static_cast<double>(grid.coverage(p / grid.cols, p % grid.cols)));
         }
-        if (first_mean.empty()) first_mean = mean;
-        else CHECK(first_mean == mean);  // bit-identical across thread counts
+        if (first_mean.empty())
+            first_mean = mean;
+        else
+            CHECK(first_mean == mean);  // bit-identical across thread counts
     }
 
     // A NaN estimate is an error, not a silently propagated NaN pixel.
@@ -68,12 +70,12 @@ int main() {
     std::vector<double> mean(P);
     zse::MergeOutputs only_mean;
     only_mean.mean = mean.data();
-    CHECK_THROWS(zse::merge_patches(bad.data(), grid, nullptr, only_mean,
-                                    zse::MedianKind::average, 2));
+    CHECK_THROWS(
+        zse::merge_patches(bad.data(), grid, nullptr, only_mean, zse::MedianKind::average, 2));
     zse::MergeOutputs only_median;
     only_median.median = mean.data();
-    CHECK_THROWS(zse::merge_patches(bad.data(), grid, nullptr, only_median,
-                                    zse::MedianKind::average, 1));
+    CHECK_THROWS(
+        zse::merge_patches(bad.data(), grid, nullptr, only_median, zse::MedianKind::average, 1));
     // Weights must be positive.
     std::vector<double> weights(N, 1.0);
     weights[3] = 0.0;

@@ -29,7 +29,8 @@ int main() {
         // Derivative of log Gamma by a central difference.
         const double h = 1e-5 * std::max(1.0, x);
         if (x > 1e-3) {
-            CHECK_CLOSE(zse::digamma(x), (zse::log_gamma(x + h) - zse::log_gamma(x - h)) / (2 * h), 1e-8);
+            CHECK_CLOSE(zse::digamma(x), (zse::log_gamma(x + h) - zse::log_gamma(x - h)) / (2 * h),
+                        1e-8);
         }
     }
     CHECK(std::isnan(zse::digamma(-1.0)));

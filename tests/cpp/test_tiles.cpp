@@ -130,9 +130,9 @@ int main() {
         }
     }
     for (int threads : {1, 2, 3}) {
-        check_volume(1, 37, 23, 1, 4, 3, threads);   // an image: bands of corner rows
-        check_volume(1, 5, 5, 1, 5, 5, threads);     // one patch
-        check_volume(6, 7, 8, 2, 3, 2, threads);     // a volume: bands of corner slices
+        check_volume(1, 37, 23, 1, 4, 3, threads);  // an image: bands of corner rows
+        check_volume(1, 5, 5, 1, 5, 5, threads);    // one patch
+        check_volume(6, 7, 8, 2, 3, 2, threads);    // a volume: bands of corner slices
         check_volume(5, 4, 6, 3, 1, 2, threads);
     }
     // Non-finite estimates are reported, not merged.

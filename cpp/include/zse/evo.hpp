@@ -12,24 +12,31 @@ namespace zse {
 /// xoshiro256** seeded through splitmix64 from (seed, epoch, item): one independent stream per
 /// patch and epoch, so results do not depend on which thread handles a patch.
 class Rng {
-   public:
+ public:
     Rng(std::uint64_t seed, std::uint64_t epoch, std::uint64_t item);
     std::uint64_t next();
     double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }  ///< [0, 1)
     /// Uniform integer in [0, n), n >= 1 (multiply-shift; bias < n / 2^64).
     index_t below(index_t n) {
         __extension__ typedef unsigned __int128 u128;  // GCC/Clang extension, 64x64 -> 128 bits
-        return static_cast<index_t>((static_cast<u128>(next()) * static_cast<std::uint64_t>(n)) >> 64);
+        return static_cast<index_t>((static_cast<u128>(next()) * static_cast<std::uint64_t>(n)) >>
+                                    64);
     }
 
-   private:
+ private:
     std::uint64_t s_[4];
 };
 
 /// Bits of a state: h-th latent in word h / 64, bit h % 64.
-inline index_t state_words(index_t H) { return (H + 63) / 64; }
-inline bool get_bit(const std::uint64_t* s, index_t h) { return (s[h >> 6] >> (h & 63)) & 1u; }
-inline void flip_bit(std::uint64_t* s, index_t h) { s[h >> 6] ^= std::uint64_t{1} << (h & 63); }
+inline index_t state_words(index_t H) {
+    return (H + 63) / 64;
+}
+inline bool get_bit(const std::uint64_t* s, index_t h) {
+    return (s[h >> 6] >> (h & 63)) & 1u;
+}
+inline void flip_bit(std::uint64_t* s, index_t h) {
+    s[h >> 6] ^= std::uint64_t{1} << (h & 63);
+}
 inline bool same_state(const std::uint64_t* a, const std::uint64_t* b, index_t words) {
     for (index_t w = 0; w < words; ++w)
         if (a[w] != b[w]) return false;
@@ -42,7 +49,7 @@ enum class Mutation { randflip, sparseflip, cross, cross_randflip, cross_sparsef
 
 struct EvoConfig {
     index_t n_parents = 10;
-    index_t n_children = 1;     ///< per parent, for randflip / sparseflip
+    index_t n_children = 1;  ///< per parent, for randflip / sparseflip
     index_t n_generations = 1;
     Selection selection = Selection::fit;
     Mutation mutation = Mutation::randflip;
@@ -67,8 +74,8 @@ void mutate(const std::uint64_t* parents, index_t n_parents, index_t H, const Ev
             Rng& rng, std::vector<std::uint64_t>& children);
 
 /// The initial state set of one patch (S states), from the (seed, epoch = 0, stream) stream.
-void init_patch_states(std::uint64_t* Kn, std::uint64_t stream, index_t S, index_t H,
-                       double p_init, std::uint64_t seed);
+void init_patch_states(std::uint64_t* Kn, std::uint64_t stream, index_t S, index_t H, double p_init,
+                       std::uint64_t seed);
 /// Throws std::invalid_argument unless S states of H units can be drawn with p_init.
 void check_state_settings(index_t S, index_t H, double p_init);
 

@@ -41,8 +41,8 @@ struct MixtureStats {
 
 /// Distinct patch totals and, per patch, the index of its total (for the alpha equations).
 struct TotalsIndex {
-    std::vector<double> values;   ///< K distinct totals, ascending
-    std::vector<double> counts;   ///< K: number of patches with that total
+    std::vector<double> values;          ///< K distinct totals, ascending
+    std::vector<double> counts;          ///< K: number of patches with that total
     std::vector<std::int32_t> of_patch;  ///< N: index into values
 };
 
@@ -57,8 +57,8 @@ void sum_log_factorials(const double* Y, index_t N, index_t D, double* out, int 
 /// Patches are processed in chunks fixed by N alone, reduced in chunk order, so results do not
 /// depend on n_threads. The N x C log-joints are computed in cache-sized blocks, never stored.
 MixtureStats mixture_estep(const double* Y, index_t N, const MixtureParams& params,
-                           const double* log_factorials, const TotalsIndex* totals,
-                           bool want_hist, int n_threads);
+                           const double* log_factorials, const TotalsIndex* totals, bool want_hist,
+                           int n_threads);
 
 /// The fixed chunks the mixture kernels split N patches into (ALGORITHM.md §7.2).
 FixedChunks mixture_chunks(index_t N);

@@ -7,13 +7,13 @@ namespace zse {
 
 /// All Ph x Pw windows of an R x Q image at stride 1 (ALGORITHM.md §2.1).
 ///
-/// Patch n has its top-left corner at (r0, c0) with n = r0 * patch_cols() + c0 (row-major over
+/// Patch n has its top-left corner at (r0, c0) with n = r0 * corner_cols() + c0 (row-major over
 /// corners); pixel d = i * Pw + j of patch n is image[r0 + i, c0 + j] (row-major inside a patch).
 struct PatchGrid {
-    index_t rows = 0;          ///< image rows R
-    index_t cols = 0;          ///< image columns Q
-    index_t patch_rows = 0;    ///< Ph
-    index_t patch_cols_ = 0;   ///< Pw
+    index_t rows = 0;         ///< image rows R
+    index_t cols = 0;         ///< image columns Q
+    index_t patch_rows = 0;   ///< Ph
+    index_t patch_cols_ = 0;  ///< Pw
 
     PatchGrid() = default;
     /// Throws std::invalid_argument unless 1 <= Ph <= R and 1 <= Pw <= Q.

@@ -49,12 +49,11 @@ inline ChunkShare share_of(const FixedChunks& chunks, int part, int n_parts) {
 /// returned in chunk order. A chunk is worked on by one thread from its first item to its last,
 /// so a partial depends on the chunk's items only.
 template <class Partial, class Body>
-std::vector<Partial> chunk_partials(const FixedChunks& chunks, ChunkShare share, int n_threads,
-                                    Body&& body) {
-    std::vector<Partial> partials(static_cast<std::size_t>(std::max<index_t>(0, share.last - share.first)));
-    parallel_for(static_cast<index_t>(partials.size()), n_threads, [&](index_t i) {
-        body(share.first + i, partials[static_cast<std::size_t>(i)]);
-    });
+std::vector<Partial> chunk_partials(ChunkShare share, int n_threads, Body&& body) {
+    std::vector<Partial> partials(
+        static_cast<std::size_t>(std::max<index_t>(0, share.last - share.first)));
+    parallel_for(static_cast<index_t>(partials.size()), n_threads,
+                 [&](index_t i) { body(share.first + i, partials[static_cast<std::size_t>(i)]); });
     return partials;
 }
 

@@ -19,11 +19,21 @@ typedef double v4d __attribute__((vector_size(32)));
 // Same type with 8-byte alignment, for loads and stores at any double address.
 typedef double v4d_unaligned __attribute__((vector_size(32), aligned(8)));
 
-ZSE_SIMD_INLINE v4d load(const double* p) { return *reinterpret_cast<const v4d_unaligned*>(p); }
-ZSE_SIMD_INLINE void store(double* p, v4d v) { *reinterpret_cast<v4d_unaligned*>(p) = v; }
-ZSE_SIMD_INLINE v4d broadcast(double x) { return v4d{x, x, x, x}; }
-ZSE_SIMD_INLINE double sum(v4d v) { return (v[0] + v[1]) + (v[2] + v[3]); }
-ZSE_SIMD_INLINE v4d max(v4d a, v4d b) { return a > b ? a : b; }
+ZSE_SIMD_INLINE v4d load(const double* p) {
+    return *reinterpret_cast<const v4d_unaligned*>(p);
+}
+ZSE_SIMD_INLINE void store(double* p, v4d v) {
+    *reinterpret_cast<v4d_unaligned*>(p) = v;
+}
+ZSE_SIMD_INLINE v4d broadcast(double x) {
+    return v4d{x, x, x, x};
+}
+ZSE_SIMD_INLINE double sum(v4d v) {
+    return (v[0] + v[1]) + (v[2] + v[3]);
+}
+ZSE_SIMD_INLINE v4d max(v4d a, v4d b) {
+    return a > b ? a : b;
+}
 
 typedef long long v4i __attribute__((vector_size(32)));
 

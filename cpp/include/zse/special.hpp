@@ -29,10 +29,10 @@ inline double digamma(double x) {
     const double inv = 1.0 / x, y = inv * inv;
     // psi(x) ~ log x - 1/(2x) - sum_k B_2k / (2k x^2k)
     const double series =
-        y * (1.0 / 12 -
-             y * (1.0 / 120 -
-                  y * (1.0 / 252 -
-                       y * (1.0 / 240 - y * (1.0 / 132 - y * (691.0 / 32760 - y / 12.0))))));
+        y *
+        (1.0 / 12 - y * (1.0 / 120 -
+                         y * (1.0 / 252 -
+                              y * (1.0 / 240 - y * (1.0 / 132 - y * (691.0 / 32760 - y / 12.0))))));
     return result + std::log(x) - 0.5 * inv - series;
 }
 

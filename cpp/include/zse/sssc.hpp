@@ -26,15 +26,15 @@ struct SSSCParams {
 /// Sufficient statistics of an E-step (ALGORITHM.md §3.6), summed over patches.
 struct SSSCStats {
     index_t H = 0, D = 0;
-    std::vector<double> a_s, a_sz;                  ///< H
-    std::vector<double> B_ss, B_szsz, B_mm, B_s_sz; ///< H x H
-    std::vector<double> Y_sz;                       ///< D x H
+    std::vector<double> a_s, a_sz;                   ///< H
+    std::vector<double> B_ss, B_szsz, B_mm, B_s_sz;  ///< H x H
+    std::vector<double> Y_sz;                        ///< D x H
     double T_yy = 0.0;
-    double log_joint_sum = 0.0;    ///< sum_n log sum_{s in K_n} p(s, y_n) (the free energy)
-    std::int64_t n_invalid = 0;    ///< states whose Psi_s or M_s was not positive definite
-    std::int64_t n_new_states = 0; ///< distinct new states evaluated by the evolution
-    std::int64_t n_replaced = 0;   ///< states of K replaced by better new ones
-    std::int64_t n_lpj = 0;        ///< log-pseudo-joint evaluations
+    double log_joint_sum = 0.0;     ///< sum_n log sum_{s in K_n} p(s, y_n) (the free energy)
+    std::int64_t n_invalid = 0;     ///< states whose Psi_s or M_s was not positive definite
+    std::int64_t n_new_states = 0;  ///< distinct new states evaluated by the evolution
+    std::int64_t n_replaced = 0;    ///< states of K replaced by better new ones
+    std::int64_t n_lpj = 0;         ///< log-pseudo-joint evaluations
     void reset(index_t H_, index_t D_);
     void add(const SSSCStats& other);
 };
@@ -42,14 +42,14 @@ struct SSSCStats {
 struct EStepOptions {
     std::uint64_t seed = 0;
     std::uint64_t epoch = 0;
-    bool evolve = true;             ///< run the evolutionary search before the posterior
-    index_t n_sweeps = 1;           ///< repetitions of the search (each with n_generations)
+    bool evolve = true;    ///< run the evolutionary search before the posterior
+    index_t n_sweeps = 1;  ///< repetitions of the search (each with n_generations)
     EvoConfig evo;
     bool want_stats = true;
-    double* estimates = nullptr;    ///< N x D posterior-mean estimates, or nullptr
-    double* variance = nullptr;     ///< N x D posterior variance of W (s z), or nullptr
-    double* lpj_out = nullptr;      ///< N x S log-pseudo-joints of the final K, or nullptr
-    bool want_variance = false;     ///< prepare the per-state terms of the variance
+    double* estimates = nullptr;  ///< N x D posterior-mean estimates, or nullptr
+    double* variance = nullptr;   ///< N x D posterior variance of W (s z), or nullptr
+    double* lpj_out = nullptr;    ///< N x S log-pseudo-joints of the final K, or nullptr
+    bool want_variance = false;   ///< prepare the per-state terms of the variance
 };
 
 /// One truncated E-step over all patches: (optionally) evolve every K_n (N x S states of
@@ -68,9 +68,8 @@ FixedChunks sssc_chunks(index_t N);
 /// the partials of all chunks, from however many processes, give sssc_estep's statistics bit
 /// for bit.
 std::vector<SSSCStats> sssc_estep_partials(const double* Y, index_t N, const SSSCParams& params,
-                                           std::uint64_t* K, index_t S,
-                                           const EStepOptions& options, ChunkShare share,
-                                           int n_threads);
+                                           std::uint64_t* K, index_t S, const EStepOptions& options,
+                                           ChunkShare share, int n_threads);
 
 /// log p(s, y_n) (including every constant) for M given states (packed) and N patches: N x M.
 void sssc_log_joint(const double* Y, index_t N, const SSSCParams& params,
@@ -113,7 +112,6 @@ struct SSSCImageOptions {
 /// units) and merges the estimates, mapped back by `to_data`, into `out` (estimate_and_merge).
 void sssc_estimate_volume(const double* volume, const VolumeGrid& grid, const SSSCParams& params,
                           const PatchTransform& to_model, const EstimateTransform& to_data,
-                          const SSSCImageOptions& options, const StreamOutputs& out,
-                          int n_threads);
+                          const SSSCImageOptions& options, const StreamOutputs& out, int n_threads);
 
 }  // namespace zse

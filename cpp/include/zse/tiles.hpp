@@ -29,8 +29,8 @@ using RowEstimator = std::function<void(const RowJob&)>;
 /// Output images (the volume's shape), each nullptr when not wanted. pvar needs variances.
 struct StreamOutputs {
     double* mean = nullptr;
-    double* var = nullptr;     ///< population variance of the per-patch estimates (V1)
-    double* pvar = nullptr;    ///< mean per-patch posterior variance + var (V2)
+    double* var = nullptr;   ///< population variance of the per-patch estimates (V1)
+    double* pvar = nullptr;  ///< mean per-patch posterior variance + var (V2)
     double* median = nullptr;
     double* count = nullptr;
     MedianKind median_kind = MedianKind::average;

@@ -1,0 +1,147 @@
+// The bindings' shared declarations: array types, conversion helpers, and every function the
+// module table in module.cpp exposes. Only cpp/bindings includes pybind11. Each function checks
+// shapes, allocates its outputs with the GIL held, then runs the pure-C++ kernel with the GIL
+// released; array arguments are `.noconvert()` in the table, so no hidden copy is made.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "zse/common.hpp"
+#include "zse/evo.hpp"
+#include "zse/merge.hpp"
+#include "zse/mixtures.hpp"
+#include "zse/patches.hpp"
+#include "zse/sssc.hpp"
+#include "zse/tiles.hpp"
+#include "zse/volume.hpp"
+
+namespace py = pybind11;
+
+namespace zse_py {
+
+using ArrayF64 = py::array_t<double, py::array::c_style>;
+using ArrayU64 = py::array_t<std::uint64_t, py::array::c_style>;
+using ArrayI64 = py::array_t<std::int64_t, py::array::c_style>;
+using Patch3 = std::tuple<zse::index_t, zse::index_t, zse::index_t>;
+
+template <class T>
+ArrayF64 vector_to_array(const std::vector<T>& v) {
+    ArrayF64 out(static_cast<py::ssize_t>(v.size()));
+    std::copy(v.begin(), v.end(), out.mutable_data());
+    return out;
+}
+
+// -- helpers (common.cpp) -------------------------------------------------------------------------
+zse::PatchGrid make_grid(zse::index_t rows, zse::index_t cols, zse::index_t patch_rows,
+                         zse::index_t patch_cols);
+void require_shape(const ArrayF64& a, std::initializer_list<zse::index_t> shape, const char* name);
+zse::MixtureParams mixture_params(const ArrayF64& Y, const ArrayF64& W, const ArrayF64& log_pi,
+                                  const py::object& alpha, double beta, ArrayF64& alpha_storage);
+zse::ChunkShare chunk_share(const zse::FixedChunks& chunks, const py::object& share);
+py::dict mixture_stats_dict(const zse::MixtureStats& st, zse::index_t C, zse::index_t D,
+                            zse::index_t K);
+zse::SSSCParams sssc_params(const ArrayF64& W, const ArrayF64& pi, const ArrayF64& mu,
+                            const ArrayF64& Psi, double sigma2);
+zse::Selection parse_selection(const std::string& s);
+zse::Mutation parse_mutation(const std::string& s);
+zse::EvoConfig evo_config(const zse::SSSCParams& p, zse::index_t n_parents, zse::index_t n_children,
+                          zse::index_t n_generations, const std::string& selection,
+                          const std::string& mutation, double bitflip_prob);
+ArrayF64 copy_matrix(const std::vector<double>& v, zse::index_t rows, zse::index_t cols);
+zse::VolumeGrid volume_grid(const ArrayF64& volume, const Patch3& patch);
+zse::VolumeGrid shape_grid(const std::tuple<zse::index_t, zse::index_t, zse::index_t>& shape,
+                           const Patch3& patch);
+py::dict stream_outputs(const zse::VolumeGrid& g, const std::vector<std::string>& stats,
+                        const std::string& median_kind, int part, int n_parts,
+                        zse::StreamOutputs& out);
+
+// -- patches.cpp -------------------------------------------------------------------------------
+std::string compiler();
+ArrayF64 extract_patches(const ArrayF64& image, zse::index_t patch_rows, zse::index_t patch_cols,
+                         int n_threads);
+py::dict merge_patches(const ArrayF64& estimates, zse::index_t image_rows, zse::index_t image_cols,
+                       zse::index_t patch_rows, zse::index_t patch_cols,
+                       const std::vector<std::string>& stats, const py::object& weights,
+                       const std::string& median_kind, int n_threads);
+ArrayF64 gather_patches(const ArrayF64& volume, const Patch3& patch, const ArrayI64& positions,
+                        int n_threads);
+py::dict merge_volume(const ArrayF64& estimates,
+                      const std::tuple<zse::index_t, zse::index_t, zse::index_t>& shape,
+                      const Patch3& patch, const std::vector<std::string>& stats,
+                      const py::object& variances, const std::string& median_kind, int n_threads);
+py::dict identity_estimate_volume(const ArrayF64& volume, const Patch3& patch,
+                                  const std::vector<std::string>& stats,
+                                  const std::string& median_kind, int n_threads, int part,
+                                  int n_parts);
+py::dict stream_plan(const std::tuple<zse::index_t, zse::index_t, zse::index_t>& shape,
+                     const Patch3& patch, bool want_variances, int n_threads);
+py::tuple stream_share(const std::tuple<zse::index_t, zse::index_t, zse::index_t>& shape,
+                       const Patch3& patch, int part, int n_parts);
+py::tuple chunk_share_patches(const std::string& kernel, zse::index_t N, int part, int n_parts);
+
+// -- mixtures.cpp ------------------------------------------------------------------------------
+zse::TotalsIndex index_totals(const ArrayF64& Y);
+ArrayF64 sum_log_factorials(const ArrayF64& Y, int n_threads);
+py::object mixture_estep(const ArrayF64& Y, const ArrayF64& W, const ArrayF64& log_pi,
+                         const py::object& alpha, double beta, const ArrayF64& log_factorials,
+                         const zse::TotalsIndex* totals, bool want_hist, int n_threads,
+                         const py::object& share);
+py::dict sum_mixture_stats(std::vector<zse::MixtureStats> partials, zse::index_t C, zse::index_t D,
+                           zse::index_t K);
+py::tuple mixture_estimate(const ArrayF64& Y, const ArrayF64& W, const ArrayF64& log_pi,
+                           const py::object& alpha, double beta, bool want_variance, int n_threads);
+ArrayF64 mixture_responsibilities(const ArrayF64& Y, const ArrayF64& W, const ArrayF64& log_pi,
+                                  const py::object& alpha, double beta, int n_threads);
+py::array_t<std::int64_t> kmeans_plusplus(const ArrayF64& Y, zse::index_t C, std::uint64_t seed,
+                                          int n_threads, zse::index_t max_candidates);
+py::tuple solve_alpha(const ArrayF64& values, const ArrayF64& weights, const ArrayF64& R,
+                      const ArrayF64& T, double alpha_min, double alpha_max);
+py::dict mixture_estimate_volume(const ArrayF64& volume, const Patch3& patch, const ArrayF64& W,
+                                 const ArrayF64& log_pi, const py::object& alpha, double beta,
+                                 double offset, double gain, const std::vector<std::string>& stats,
+                                 const std::string& median_kind, int n_threads, int part,
+                                 int n_parts);
+
+// -- sssc.cpp ----------------------------------------------------------------------------------
+ArrayU64 sssc_init_states(zse::index_t N, zse::index_t S, zse::index_t H, double p_init,
+                          std::uint64_t seed, int n_threads);
+py::dict sssc_estep(const ArrayF64& Y, const ArrayF64& W, const ArrayF64& pi, const ArrayF64& mu,
+                    const ArrayF64& Psi, double sigma2, ArrayU64& K, std::uint64_t seed,
+                    std::uint64_t epoch, bool evolve, zse::index_t n_sweeps, zse::index_t n_parents,
+                    zse::index_t n_children, zse::index_t n_generations,
+                    const std::string& selection, const std::string& mutation, double bitflip_prob,
+                    bool want_stats, bool want_estimates, bool want_variance, bool want_lpj,
+                    int n_threads, const py::object& share);
+zse::SSSCStats sum_sssc_stats(std::vector<zse::SSSCStats> partials, zse::index_t H, zse::index_t D);
+py::dict sssc_mstep(const zse::SSSCStats& stats, zse::index_t N, const ArrayF64& W,
+                    const ArrayF64& pi, const ArrayF64& mu, const ArrayF64& Psi, double sigma2,
+                    bool exact);
+ArrayF64 sssc_log_joint(const ArrayF64& Y, const ArrayF64& W, const ArrayF64& pi,
+                        const ArrayF64& mu, const ArrayF64& Psi, double sigma2,
+                        const ArrayU64& states, int n_threads);
+py::dict sssc_estimate_volume(
+    const ArrayF64& volume, const Patch3& patch, const ArrayF64& W, const ArrayF64& pi,
+    const ArrayF64& mu, const ArrayF64& Psi, double sigma2, const ArrayF64& bias, double scale,
+    const ArrayU64& train_states, const ArrayI64& train_positions, zse::index_t n_states,
+    double p_init, std::uint64_t seed, std::uint64_t fresh_seed, zse::index_t n_parents,
+    zse::index_t n_children, zse::index_t n_generations, const std::string& selection,
+    const std::string& mutation, double bitflip_prob, zse::index_t train_sweeps, bool warm_start,
+    zse::index_t warm_sweeps, zse::index_t fresh_sweeps, const std::vector<std::string>& stats,
+    const std::string& median_kind, int n_threads, int part, int n_parts);
+ArrayU64 evo_mutate(const ArrayU64& parents, zse::index_t H, const std::string& mutation,
+                    zse::index_t n_children, double bitflip_prob, double crowdedness,
+                    std::uint64_t seed);
+py::array_t<std::int64_t> evo_select(const ArrayF64& lpj, zse::index_t n_parents,
+                                     const std::string& selection, std::uint64_t seed,
+                                     std::uint64_t item);
+
+}  // namespace zse_py

@@ -1,0 +1,166 @@
+// Conversion and checking helpers shared by the binding functions.
+#include "bindings.hpp"
+
+namespace zse_py {
+
+zse::PatchGrid make_grid(zse::index_t rows, zse::index_t cols, zse::index_t patch_rows,
+                         zse::index_t patch_cols) {
+    return zse::PatchGrid(rows, cols, patch_rows, patch_cols);
+}
+
+void require_shape(const ArrayF64& a, std::initializer_list<zse::index_t> shape, const char* name) {
+    bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+    std::size_t i = 0;
+    for (zse::index_t extent : shape) ok = ok && a.shape(i++) == extent;
+    zse::require(ok, std::string(name) + " has the wrong shape");
+}
+
+// Checks the arrays that describe a mixture and points a MixtureParams at them (no copies).
+zse::MixtureParams mixture_params(const ArrayF64& Y, const ArrayF64& W, const ArrayF64& log_pi,
+                                  const py::object& alpha, double beta, ArrayF64& alpha_storage) {
+    zse::require(Y.ndim() == 2 && W.ndim() == 2, "patches and W must be 2-D");
+    zse::MixtureParams p;
+    p.C = W.shape(0);
+    p.D = W.shape(1);
+    zse::require(Y.shape(1) == p.D, "patches and W have different numbers of pixels");
+    require_shape(log_pi, {p.C}, "log_pi");
+    p.W = W.data();
+    p.log_pi = log_pi.data();
+    if (!alpha.is_none()) {
+        alpha_storage = alpha.cast<ArrayF64>();
+        require_shape(alpha_storage, {p.C}, "alpha");
+        zse::require(beta > 0.0 && std::isfinite(beta), "beta must be finite and > 0");
+        p.gamma = true;
+        p.alpha = alpha_storage.data();
+        p.beta = beta;
+    }
+    return p;
+}
+
+// The chunks of a (part, n_parts) share, checked.
+zse::ChunkShare chunk_share(const zse::FixedChunks& chunks, const py::object& share) {
+    const auto pn = share.cast<std::tuple<int, int>>();
+    return zse::share_of(chunks, std::get<0>(pn), std::get<1>(pn));
+}
+
+py::dict mixture_stats_dict(const zse::MixtureStats& st, zse::index_t C, zse::index_t D,
+                            zse::index_t K) {
+    py::dict out;
+    out["R"] = vector_to_array(st.R);
+    ArrayF64 S = vector_to_array(st.S);
+    out["S"] = S.reshape({C, D});
+    out["T"] = vector_to_array(st.T);
+    if (K > 0) {
+        ArrayF64 h = vector_to_array(st.hist);
+        out["hist"] = h.reshape({C, K});
+    }
+    out["log_likelihood"] = st.log_likelihood;
+    return out;
+}
+
+zse::SSSCParams sssc_params(const ArrayF64& W, const ArrayF64& pi, const ArrayF64& mu,
+                            const ArrayF64& Psi, double sigma2) {
+    zse::require(W.ndim() == 2, "W must be 2-D (D, H)");
+    zse::SSSCParams p;
+    p.D = W.shape(0);
+    p.H = W.shape(1);
+    require_shape(pi, {p.H}, "pi");
+    require_shape(mu, {p.H}, "mu");
+    require_shape(Psi, {p.H, p.H}, "Psi");
+    p.W = W.data();
+    p.pi = pi.data();
+    p.mu = mu.data();
+    p.Psi = Psi.data();
+    p.sigma2 = sigma2;
+    return p;
+}
+
+zse::Selection parse_selection(const std::string& s) {
+    if (s == "fit") return zse::Selection::fit;
+    if (s == "rand") return zse::Selection::rand;
+    throw std::invalid_argument("selection must be 'fit' or 'rand', got '" + s + "'");
+}
+
+zse::Mutation parse_mutation(const std::string& s) {
+    if (s == "randflip") return zse::Mutation::randflip;
+    if (s == "sparseflip") return zse::Mutation::sparseflip;
+    if (s == "cross") return zse::Mutation::cross;
+    if (s == "cross_randflip") return zse::Mutation::cross_randflip;
+    if (s == "cross_sparseflip") return zse::Mutation::cross_sparseflip;
+    throw std::invalid_argument("unknown mutation '" + s + "'");
+}
+
+// The evolutionary search settings, checked; sparseflip's target crowdedness is sum(pi).
+zse::EvoConfig evo_config(const zse::SSSCParams& p, zse::index_t n_parents, zse::index_t n_children,
+                          zse::index_t n_generations, const std::string& selection,
+                          const std::string& mutation, double bitflip_prob) {
+    zse::EvoConfig evo;
+    evo.n_parents = n_parents;
+    evo.n_children = n_children;
+    evo.n_generations = n_generations;
+    evo.selection = parse_selection(selection);
+    evo.mutation = parse_mutation(mutation);
+    zse::require(evo.mutation != zse::Mutation::randflip || n_children <= p.H,
+                 "randflip needs n_children <= H");
+    evo.bitflip_prob = bitflip_prob;
+    evo.crowdedness = 0.0;
+    for (zse::index_t h = 0; h < p.H; ++h) evo.crowdedness += p.pi[h];
+    return evo;
+}
+
+ArrayF64 copy_matrix(const std::vector<double>& v, zse::index_t rows, zse::index_t cols) {
+    ArrayF64 out({rows, cols});
+    std::copy(v.begin(), v.end(), out.mutable_data());
+    return out;
+}
+
+// --- volumes and streamed estimation -----------------------------------------------------------
+
+// Every volume argument is 3-D (Z, R, Q): Python passes a 2-D image as the view image[None].
+zse::VolumeGrid volume_grid(const ArrayF64& volume, const Patch3& patch) {
+    zse::require(volume.ndim() == 3, "volume must be 3-D (Z, R, Q)");
+    return zse::VolumeGrid(volume.shape(0), volume.shape(1), volume.shape(2), std::get<0>(patch),
+                           std::get<1>(patch), std::get<2>(patch));
+}
+
+zse::VolumeGrid shape_grid(const std::tuple<zse::index_t, zse::index_t, zse::index_t>& shape,
+                           const Patch3& patch) {
+    return zse::VolumeGrid(std::get<0>(shape), std::get<1>(shape), std::get<2>(shape),
+                           std::get<0>(patch), std::get<1>(patch), std::get<2>(patch));
+}
+
+// Allocates the requested output volumes (with the GIL held) and points `out` at them. With
+// n_parts > 1 they hold part `part`'s share of the slices only (rows of a 2-D image; MPI ranks).
+py::dict stream_outputs(const zse::VolumeGrid& g, const std::vector<std::string>& stats,
+                        const std::string& median_kind, int part, int n_parts,
+                        zse::StreamOutputs& out) {
+    zse::require(median_kind == "average" || median_kind == "lower",
+                 "median_kind must be 'average' or 'lower', got '" + median_kind + "'");
+    out.median_kind = median_kind == "lower" ? zse::MedianKind::lower : zse::MedianKind::average;
+    const zse::SliceRange range = zse::slices_of_part(g, part, n_parts);
+    out.slice_begin = range.first;
+    out.slice_end = range.last;
+    const bool image = g.Z == 1 && g.Pz == 1;  // slices are rows
+    const zse::index_t n = range.last - range.first;
+    py::dict result;
+    for (const std::string& name : stats) {
+        ArrayF64 volume = image ? ArrayF64({zse::index_t{1}, n, g.Q}) : ArrayF64({n, g.R, g.Q});
+        double* ptr = volume.mutable_data();
+        if (name == "mean")
+            out.mean = ptr;
+        else if (name == "var")
+            out.var = ptr;
+        else if (name == "pvar")
+            out.pvar = ptr;
+        else if (name == "median")
+            out.median = ptr;
+        else if (name == "count")
+            out.count = ptr;
+        else
+            throw std::invalid_argument("unknown stat '" + name + "'");
+        result[py::str(name)] = volume;
+    }
+    return result;
+}
+
+}  // namespace zse_py

@@ -1,0 +1,194 @@
+// The module table: every entry point of zse._core with its keyword arguments and defaults.
+// python/zse/_core.pyi mirrors this table for readers and IDEs.
+#include "bindings.hpp"
+
+using namespace zse_py;
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "zse compiled core (private; use the zse package)";
+    m.attr("__version__") = ZSE_VERSION;
+    m.attr("has_openmp") = zse::has_openmp();
+    m.def("omp_max_threads", &zse::omp_max_threads,
+          "OpenMP's default thread count (honours OMP_NUM_THREADS); 1 without OpenMP");
+    m.def("compiler", &compiler);
+    m.def("extract_patches", &extract_patches, "All overlapping patches, shape (N, D)",
+          py::arg("image").noconvert(), py::arg("patch_rows"), py::arg("patch_cols"),
+          py::arg("n_threads"));
+    m.def("merge_patches", &merge_patches, "Per-pixel statistics of per-patch estimates",
+          py::arg("estimates").noconvert(), py::arg("image_rows"), py::arg("image_cols"),
+          py::arg("patch_rows"), py::arg("patch_cols"), py::arg("stats"), py::arg("weights"),
+          py::arg("median_kind"), py::arg("n_threads"));
+
+    py::class_<zse::TotalsIndex>(m, "TotalsIndex", "Distinct patch totals (private)")
+        .def_property_readonly("values",
+                               [](const zse::TotalsIndex& t) { return vector_to_array(t.values); })
+        .def_property_readonly("counts",
+                               [](const zse::TotalsIndex& t) { return vector_to_array(t.counts); });
+    m.def("index_totals", &index_totals, py::arg("Y").noconvert());
+    m.def("sum_log_factorials", &sum_log_factorials, py::arg("Y").noconvert(),
+          py::arg("n_threads"));
+    py::class_<zse::MixtureStats>(m, "MixtureStats",
+                                  "Statistics of one chunk of a mixture E-step (private)")
+        .def(py::pickle(
+            [](const zse::MixtureStats& st) {
+                return py::make_tuple(st.R, st.S, st.T, st.hist, st.log_likelihood);
+            },
+            [](const py::tuple& t) {
+                zse::require(t.size() == 5, "not a pickled MixtureStats");
+                zse::MixtureStats st;
+                st.R = t[0].cast<std::vector<double>>();
+                st.S = t[1].cast<std::vector<double>>();
+                st.T = t[2].cast<std::vector<double>>();
+                st.hist = t[3].cast<std::vector<double>>();
+                st.log_likelihood = t[4].cast<double>();
+                return st;
+            }));
+    m.def("mixture_estep", &mixture_estep,
+          "Exact E-step; with share=(part, n_parts) the per-chunk statistics of that part only",
+          py::arg("Y").noconvert(), py::arg("W").noconvert(), py::arg("log_pi").noconvert(),
+          py::arg("alpha"), py::arg("beta"), py::arg("log_factorials").noconvert(),
+          py::arg("totals"), py::arg("want_hist"), py::arg("n_threads"),
+          py::arg("share") = py::none());
+    m.def("sum_mixture_stats", &sum_mixture_stats,
+          "Sums per-chunk statistics in chunk order (the same sums as mixture_estep)",
+          py::arg("partials"), py::arg("C"), py::arg("D"), py::arg("K"));
+    m.def("mixture_estimate", &mixture_estimate, py::arg("Y").noconvert(), py::arg("W").noconvert(),
+          py::arg("log_pi").noconvert(), py::arg("alpha"), py::arg("beta"),
+          py::arg("want_variance"), py::arg("n_threads"));
+    m.def("mixture_responsibilities", &mixture_responsibilities, py::arg("Y").noconvert(),
+          py::arg("W").noconvert(), py::arg("log_pi").noconvert(), py::arg("alpha"),
+          py::arg("beta"), py::arg("n_threads"));
+    m.def("kmeans_plusplus", &kmeans_plusplus, py::arg("Y").noconvert(), py::arg("C"),
+          py::arg("seed"), py::arg("n_threads"), py::arg("max_candidates") = 0);
+    m.def("solve_alpha", &solve_alpha, py::arg("values").noconvert(),
+          py::arg("weights").noconvert(), py::arg("R").noconvert(), py::arg("T").noconvert(),
+          py::arg("alpha_min"), py::arg("alpha_max"));
+
+    // ---- SSSC / evolutionary E-step -------------------------------------------------------
+    py::class_<zse::SSSCStats>(m, "SSSCStats", "Sufficient statistics of an SSSC E-step (private)")
+        .def_property_readonly("a_s",
+                               [](const zse::SSSCStats& s) { return vector_to_array(s.a_s); })
+        .def_property_readonly("a_sz",
+                               [](const zse::SSSCStats& s) { return vector_to_array(s.a_sz); })
+        .def_property_readonly(
+            "B_ss", [](const zse::SSSCStats& s) { return copy_matrix(s.B_ss, s.H, s.H); })
+        .def_property_readonly(
+            "B_szsz", [](const zse::SSSCStats& s) { return copy_matrix(s.B_szsz, s.H, s.H); })
+        .def_property_readonly(
+            "B_mm", [](const zse::SSSCStats& s) { return copy_matrix(s.B_mm, s.H, s.H); })
+        .def_property_readonly(
+            "B_s_sz", [](const zse::SSSCStats& s) { return copy_matrix(s.B_s_sz, s.H, s.H); })
+        .def_property_readonly(
+            "Y_sz", [](const zse::SSSCStats& s) { return copy_matrix(s.Y_sz, s.D, s.H); })
+        .def_readonly("T_yy", &zse::SSSCStats::T_yy)
+        .def_readonly("log_joint_sum", &zse::SSSCStats::log_joint_sum)
+        .def_readonly("n_invalid", &zse::SSSCStats::n_invalid)
+        .def_readonly("n_new_states", &zse::SSSCStats::n_new_states)
+        .def_readonly("n_replaced", &zse::SSSCStats::n_replaced)
+        .def_readonly("n_lpj", &zse::SSSCStats::n_lpj)
+        .def(py::pickle(
+            [](const zse::SSSCStats& s) {
+                return py::make_tuple(
+                    s.H, s.D, s.a_s, s.a_sz, s.B_ss, s.B_szsz, s.B_mm, s.B_s_sz, s.Y_sz, s.T_yy,
+                    s.log_joint_sum,
+                    py::make_tuple(s.n_invalid, s.n_new_states, s.n_replaced, s.n_lpj));
+            },
+            [](const py::tuple& t) {
+                zse::require(t.size() == 12, "not a pickled SSSCStats");
+                zse::SSSCStats s;
+                s.H = t[0].cast<zse::index_t>();
+                s.D = t[1].cast<zse::index_t>();
+                s.a_s = t[2].cast<std::vector<double>>();
+                s.a_sz = t[3].cast<std::vector<double>>();
+                s.B_ss = t[4].cast<std::vector<double>>();
+                s.B_szsz = t[5].cast<std::vector<double>>();
+                s.B_mm = t[6].cast<std::vector<double>>();
+                s.B_s_sz = t[7].cast<std::vector<double>>();
+                s.Y_sz = t[8].cast<std::vector<double>>();
+                s.T_yy = t[9].cast<double>();
+                s.log_joint_sum = t[10].cast<double>();
+                const auto counts =
+                    t[11]
+                        .cast<std::tuple<std::int64_t, std::int64_t, std::int64_t, std::int64_t>>();
+                s.n_invalid = std::get<0>(counts);
+                s.n_new_states = std::get<1>(counts);
+                s.n_replaced = std::get<2>(counts);
+                s.n_lpj = std::get<3>(counts);
+                return s;
+            }));
+    m.def("sum_sssc_stats", &sum_sssc_stats,
+          "Sums per-chunk statistics in chunk order (the same sums as sssc_estep)",
+          py::arg("partials"), py::arg("H"), py::arg("D"));
+
+    m.def("sssc_init_states", &sssc_init_states, py::arg("N"), py::arg("S"), py::arg("H"),
+          py::arg("p_init"), py::arg("seed"), py::arg("n_threads"));
+
+    // The model and the state sets by position; everything else by keyword, with defaults.
+    m.def("sssc_estep", &sssc_estep,
+          "Truncated E-step (optionally with the evolutionary search) over patches Y (N, D); "
+          "K (N, S, words) is updated in place. Returns a dict with 'stats' (or 'chunk_stats' "
+          "with share=(part, n_parts)) and the requested 'estimates', 'variance', 'lpj'",
+          py::arg("Y").noconvert(), py::arg("W").noconvert(), py::arg("pi").noconvert(),
+          py::arg("mu").noconvert(), py::arg("Psi").noconvert(), py::arg("sigma2"),
+          py::arg("K").noconvert(), py::kw_only(), py::arg("seed"), py::arg("epoch"),
+          py::arg("evolve") = true, py::arg("n_sweeps") = 1, py::arg("n_parents") = 10,
+          py::arg("n_children") = 2, py::arg("n_generations") = 1, py::arg("selection") = "fit",
+          py::arg("mutation") = "randflip", py::arg("bitflip_prob") = 0.0,
+          py::arg("want_stats") = false, py::arg("want_estimates") = false,
+          py::arg("want_variance") = false, py::arg("want_lpj") = false, py::arg("n_threads") = 1,
+          py::arg("share") = py::none());
+
+    // --- volumes and streamed estimation (ALGORITHM.md §2.6) ---------------------------------
+    m.def("chunk_share_patches", &chunk_share_patches,
+          "The patches [begin, end) of part `part`'s chunks of an E-step over N patches",
+          py::arg("kernel"), py::arg("N"), py::arg("part"), py::arg("n_parts"));
+    m.def("stream_share", &stream_share,
+          "The output slices (rows of an image) [first, last) that part `part` finishes",
+          py::arg("shape"), py::arg("patch"), py::arg("part"), py::arg("n_parts"));
+    m.def("stream_plan", &stream_plan,
+          "Bands, wave and buffer sizes of the streamed estimation (for memory estimates)",
+          py::arg("shape"), py::arg("patch"), py::arg("want_variances"), py::arg("n_threads"));
+    m.def("gather_patches", &gather_patches,
+          "The patches at the given global indices, shape (M, D)", py::arg("volume").noconvert(),
+          py::arg("patch"), py::arg("positions").noconvert(), py::arg("n_threads"));
+    m.def("merge_volume", &merge_volume, "Per-voxel statistics of per-patch estimates of a volume",
+          py::arg("estimates").noconvert(), py::arg("shape"), py::arg("patch"), py::arg("stats"),
+          py::arg("variances"), py::arg("median_kind"), py::arg("n_threads"));
+    m.def("identity_estimate_volume", &identity_estimate_volume, py::arg("volume").noconvert(),
+          py::arg("patch"), py::arg("stats"), py::arg("median_kind"), py::arg("n_threads"),
+          py::arg("part") = 0, py::arg("n_parts") = 1);
+    m.def("mixture_estimate_volume", &mixture_estimate_volume, py::arg("volume").noconvert(),
+          py::arg("patch"), py::arg("W").noconvert(), py::arg("log_pi").noconvert(),
+          py::arg("alpha"), py::arg("beta"), py::arg("offset"), py::arg("gain"), py::arg("stats"),
+          py::arg("median_kind"), py::arg("n_threads"), py::arg("part") = 0,
+          py::arg("n_parts") = 1);
+    m.def("sssc_estimate_volume", &sssc_estimate_volume,
+          "Streamed estimate and merge of every patch of a (Z, R, Q) volume with SSSC",
+          py::arg("volume").noconvert(), py::arg("patch"), py::arg("W").noconvert(),
+          py::arg("pi").noconvert(), py::arg("mu").noconvert(), py::arg("Psi").noconvert(),
+          py::arg("sigma2"), py::kw_only(), py::arg("bias").noconvert(), py::arg("scale"),
+          py::arg("train_states").noconvert(), py::arg("train_positions").noconvert(),
+          py::arg("n_states"), py::arg("p_init"), py::arg("seed"), py::arg("fresh_seed"),
+          py::arg("n_parents") = 10, py::arg("n_children") = 2, py::arg("n_generations") = 1,
+          py::arg("selection") = "fit", py::arg("mutation") = "randflip",
+          py::arg("bitflip_prob") = 0.0, py::arg("train_sweeps") = 1, py::arg("warm_start") = true,
+          py::arg("warm_sweeps") = 30, py::arg("fresh_sweeps") = 10,
+          py::arg("stats") = std::vector<std::string>{"mean", "var"},
+          py::arg("median_kind") = "average", py::arg("n_threads") = 1, py::arg("part") = 0,
+          py::arg("n_parts") = 1);
+
+    m.def("sssc_mstep", &sssc_mstep, py::arg("stats"), py::arg("N"), py::arg("W").noconvert(),
+          py::arg("pi").noconvert(), py::arg("mu").noconvert(), py::arg("Psi").noconvert(),
+          py::arg("sigma2"), py::arg("exact"));
+
+    m.def("sssc_log_joint", &sssc_log_joint, py::arg("Y").noconvert(), py::arg("W").noconvert(),
+          py::arg("pi").noconvert(), py::arg("mu").noconvert(), py::arg("Psi").noconvert(),
+          py::arg("sigma2"), py::arg("states").noconvert(), py::arg("n_threads"));
+
+    m.def("evo_mutate", &evo_mutate, py::arg("parents").noconvert(), py::arg("H"),
+          py::arg("mutation"), py::arg("n_children"), py::arg("bitflip_prob"),
+          py::arg("crowdedness"), py::arg("seed"));
+
+    m.def("evo_select", &evo_select, py::arg("lpj").noconvert(), py::arg("n_parents"),
+          py::arg("selection"), py::arg("seed"), py::arg("item") = 0);
+}

@@ -1,0 +1,92 @@
+// Estimating every patch of an image with SSSC while streaming over it: training state sets,
+// warm-start chains along the bands, fresh states at a band's start (ALGORITHM.md §2.6).
+#include <algorithm>
+#include <memory>
+
+#include "sssc_detail.hpp"
+#include "zse/tiles.hpp"
+
+namespace zse {
+
+using namespace sssc_detail;
+
+void sssc_estimate_volume(const double* volume, const VolumeGrid& grid, const SSSCParams& params,
+                          const PatchTransform& to_model, const EstimateTransform& to_data,
+                          const SSSCImageOptions& opt, const StreamOutputs& out, int n_threads) {
+    require(grid.D() == params.D, "the patch size does not match the model's D");
+    check_state_settings(opt.S, params.H, opt.p_init);
+    for (index_t m = 1; m < opt.n_train; ++m)
+        require(opt.train_positions[m - 1] < opt.train_positions[m],
+                "training positions must be sorted and distinct");
+    EStepOptions eo;
+    eo.seed = opt.seed;
+    eo.epoch = 1000000000;  // the estimation stream, as in SSSC.estimate
+    eo.evolve = true;
+    eo.evo = opt.evo;
+    eo.want_stats = false;
+    eo.want_variance = out.pvar != nullptr;  // the driver asks for variances exactly then
+    const EStepRunner runner(params, opt.S, eo);
+    const index_t words = state_words(params.H), S = opt.S, D = params.D;
+    const std::size_t set_size = static_cast<std::size_t>(S * words);
+
+    // Per band (one slot at a time): the state cache, the workspace and the warm-start chain.
+    struct Slot {
+        std::unique_ptr<StateCache> cache;
+        std::unique_ptr<Workspace> ws;
+        std::vector<std::uint64_t> current, row_start;
+        bool has_prev = false, has_row_start = false;
+        index_t cursor = 0;  // next training position >= the current patch
+    };
+    std::vector<Slot> slots(static_cast<std::size_t>(std::max(1, n_threads)));
+    const std::int64_t* pos_begin = opt.train_positions;
+    const std::int64_t* pos_end = opt.train_positions + opt.n_train;
+
+    RowEstimator estimator = [&](const RowJob& job) {
+        Slot& sl = slots[static_cast<std::size_t>(job.slot)];
+        if (!sl.cache) {
+            sl.cache = std::make_unique<StateCache>(runner.derived(), words, std::size_t{1} << 12);
+            sl.ws = std::make_unique<Workspace>();
+            sl.current.resize(set_size);
+            sl.row_start.resize(set_size);
+        }
+        if (job.band_start) {
+            sl.has_prev = sl.has_row_start = false;
+            sl.cursor = std::lower_bound(pos_begin, pos_end, job.first) - pos_begin;
+        }
+        SSSCStats counters;
+        for (index_t t = 0; t < job.count; ++t) {
+            const index_t n = job.first + t;
+            while (sl.cursor < opt.n_train && pos_begin[sl.cursor] < n) ++sl.cursor;
+            PatchJob pj;
+            pj.stream = static_cast<std::uint64_t>(n);
+            pj.y = job.patches + t * D;
+            pj.Kn = sl.current.data();
+            pj.estimates = job.estimates + t * D;
+            pj.variance = job.variances != nullptr ? job.variances + t * D : nullptr;
+            if (sl.cursor < opt.n_train && pos_begin[sl.cursor] == n) {
+                const std::uint64_t* learned =
+                    opt.train_states + static_cast<std::size_t>(sl.cursor) * set_size;
+                std::copy(learned, learned + set_size, sl.current.begin());
+                pj.n_sweeps = opt.train_sweeps;
+            } else if (opt.warm_start && t > 0 && sl.has_prev) {
+                pj.n_sweeps = opt.warm_sweeps;  // `current` still holds the left neighbour's set
+            } else if (opt.warm_start && t == 0 && sl.has_row_start) {
+                std::copy(sl.row_start.begin(), sl.row_start.end(), sl.current.begin());
+                pj.n_sweeps = opt.warm_sweeps;
+            } else {
+                init_patch_states(sl.current.data(), pj.stream, S, params.H, opt.p_init,
+                                  opt.fresh_seed);
+                pj.n_sweeps = opt.fresh_sweeps;
+            }
+            runner.run_patch(pj, *sl.cache, *sl.ws, counters);
+            sl.has_prev = true;
+            if (t == 0) {
+                std::copy(sl.current.begin(), sl.current.end(), sl.row_start.begin());
+                sl.has_row_start = true;
+            }
+        }
+    };
+    estimate_and_merge(volume, grid, to_model, estimator, to_data, out, n_threads);
+}
+
+}  // namespace zse
