@@ -320,3 +320,75 @@ def test_bad_patches_and_unfitted():
         zse.SSSC(4, n_states=4, n_parents=2).fit(np.full((10, 4), np.nan))
     with pytest.raises(zse.NotFittedError):
         zse.SSSC().estimate(np.zeros((3, 4)))
+
+
+# -- initialisation and stopping rule (issue 11) -------------------------------------------------
+
+
+def test_patch_initialisation_is_deterministic_with_the_promised_shapes(toy_sssc):
+    Y, H = toy_sssc
+    params, mean = zse.SSSC._patch_params(Y, H, np.random.default_rng(5))
+    again, _ = zse.SSSC._patch_params(Y, H, np.random.default_rng(5))
+    for key in params:
+        np.testing.assert_array_equal(params[key], again[key])
+    D = Y.shape[1]
+    assert params["W"].shape == (D, H) and mean.shape == (D,)
+    np.testing.assert_allclose(mean, Y.mean(axis=0))
+    # Every field is a distinct training patch minus the mean patch.
+    patches = params["W"].T + mean
+    rows = [int(np.flatnonzero(np.all(np.isclose(Y, p), axis=1))[0]) for p in patches]
+    assert len(set(rows)) == H
+    assert np.all(params["pi"] == min(0.5, 2 / H)) and np.all(params["mu"] == 0)
+    np.testing.assert_array_equal(params["Psi"], np.eye(H))
+    assert params["sigma2"] > 0
+    # A fit from it is deterministic and keeps the exact-EM guarantee (F never decreases).
+    fits = [
+        zse.SSSC(
+            H,
+            n_states=2**H,
+            n_parents=4,
+            max_iter=15,
+            updates="exact",
+            init="patches",
+            random_state=2,
+        ).fit(Y)
+        for _ in range(2)
+    ]
+    np.testing.assert_array_equal(fits[0].W_, fits[1].W_)
+    assert np.all(np.diff(fits[0].free_energies_) >= -1e-9 * np.abs(fits[0].free_energies_[1:]))
+
+
+def test_constant_patches_still_give_distinct_fields():
+    Y = np.zeros((20, 4))
+    Y[:3] = np.arange(12.0).reshape(3, 4)  # most patches are constant (zero after centring ~ mean)
+    params, _ = zse.SSSC._patch_params(Y, 8, np.random.default_rng(0))
+    assert np.all(np.linalg.norm(params["W"], axis=0) > 0)
+
+
+def test_stopping_rule_on_a_sequence_of_free_energies():
+    model = zse.SSSC(4, tol=1e-3)
+    model._W_std = np.zeros((10, 4))  # D = 10 pixels
+    gains = [1.0, 0.5, 0.2, 0.1, 0.05, 0.03, 0.02, 0.011, 0.009, 0.005, 0.001]
+    free_energies = list(np.cumsum([-50.0, *gains]))
+    stops = [t for t in range(1, len(free_energies) + 1) if model._converged(free_energies[:t])]
+    # The mean gain over the last 5 epochs, per pixel, first drops below 1e-3 at the last epoch:
+    # (0.02 + 0.011 + 0.009 + 0.005 + 0.001) / 5 / 10 = 9.6e-4.
+    assert stops == [len(free_energies)]
+    model.tol = None
+    assert not any(model._converged(free_energies[:t]) for t in range(1, len(free_energies) + 1))
+
+
+def test_stopping_rule_stops_at_convergence_and_not_before(toy_sssc):
+    Y, H = toy_sssc
+    kw = dict(n_states=2**H, n_parents=4, updates="exact", init="patches", random_state=3)
+    stopped = zse.SSSC(H, max_iter=2000, tol=1e-5, **kw).fit(Y)
+    assert stopped.converged_ and stopped.n_iter_ < 2000
+    # It does not stop early: 300 more epochs gain less than the tolerance allows per epoch.
+    longer = zse.SSSC(H, max_iter=stopped.n_iter_ + 300, **kw).fit(Y)
+    assert longer.free_energies_[: stopped.n_iter_] == stopped.free_energies_
+    D = Y.shape[1]
+    gained = (longer.free_energies_[-1] - stopped.free_energies_[-1]) / D
+    assert 0 <= gained < 300 * 1e-5
+    # And with a tolerance it cannot reach, it runs to max_iter.
+    never = zse.SSSC(H, max_iter=40, tol=0.0, **kw).fit(Y)
+    assert not never.converged_ and never.n_iter_ == 40

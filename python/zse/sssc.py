@@ -353,9 +353,10 @@ class SSSC(EMEstimator):
         rng = np.random.default_rng(seed)
         if self.init == "patches":
             params, mean = self._patch_params(self._work, H, rng)
+            # The bias starts at the mean patch; _column_means stay those of the bias-free
+            # patches, which the bias M-step needs (ALGORITHM.md §3.10).
             self._bias_std = mean
             self._work = self._centred(Y)
-            self._column_means = self._work.mean(axis=0)
         else:
             params = self._initial_params(self._work, H, rng)
         self._W_std, self.pi_, self.mu_ = params["W"], params["pi"], params["mu"]
