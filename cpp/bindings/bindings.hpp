@@ -46,6 +46,9 @@ zse::PatchGrid make_grid(zse::index_t rows, zse::index_t cols, zse::index_t patc
 void require_shape(const ArrayF64& a, std::initializer_list<zse::index_t> shape, const char* name);
 zse::MixtureParams mixture_params(const ArrayF64& Y, const ArrayF64& W, const ArrayF64& log_pi,
                                   const py::object& alpha, double beta, ArrayF64& alpha_storage);
+// The same without patches (the streamed estimate reads them from the volume).
+zse::MixtureParams mixture_params(const ArrayF64& W, const ArrayF64& log_pi,
+                                  const py::object& alpha, double beta, ArrayF64& alpha_storage);
 zse::ChunkShare chunk_share(const zse::FixedChunks& chunks, const py::object& share);
 py::dict mixture_stats_dict(const zse::MixtureStats& st, zse::index_t C, zse::index_t D,
                             zse::index_t K);

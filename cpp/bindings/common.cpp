@@ -18,11 +18,18 @@ void require_shape(const ArrayF64& a, std::initializer_list<zse::index_t> shape,
 // Checks the arrays that describe a mixture and points a MixtureParams at them (no copies).
 zse::MixtureParams mixture_params(const ArrayF64& Y, const ArrayF64& W, const ArrayF64& log_pi,
                                   const py::object& alpha, double beta, ArrayF64& alpha_storage) {
-    zse::require(Y.ndim() == 2 && W.ndim() == 2, "patches and W must be 2-D");
+    zse::require(Y.ndim() == 2, "patches must be 2-D");
+    const zse::MixtureParams p = mixture_params(W, log_pi, alpha, beta, alpha_storage);
+    zse::require(Y.shape(1) == p.D, "patches and W have different numbers of pixels");
+    return p;
+}
+
+zse::MixtureParams mixture_params(const ArrayF64& W, const ArrayF64& log_pi,
+                                  const py::object& alpha, double beta, ArrayF64& alpha_storage) {
+    zse::require(W.ndim() == 2, "W must be 2-D (C, D)");
     zse::MixtureParams p;
     p.C = W.shape(0);
     p.D = W.shape(1);
-    zse::require(Y.shape(1) == p.D, "patches and W have different numbers of pixels");
     require_shape(log_pi, {p.C}, "log_pi");
     p.W = W.data();
     p.log_pi = log_pi.data();
@@ -94,6 +101,8 @@ zse::Mutation parse_mutation(const std::string& s) {
 zse::EvoConfig evo_config(const zse::SSSCParams& p, zse::index_t n_parents, zse::index_t n_children,
                           zse::index_t n_generations, const std::string& selection,
                           const std::string& mutation, double bitflip_prob) {
+    zse::require(n_parents >= 1 && n_children >= 1 && n_generations >= 1,
+                 "n_parents, n_children and n_generations must be >= 1");
     zse::EvoConfig evo;
     evo.n_parents = n_parents;
     evo.n_children = n_children;

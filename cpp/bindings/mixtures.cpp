@@ -141,20 +141,8 @@ py::dict mixture_estimate_volume(const ArrayF64& volume, const Patch3& patch, co
                                  int n_parts) {
     const zse::VolumeGrid g = volume_grid(volume, patch);
     ArrayF64 alpha_storage;
-    zse::require(W.ndim() == 2 && W.shape(1) == g.D(), "W must be (C, D) with D the patch size");
-    zse::MixtureParams p;
-    p.C = W.shape(0);
-    p.D = W.shape(1);
-    require_shape(log_pi, {p.C}, "log_pi");
-    p.W = W.data();
-    p.log_pi = log_pi.data();
-    if (!alpha.is_none()) {
-        alpha_storage = alpha.cast<ArrayF64>();
-        require_shape(alpha_storage, {p.C}, "alpha");
-        p.gamma = true;
-        p.alpha = alpha_storage.data();
-        p.beta = beta;
-    }
+    const zse::MixtureParams p = mixture_params(W, log_pi, alpha, beta, alpha_storage);
+    zse::require(p.D == g.D(), "W must be (C, D) with D the patch size");
     zse::require(gain > 0.0 && std::isfinite(gain) && std::isfinite(offset),
                  "gain must be finite and > 0, offset finite");
     std::vector<double> offsets(static_cast<std::size_t>(g.D()), offset);

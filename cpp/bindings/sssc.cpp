@@ -30,8 +30,7 @@ py::dict sssc_estep(const ArrayF64& Y, const ArrayF64& W, const ArrayF64& pi, co
     zse::require(K.ndim() == 3 && K.shape(0) == N && K.shape(2) == zse::state_words(p.H),
                  "K must have shape (N, S, words) matching the patches and H");
     const zse::index_t S = K.shape(1);
-    zse::require(n_parents >= 1 && n_children >= 1 && n_generations >= 1 && n_sweeps >= 1,
-                 "n_parents, n_children, n_generations and n_sweeps must be >= 1");
+    zse::require(n_sweeps >= 1, "n_sweeps must be >= 1");
     zse::EStepOptions opt;
     opt.seed = seed;
     opt.epoch = epoch;
@@ -144,9 +143,8 @@ py::dict sssc_estimate_volume(
                      train_states.shape(1) == n_states &&
                      train_states.shape(2) == zse::state_words(p.H),
                  "train_states must have shape (n_train, n_states, words)");
-    zse::require(n_parents >= 1 && n_children >= 1 && n_generations >= 1 && train_sweeps >= 0 &&
-                     warm_sweeps >= 0 && fresh_sweeps >= 1,
-                 "search settings must be >= 1 (sweeps of warm or trained sets >= 0)");
+    zse::require(train_sweeps >= 0 && warm_sweeps >= 0 && fresh_sweeps >= 1,
+                 "fresh_sweeps must be >= 1, train_sweeps and warm_sweeps >= 0");
     zse::SSSCImageOptions opt;
     opt.S = n_states;
     opt.p_init = p_init;

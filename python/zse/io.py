@@ -6,6 +6,7 @@ Input files are only ever opened for reading. Writers refuse to replace an exist
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -226,6 +227,23 @@ def _read_pil(path: Path, page: int | None) -> np.ndarray:
     return array
 
 
+@contextlib.contextmanager
+def _decoding(path: Path):
+    """Errors of a reader as one ValueError naming the file (memory and missing files pass)."""
+    try:
+        yield
+    except (MemoryError, FileNotFoundError):
+        raise
+    except (ValueError, TypeError) as error:
+        if str(path) in str(error):
+            raise
+        msg = f"could not read {path}: {error}"
+        raise ValueError(msg) from error
+    except Exception as error:  # decoder errors: truncated or corrupt files
+        msg = f"could not read {path} (truncated or corrupt?): {type(error).__name__}: {error}"
+        raise ValueError(msg) from error
+
+
 def read_image(path, *, page: int | None = None) -> np.ndarray:
     """Read one 2-D image from a TIFF, MRC, PNG or JPEG file.
 
@@ -274,18 +292,8 @@ def read_image(path, *, page: int | None = None) -> np.ndarray:
             SUPPORTED_SUFFIXES
         )
         raise ValueError(msg)
-    try:
+    with _decoding(path):
         array = reader(path, page)
-    except MemoryError:
-        raise
-    except (ValueError, TypeError) as error:
-        if str(path) in str(error):
-            raise
-        msg = f"could not read {path}: {error}"
-        raise ValueError(msg) from error
-    except Exception as error:  # decoder errors: truncated or corrupt files
-        msg = f"could not read {path} (truncated or corrupt?): {type(error).__name__}: {error}"
-        raise ValueError(msg) from error
     array = np.asarray(array)
     if array.ndim != 2:
         msg = f"{path} holds an array of shape {array.shape}; zse needs a 2-D image"
@@ -305,7 +313,7 @@ def read_volume(path) -> np.ndarray:
         msg = f"input file not found: {path}"
         raise FileNotFoundError(msg)
     suffix = path.suffix.lower()
-    try:
+    with _decoding(path):
         if suffix in MRC_SUFFIXES:
             import mrcfile
             from mrcfile.utils import dtype_from_mode
@@ -337,16 +345,6 @@ def read_volume(path) -> np.ndarray:
         else:
             msg = f"{path}: volumes are read from MRC or TIFF files, not {suffix!r}"
             raise ValueError(msg)
-    except (MemoryError, FileNotFoundError):
-        raise
-    except ValueError as error:
-        if str(path) in str(error):
-            raise
-        msg = f"could not read {path}: {error}"
-        raise ValueError(msg) from error
-    except Exception as error:  # decoder errors: truncated or corrupt files
-        msg = f"could not read {path} (truncated or corrupt?): {type(error).__name__}: {error}"
-        raise ValueError(msg) from error
     if volume.ndim != 3:
         msg = f"{path} holds an array of shape {volume.shape}, not a volume (z, y, x)"
         raise ValueError(msg)
