@@ -2,8 +2,9 @@
 
     python bench/readme_figure.py
 
-Same scene, model and settings as `zse demo` (synthetic TEM scene, SSSC, 30 epochs, seed 0), so
-the figure needs no external image and carries no licence restrictions.
+Same scene, model and settings as `zse demo` (synthetic TEM scene; --model auto picks GPMM for
+these electron counts, 8 x 8 patches, 30 epochs, seed 0), so the figure needs no external image
+and carries no licence restrictions.
 """
 
 from pathlib import Path
@@ -16,8 +17,8 @@ from zse.cli import DEMO_MAX_ITER
 
 def main():
     noisy, clean = zse.synthetic_tem(seed=0)
-    model = zse.SSSC(max_iter=DEMO_MAX_ITER, random_state=0)
-    out = zse.reconstruct(noisy, model, stats=("mean", "var"))
+    model = zse.GPMM(max_iter=DEMO_MAX_ITER, random_state=0)
+    out = zse.reconstruct(noisy, model, stats=("mean", "var"), patch_size=8)
     panels = [zse.io.preview_uint8(a) for a in (noisy, out["mean"], out["var"])]
     scale = 2
     h, w = panels[0].shape
