@@ -1018,6 +1018,10 @@ def test_cli_reaches_every_parameter_of_a_valid_small_model(tmp_path, small_tif)
                 "0.3",
                 "--updates",
                 "exact",
+                "--init",
+                "patches",
+                "--tol",
+                "1e-4",
                 "--n-estimate-sweeps",
                 "2",
                 "--max-iter",
@@ -1033,4 +1037,6 @@ def test_cli_reaches_every_parameter_of_a_valid_small_model(tmp_path, small_tif)
         params["selection"] == "rand"
         and params["n_generations"] == 2
         and params["bitflip_prob"] == 0.2
+        and params["init"] == "patches"
+        and params["tol"] == 1e-4
     )

@@ -322,6 +322,7 @@ MODEL_OPTIONS = (
     "bitflip_prob",
     "p_init",
     "updates",
+    "init",
     "n_estimate_sweeps",
     "n_components",
     "max_iter",
@@ -422,7 +423,7 @@ def _stats(text: str) -> tuple[str, ...]:
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    from .sssc import MUTATIONS, SELECTIONS, UPDATES
+    from .sssc import INITS, MUTATIONS, SELECTIONS, UPDATES
 
     p.add_argument(
         "--model",
@@ -481,6 +482,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     )
     m.add_argument("--updates", choices=UPDATES, default=None, help="M-step variant (sssc)")
     m.add_argument(
+        "--init", choices=INITS, default=None, help="initial parameters (sssc; default evo)"
+    )
+    m.add_argument(
         "--n-estimate-sweeps",
         type=int,
         default=None,
@@ -494,7 +498,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         "--tol",
         type=float,
         default=None,
-        help="stop when the log-likelihood changes by less than this, relatively (pmm, gpmm)",
+        help="stop early: relative change of the log-likelihood (pmm, gpmm) or free-energy gain "
+        "in nats per pixel and epoch over 5 epochs (sssc)",
     )
     m.add_argument(
         "--learn-alpha",
