@@ -441,26 +441,33 @@ def _versions() -> dict:
     return versions
 
 
-def training_patches(paths, options, kind_check=None):
+def training_patches(paths, options):
     """Patches for ``zse fit``: drawn from every input (every section of stacks), the
-    ``--n-train`` budget split over them by their number of patches. Returns the patches, the
-    patch size, the model name, the choice's evidence and a record of the inputs."""
+    ``--n-train`` budget split over them by their number of patches; ``--model auto`` decides on
+    the first input. Inputs are read one at a time (a first pass counts their patches, a second
+    gathers them), so memory holds one input and the training patches, not every input at once.
+    Returns the patches, the patch size, the model name and the choice's evidence."""
     from . import _core
     from ._threads import effective_n_threads
     from .reconstruct import AUTO_TRAIN_MAX, training_positions
 
-    loaded = [load(path, options) for path in paths]
-    kinds = {item.kind for item in loaded}
+    def as_volume(item):
+        return item.data if item.data.ndim == 3 else item.data[None]
+
+    kinds, shapes, model_name, evidence = set(), [], None, None
+    for path in paths:
+        item = load(path, options)
+        if model_name is None:
+            model_name, evidence = choose_model(options, item.data)
+        kinds.add(item.kind)
+        shapes.append(as_volume(item).shape)
     if "volume" in kinds and len(kinds) > 1:
         msg = "zse fit cannot mix volumes with images or stacks (their patches differ in shape)"
         raise UsageError(msg)
-    data_for_choice = loaded[0].data
-    model_name, evidence = choose_model(options, data_for_choice)
     kind = "volume" if "volume" in kinds else "stack"
     patch = patch_for(kind, model_name, options)
     patch3 = patch if len(patch) == 3 else (1, *patch)
-    volumes = [item.data if item.data.ndim == 3 else item.data[None] for item in loaded]
-    counts = [int(np.prod([s - p + 1 for s, p in zip(v.shape, patch3)])) for v in volumes]
+    counts = [int(np.prod([s - p + 1 for s, p in zip(shape, patch3)])) for shape in shapes]
     if min(counts) < 1:
         small = paths[counts.index(min(counts))]
         msg = f"{small} is smaller than the {'x'.join(map(str, patch))} patch"
@@ -468,17 +475,11 @@ def training_patches(paths, options, kind_check=None):
     total = sum(counts)
     budget = min(total, AUTO_TRAIN_MAX if options.n_train == "auto" else int(options.n_train))
     pieces = []
-    for i, (volume, n) in enumerate(zip(volumes, counts)):
+    for i, (path, n) in enumerate(zip(paths, counts)):
         share = max(1, int(round(budget * n / total)))
         positions = training_positions(n, share, (options.seed or 0) + i)
+        volume = as_volume(load(path, options))
         pieces.append(
             _core.gather_patches(volume, patch3, positions, effective_n_threads(options.n_threads))
         )
-    records = [item.record for item in loaded]
-    return (
-        np.concatenate(pieces),
-        patch[-2:] if kind == "stack" else patch,
-        model_name,
-        evidence,
-        records,
-    )
+    return np.concatenate(pieces), patch[-2:] if kind == "stack" else patch, model_name, evidence

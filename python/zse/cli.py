@@ -189,7 +189,7 @@ def cmd_fit(args) -> int:
     if output.exists() and not args.overwrite:
         raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
     t = time.perf_counter()
-    patches, patch, model_name, evidence, records = training_patches(paths, args)
+    patches, patch, model_name, evidence = training_patches(paths, args)
     if evidence is not None:
         log(f"model auto: {model_name} ({evidence['reason']})")
     log(

@@ -169,7 +169,8 @@ def load_model(path):
     cls = registry[name]
     try:
         model = cls(**meta.get("params", {}))
-        model._check_params() if hasattr(model, "_check_params") else None
+        if hasattr(model, "_check_params"):
+            model._check_params()
     except (TypeError, ValueError) as error:
         msg = f"{path} holds parameters this zse cannot use for {name}: {error}"
         raise ModelFileError(msg) from error
