@@ -23,43 +23,95 @@ struct StateTerms {
     index_t k = 0;
     bool valid = true;
     bool has_lambda = false;  // Lambda is filled lazily, only for states that reach the moments
+    bool has_diag = false;    // diag(W_A Lambda W_A^T) is stored after Lambda
     double constant = 0.0;    // (log|Psi_s| + log|M_s|) / 2 - sum_A log(pi / (1 - pi))
     double mu_c = 0.0;        // mu_A^T (W^T W)[A, A] mu_A
     std::size_t offset = 0;   // arena offset of: active (k, as doubles), mu_A (k), c (k),
-                              // L (k x k), Lambda (k x k), diag(W_A Lambda W_A^T) (D, if wanted)
+                              // R = L^-1 (k x k, lower; M_s = L L^T), Lambda = M_s^-1 = R^T R
+                              // (k x k), diag(W_A Lambda W_A^T) (D, if wanted)
 };
 
-// Parameter-derived arrays shared (read-only) by all threads during one E-step.
+// Scratch space of compute_state_terms (one per thread).
+struct TermsScratch {
+    std::vector<index_t> active;
+    std::vector<double> psi, psi_inv, column, factor;
+};
+
+// Parameter-derived arrays shared (read-only) by all threads during one E-step, with the terms
+// of every state of at most two units (ALGORITHM.md §3.9): trained models are sparse (house
+// sigma 25, H=64: 81 % of the state-set slots hold one or two units), and such states recur
+// across patches, so computing them once per E-step replaces most cache misses.
 struct Derived {
     const SSSCParams* p = nullptr;
-    std::vector<double> WtW;    // H x H
-    std::vector<double> logit;  // log(pi / (1 - pi))
+    std::vector<double> WtW;               // H x H
+    std::vector<double> logit;             // log(pi / (1 - pi))
+    std::vector<double> log_psi, inv_psi;  // of Psi's diagonal (where it is > 0)
     double inv_s2 = 1.0;
     double log_c = 0.0;  // c(theta) = sum log(1 - pi) - D/2 log(2 pi sigma2)
     bool want_diag = false;
     bool diagonal_psi = false;  // exact updates keep Psi diagonal: no Cholesky of Psi_s needed
+    // Terms of the states with k <= 2, Lambda included, diag(W_A Lambda W_A^T) never (it is
+    // formed on the fly for them); entry 0 is the zero state, 1 + h the state {h}, then the
+    // pairs {h1 < h2} in lexicographic order (small_index).
+    std::vector<StateTerms> small;
+    std::vector<double> small_arena;
+
+    index_t n_small() const { return static_cast<index_t>(small.size()); }
+    // The small-table entry of a state with `k` <= 2 units, the lowest `h1`.
+    index_t small_index(index_t k, index_t h1, index_t h2) const {
+        const index_t H = p->H;
+        if (k == 0) return 0;
+        if (k == 1) return 1 + h1;
+        return 1 + H + h1 * (2 * H - h1 - 1) / 2 + (h2 - h1 - 1);
+    }
 };
 
 Derived derive(const SSSCParams& p, bool want_diag);
 
+// Arena doubles of a state with k units: active (k, as doubles), mu_A (k), c (k), R (k x k),
+// Lambda (k x k) and, when `with_diag`, diag(W_A Lambda W_A^T) (D).
+inline std::size_t terms_size(index_t k, index_t D, bool with_diag) {
+    return static_cast<std::size_t>(3 * k + 2 * k * k + (with_diag ? D : 0));
+}
+
+// The state's terms (ALGORITHM.md §3.2, §3.9) into `base` (terms_size doubles, zeroed) for the
+// k active units A (ascending); Lambda is left for fill_lambda.
+void compute_state_terms(const Derived& dv, const index_t* A, index_t k, StateTerms& t,
+                         double* base, TermsScratch& scratch);
+
+// Lambda = M_s^-1 = R^T R and, when t.has_diag, diag(W_A Lambda W_A^T).
+void fill_lambda(const Derived& dv, StateTerms& t, double* base);
+
 // Per-thread memo of StateTerms keyed by the bit pattern: open addressing with linear probing
 // over a flat key array, entry arrays in one arena, so a miss allocates nothing once the buffers
-// have grown. Values depend only on the state and the parameters, so which thread computes them
-// changes nothing. Entries are addressed by index; the cache is emptied only in start_patch().
+// have grown. States of at most two units come from the shared table in Derived instead (entry
+// ids below n_small). Values depend only on the state and the parameters, so which thread or
+// table computes them changes nothing. Entries are addressed by id; the cache is emptied only
+// in start_patch().
 class StateCache {
  public:
     StateCache(const Derived& dv, index_t words, std::size_t max_entries)
-        : dv_(dv), words_(words), max_entries_(max_entries) {
+        : dv_(dv), words_(words), n_small_(dv.n_small()), max_entries_(max_entries) {
         resize_table(std::size_t{1} << 12);
     }
 
     std::int32_t get(const std::uint64_t* bits) {
+        index_t k = 0, h[2] = {0, 0};
+        for (index_t w = 0; w < words_ && k <= 2; ++w) {
+            std::uint64_t word = bits[w];
+            while (word && k <= 2) {
+                if (k < 2) h[k] = w * 64 + __builtin_ctzll(word);
+                ++k;
+                word &= word - 1;
+            }
+        }
+        if (k <= 2) return static_cast<std::int32_t>(dv_.small_index(k, h[0], h[1]));
         std::size_t slot = hash(bits) & mask_;
         while (true) {
             const std::int32_t e = table_[slot];
             if (e < 0) break;
             if (same_state(keys_.data() + static_cast<std::size_t>(e) * words_, bits, words_))
-                return e;
+                return static_cast<std::int32_t>(n_small_ + e);
             slot = (slot + 1) & mask_;
         }
         const auto e = static_cast<std::int32_t>(entries_.size());
@@ -68,36 +120,26 @@ class StateCache {
         compute(bits, entries_.back());
         table_[slot] = e;
         if (2 * entries_.size() > table_.size()) resize_table(2 * table_.size());
-        return e;
+        return static_cast<std::int32_t>(n_small_ + e);
     }
-    const StateTerms& terms(std::int32_t e) const { return entries_[static_cast<std::size_t>(e)]; }
-    const double* data(const StateTerms& t) const { return arena_.data() + t.offset; }
+    const StateTerms& terms(std::int32_t e) const {
+        return e < n_small_ ? dv_.small[static_cast<std::size_t>(e)]
+                            : entries_[static_cast<std::size_t>(e - n_small_)];
+    }
+    const double* data(std::int32_t e) const {
+        return e < n_small_
+                   ? dv_.small_arena.data() + dv_.small[static_cast<std::size_t>(e)].offset
+                   : arena_.data() + entries_[static_cast<std::size_t>(e - n_small_)].offset;
+    }
     const double* lambda(std::int32_t e) {
-        StateTerms& t = entries_[static_cast<std::size_t>(e)];
-        double* base = arena_.data() + t.offset;
-        const index_t k = t.k;
-        double* L = base + 3 * k;
-        double* Lambda = L + k * k;
-        if (!t.has_lambda) {
-            column_.resize(static_cast<std::size_t>(k * k));
-            linalg::inverse_from_cholesky_triangular(L, k, Lambda, column_.data());
-            if (dv_.want_diag) {
-                const SSSCParams& p = *dv_.p;
-                double* diag = Lambda + k * k;
-                for (index_t d = 0; d < p.D; ++d) {
-                    const double* w = p.W + d * p.H;
-                    double s = 0.0;
-                    for (index_t i = 0; i < k; ++i) {
-                        const double wi = w[static_cast<index_t>(base[i])];
-                        for (index_t j = 0; j < k; ++j)
-                            s += wi * Lambda[i * k + j] * w[static_cast<index_t>(base[j])];
-                    }
-                    diag[d] = s;
-                }
-            }
-            t.has_lambda = true;
+        if (e < n_small_) {
+            const StateTerms& t = dv_.small[static_cast<std::size_t>(e)];
+            return dv_.small_arena.data() + t.offset + 3 * t.k + t.k * t.k;
         }
-        return Lambda;
+        StateTerms& t = entries_[static_cast<std::size_t>(e - n_small_)];
+        double* base = arena_.data() + t.offset;
+        if (!t.has_lambda) fill_lambda(dv_, t, base);
+        return base + 3 * t.k + t.k * t.k;
     }
     void start_patch() {
         if (entries_.size() >= max_entries_) {
@@ -117,9 +159,10 @@ class StateCache {
     }
     double patch_lpj(std::int32_t e) const { return patch_lpj_[e]; }
     void mark_in_patch(std::int32_t e, double lpj) {
-        if (stamp_.size() < entries_.size()) {
-            stamp_.resize(entries_.size(), 0);
-            patch_lpj_.resize(entries_.size(), 0.0);
+        const std::size_t ids = static_cast<std::size_t>(n_small_) + entries_.size();
+        if (stamp_.size() < ids) {
+            stamp_.resize(ids, 0);
+            patch_lpj_.resize(ids, 0.0);
         }
         stamp_[e] = current_stamp_;
         patch_lpj_[e] = lpj;
@@ -148,14 +191,14 @@ class StateCache {
 
     const Derived& dv_;
     index_t words_;
+    index_t n_small_;
     std::size_t max_entries_;
     std::vector<std::int32_t> table_;
     std::size_t mask_ = 0;
     std::vector<std::uint64_t> keys_;
     std::vector<StateTerms> entries_;
     std::vector<double> arena_;
-    std::vector<index_t> active_;
-    std::vector<double> psi_, psi_inv_, column_;
+    TermsScratch scratch_;
     std::vector<std::uint64_t> stamp_;
     std::vector<double> patch_lpj_;
     std::uint64_t current_stamp_ = 0;
@@ -167,8 +210,8 @@ struct PatchData {
     double yy;               // |y|^2
 };
 
-// Posterior quantities of one (patch, state): b = W_A^T (y - W_A mu_A), v = L^-1 b, and the
-// log-pseudo-joint (ALGORITHM.md §3.2) evaluated from W^T y in O(k^2).
+// Posterior quantities of one (patch, state): b = W_A^T (y - W_A mu_A) in v[k, 2k), v[0, k) =
+// R b, and the log-pseudo-joint (ALGORITHM.md §3.2) evaluated from W^T y in O(k^2).
 double log_pseudo_joint(const Derived& dv, const StateTerms& t, const double* data,
                         const PatchData& pd, std::vector<double>& v);
 
@@ -176,6 +219,7 @@ constexpr index_t kStatsBlock = 32;  // patches per dense statistics update
 
 struct Workspace {
     std::vector<double> block_es, block_esz, block_y;  // kStatsBlock rows of <s>, <sz>, y
+    std::vector<double> chunk_Ysz_T;                   // H x D: Y_sz of the chunk, transposed
     index_t block_rows = 0;
     std::vector<std::int32_t> cand_terms, kept_terms;  // cache entries of the candidates
     std::vector<std::uint64_t> cand, kept, children, parent_bits, pool, next_pool;
@@ -187,9 +231,11 @@ struct Workspace {
     PatchData pd;
 };
 
-// B_mm += E_sz^T E_sz, B_s,sz += E_s^T E_sz, Y_sz^T += E_sz^T Y over the block; Y_sz is stored
-// D x H, so it takes Y^T E_sz.
+// B_mm += E_sz^T E_sz, B_s,sz += E_s^T E_sz over the block, and Y_sz^T += E_sz^T Y into the
+// workspace's chunk_Ysz_T (Y_sz is stored D x H; its transpose skips the zero rows of E_sz).
 void flush_block(Workspace& ws, SSSCStats& acc, index_t H, index_t D);
+// The last block, and the chunk's Y_sz^T added (transposed) to acc.Y_sz.
+void finish_chunk(Workspace& ws, SSSCStats& acc, index_t H, index_t D);
 
 // One patch's work: where its data, states and outputs live, and its random stream.
 struct PatchJob {
@@ -220,8 +266,8 @@ class EStepRunner {
     double evaluate(StateCache& cache, Workspace& ws, std::int32_t entry,
                     SSSCStats& counters) const {
         ++counters.n_lpj;
-        const StateTerms& t = cache.terms(entry);
-        const double lpj = log_pseudo_joint(dv_, t, cache.data(t), ws.pd, ws.v);
+        const double lpj =
+            log_pseudo_joint(dv_, cache.terms(entry), cache.data(entry), ws.pd, ws.v);
         cache.mark_in_patch(entry, lpj);
         return lpj;
     }

@@ -46,8 +46,16 @@ void flush_block(Workspace& ws, SSSCStats& acc, index_t H, index_t D) {
     if (rows == 0) return;
     add_transposed_product(acc.B_mm.data(), ws.block_esz.data(), ws.block_esz.data(), rows, H, H);
     add_transposed_product(acc.B_s_sz.data(), ws.block_es.data(), ws.block_esz.data(), rows, H, H);
-    add_transposed_product(acc.Y_sz.data(), ws.block_y.data(), ws.block_esz.data(), rows, D, H);
+    // Y_sz transposed, so that the rows of units off a patch's support are skipped.
+    add_transposed_product(ws.chunk_Ysz_T.data(), ws.block_esz.data(), ws.block_y.data(), rows, H,
+                           D);
     ws.block_rows = 0;
+}
+
+void finish_chunk(Workspace& ws, SSSCStats& acc, index_t H, index_t D) {
+    flush_block(ws, acc, H, D);
+    for (index_t d = 0; d < D; ++d)
+        for (index_t h = 0; h < H; ++h) acc.Y_sz[d * H + h] += ws.chunk_Ysz_T[h * D + d];
 }
 
 // tvlearn/evo semantics (ALGORITHM.md §4.2-§4.6): generation 0 selects parents from K_n, later
@@ -171,15 +179,15 @@ void EStepRunner::run_patch(const PatchJob& job, StateCache& cache, Workspace& w
         if (k == 0) continue;  // the zero state adds nothing to the moments
         const double* Lambda = cache.lambda(entry);
         const StateTerms& t = cache.terms(entry);
-        const double* data = cache.data(t);
+        const double* data = cache.data(entry);
         const double* active = data;
         const double* mu = data + k;
-        const double* L = data + 3 * k;
-        // kappa = mu_A + Lambda b / sigma2, with Lambda b = L^-T L^-1 b.
+        const double* R = data + 3 * k;
+        // kappa = mu_A + Lambda b / sigma2, with Lambda b = R^T (R b).
         log_pseudo_joint(dv_, t, data, pd, ws.v);
-        linalg::solve_upper_transposed(L, k, ws.v.data());
         ws.kappa.resize(k);
-        for (index_t i = 0; i < k; ++i) ws.kappa[i] = mu[i] + ws.v[i] * dv_.inv_s2;
+        linalg::lower_transposed_times(R, k, ws.v.data(), ws.kappa.data());
+        for (index_t i = 0; i < k; ++i) ws.kappa[i] = mu[i] + ws.kappa[i] * dv_.inv_s2;
         for (index_t i = 0; i < k; ++i) {
             const index_t hi = static_cast<index_t>(active[i]);
             if (!ws.in_support[hi]) {
@@ -199,13 +207,26 @@ void EStepRunner::run_patch(const PatchJob& job, StateCache& cache, Workspace& w
             }
         }
         if (want_var) {
-            const double* diag = Lambda + k * k;
+            // diag(W_A Lambda W_A^T) is stored for cached states; for the shared table's states
+            // (k <= 2) it is formed here, in the same order as fill_lambda.
+            const double* diag = t.has_diag ? Lambda + k * k : nullptr;
             for (index_t d = 0; d < D; ++d) {
                 const double* w = p_.W + d * H;
                 double wk = 0.0;
                 for (index_t i = 0; i < k; ++i)
                     wk += w[static_cast<index_t>(active[i])] * ws.kappa[i];
-                ws.second[d] += q * (wk * wk + diag[d]);
+                double spread;
+                if (diag != nullptr) {
+                    spread = diag[d];
+                } else {
+                    spread = 0.0;
+                    for (index_t i = 0; i < k; ++i) {
+                        const double wi = w[static_cast<index_t>(active[i])];
+                        for (index_t j = 0; j < k; ++j)
+                            spread += wi * Lambda[i * k + j] * w[static_cast<index_t>(active[j])];
+                    }
+                }
+                ws.second[d] += q * (wk * wk + spread);
             }
         }
     }
@@ -318,6 +339,7 @@ std::vector<SSSCStats> sssc_estep_partials(const double* Y, index_t N, const SSS
             ws.block_es.resize(static_cast<std::size_t>(kStatsBlock * params.H));
             ws.block_esz.resize(ws.block_es.size());
             ws.block_y.resize(static_cast<std::size_t>(kStatsBlock * params.D));
+            ws.chunk_Ysz_T.assign(static_cast<std::size_t>(params.H * params.D), 0.0);
             ws.block_rows = 0;
         } else {
             st.reset(0, 0);
@@ -334,7 +356,7 @@ std::vector<SSSCStats> sssc_estep_partials(const double* Y, index_t N, const SSS
             job.lpj = options.lpj_out != nullptr ? options.lpj_out + n * S : nullptr;
             runner.run_patch(job, *caches[tid], ws, st);
         }
-        if (options.want_stats) flush_block(ws, st, params.H, params.D);
+        if (options.want_stats) finish_chunk(ws, st, params.H, params.D);
     });
 }
 
@@ -366,8 +388,9 @@ void sssc_log_joint(const double* Y, index_t N, const SSSCParams& params,
         for (index_t d = 0; d < params.D; ++d) pd.yy += pd.y[d] * pd.y[d];
         std::vector<double> v;
         for (index_t m = 0; m < M; ++m) {
-            const StateTerms& t = cache.terms(entries[m]);
-            out[n * M + m] = log_pseudo_joint(dv, t, cache.data(t), pd, v) + dv.log_c;
+            out[n * M + m] =
+                log_pseudo_joint(dv, cache.terms(entries[m]), cache.data(entries[m]), pd, v) +
+                dv.log_c;
         }
     });
 }

@@ -52,26 +52,55 @@ inline double log_det_from_cholesky(const double* L, index_t k) {
     return 2.0 * s;
 }
 
+/// R = L^-1 of a lower triangular L (R lower triangular; its upper triangle is not written).
+/// One division per row: the rows are scaled by the reciprocal of L's diagonal.
+inline void invert_lower(const double* L, index_t k, double* R) {
+    for (index_t i = 0; i < k; ++i) {
+        const double r = 1.0 / L[i * k + i];
+        R[i * k + i] = r;
+        for (index_t j = 0; j < i; ++j) {
+            double v = 0.0;
+            for (index_t p = j; p < i; ++p) v += L[i * k + p] * R[p * k + j];
+            R[i * k + j] = -v * r;
+        }
+    }
+}
+
+/// G = R^T R for a lower triangular R (G symmetric, both triangles written).
+inline void lower_gram(const double* R, index_t k, double* G) {
+    for (index_t i = 0; i < k; ++i) {
+        for (index_t j = 0; j <= i; ++j) {
+            double v = 0.0;
+            for (index_t p = i; p < k; ++p) v += R[p * k + i] * R[p * k + j];
+            G[i * k + j] = G[j * k + i] = v;
+        }
+    }
+}
+
+/// x = R b for a lower triangular R: k independent dot products (no division, no chain).
+inline void lower_times(const double* R, index_t k, const double* b, double* x) {
+    for (index_t i = 0; i < k; ++i) {
+        double v = 0.0;
+        for (index_t p = 0; p <= i; ++p) v += R[i * k + p] * b[p];
+        x[i] = v;
+    }
+}
+
+/// x = R^T v for a lower triangular R.
+inline void lower_transposed_times(const double* R, index_t k, const double* v, double* x) {
+    for (index_t i = 0; i < k; ++i) {
+        double s = 0.0;
+        for (index_t p = i; p < k; ++p) s += R[p * k + i] * v[p];
+        x[i] = s;
+    }
+}
+
 /// inverse = A^{-1} = L^-T L^-1 from the Cholesky factor L of A, via the triangular inverse
 /// (about k^3 / 3 multiply-adds, a third of solving for k columns). `scratch` holds k * k.
 inline void inverse_from_cholesky_triangular(const double* L, index_t k, double* inverse,
                                              double* scratch) {
-    double* Linv = scratch;  // lower triangular L^-1
-    for (index_t j = 0; j < k; ++j) {
-        Linv[j * k + j] = 1.0 / L[j * k + j];
-        for (index_t i = j + 1; i < k; ++i) {
-            double v = 0.0;
-            for (index_t p = j; p < i; ++p) v += L[i * k + p] * Linv[p * k + j];
-            Linv[i * k + j] = -v / L[i * k + i];
-        }
-    }
-    for (index_t i = 0; i < k; ++i) {
-        for (index_t j = 0; j <= i; ++j) {
-            double v = 0.0;
-            for (index_t p = i; p < k; ++p) v += Linv[p * k + i] * Linv[p * k + j];
-            inverse[i * k + j] = inverse[j * k + i] = v;
-        }
-    }
+    invert_lower(L, k, scratch);
+    lower_gram(scratch, k, inverse);
 }
 
 /// inverse = A^{-1} from the Cholesky factor L of A (symmetric result). `column` is k scratch.
