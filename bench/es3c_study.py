@@ -6,8 +6,8 @@
     python bench/es3c_study.py --quick            # one small case (CI smoke)
 
 Cases are those of bench/compare.py's Gaussian table (Set12 images, sigma 15/25/50, noise seed 0);
-each variant runs ``zse.reconstruct`` with compare.py's SSSC settings (H=64, S=32, 10 parents x 2
-children, 8x8 patches, seed 0, 2 threads) plus the variant's changes. Reported per case: PSNR of
+each variant runs ``zse.reconstruct`` with compare.py's former SSSC settings (H=64, S=32,
+10 parents x 2 children, 8x8 patches, seed 0, 2 threads) plus the variant's changes. Reported per case: PSNR of
 the mean, the learned sigma (true sigma in the case name), epochs run and wall seconds. Rows go to
 bench/results/es3c_study.csv; the table is printed for bench/README.md.
 

@@ -189,6 +189,17 @@ def test_training_positions_are_seeded_sorted_and_distinct():
             training_positions(100, bad, 0)
 
 
+def test_auto_training_size_is_the_models():
+    from zse.reconstruct import AUTO_TRAIN_MAX, auto_train_size
+
+    assert auto_train_size(zse.SSSC()) == zse.SSSC.auto_train_size < AUTO_TRAIN_MAX
+    assert auto_train_size(zse.GPMM(4)) == auto_train_size(zse.Identity()) == AUTO_TRAIN_MAX
+    image = np.random.default_rng(0).normal(size=(140, 140))  # 137^2 = 18769 patches of 4x4
+    model = zse.SSSC(4, n_states=4, n_parents=2, n_children=1, max_iter=1, random_state=0)
+    zse.reconstruct(image, model, patch_size=4, stats=("mean",))
+    assert model.K_.shape[0] == zse.SSSC.auto_train_size
+
+
 def test_subset_training_is_deterministic_and_uses_the_subset():
     volume = counts_volume((40, 40), seed=5)
     runs = [zse.SSSC(6, n_states=8, n_parents=4, max_iter=3, random_state=7) for _ in range(2)]

@@ -547,8 +547,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         "--n-train",
         type=_n_train,
         default="auto",
-        help="patch positions to train on: an int, or auto (every patch up to 65536, a random "
-        "subset beyond; default)",
+        help="patch positions to train on: an int, or auto (every patch up to 16384 for sssc, "
+        "65536 for pmm/gpmm, a random subset of that many beyond; default)",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed of the model (default: 0)")
     p.add_argument(

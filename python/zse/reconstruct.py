@@ -18,21 +18,30 @@ from ._threads import effective_n_threads
 from ._validation import as_patch_shape, as_stats, as_volume, check_volume_fits
 from .models import DEFAULT_MODEL, make_model, supports_variance
 
-DEFAULT_PATCH_SIZE = 6
+DEFAULT_PATCH_SIZE = 8
 DEFAULT_PATCH_SIZE_3D = 4
 # "auto" trains on every patch position up to this many, on a seeded random subset beyond
-# (bench/README.md, "Training on a subset": the estimation search of the other patches is
-# warm-started from their neighbours).
+# (bench/README.md, "Image-native pipeline": the estimation search of the other patches is
+# warm-started from their neighbours); a model class may name its own (``auto_train_size``).
 AUTO_TRAIN_MAX = 65536
 # Variances of values beyond these magnitudes over- or underflow float64 (squares of 1e154).
 _SQUARE_SAFE_MAX = 1e150
 _SQUARE_SAFE_MIN = 1e-150
 
 
-def training_positions(n_patches: int, n_train, seed: int) -> np.ndarray:
+def auto_train_size(model) -> int:
+    """Training patches ``n_train="auto"`` gives ``model``: its class's ``auto_train_size``
+    (SSSC: 16 384, where more epochs on fewer patches win, bench/README.md "ES3C quality"),
+    else ``AUTO_TRAIN_MAX``."""
+    return int(getattr(type(model), "auto_train_size", AUTO_TRAIN_MAX))
+
+
+def training_positions(
+    n_patches: int, n_train, seed: int, auto_max: int = AUTO_TRAIN_MAX
+) -> np.ndarray:
     """Sorted global indices of the patches a model is trained on.
 
-    ``"auto"``: every patch when there are at most ``AUTO_TRAIN_MAX``, else that many drawn
+    ``"auto"``: every patch when there are at most ``auto_max``, else that many drawn
     uniformly without replacement; an int: that many (every patch if it is at least
     ``n_patches``). The draw depends on ``seed`` only.
     """
@@ -40,7 +49,7 @@ def training_positions(n_patches: int, n_train, seed: int) -> np.ndarray:
         if n_train != "auto":
             msg = f"n_train must be 'auto' or an int >= 1, got {n_train!r}"
             raise ValueError(msg)
-        count = min(n_patches, AUTO_TRAIN_MAX)
+        count = min(n_patches, int(auto_max))
     elif isinstance(n_train, numbers.Integral) and not isinstance(n_train, bool) and n_train >= 1:
         count = min(n_patches, int(n_train))
     else:
@@ -120,12 +129,13 @@ def reconstruct(
         predictive variance: mean per-patch posterior variance plus ``"var"``; only for models
         that provide it) and ``"count"``.
     patch_size : int or tuple of int, optional
-        Patch extents: (rows, columns) for an image (default 6 x 6), (z, rows, columns) for a
+        Patch extents: (rows, columns) for an image (default 8 x 8), (z, rows, columns) for a
         volume (default 4 x 4 x 4); an int is the same size along every axis.
     n_train : "auto" or int
         Patch positions the model is trained on, drawn uniformly without replacement with the
-        model's ``random_state`` (0 when it is not an int). ``"auto"``: every patch up to
-        65 536 positions, a random 65 536 beyond (see bench/README.md for what that costs).
+        model's ``random_state`` (0 when it is not an int). ``"auto"``: every patch up to the
+        model's ``auto_train_size`` (SSSC 16 384; PMM, GPMM and others 65 536), a random subset
+        of that many beyond (bench/README.md, "ES3C quality", for what it costs and gains).
     median_kind : {"average", "lower"}
         How ``"median"`` treats an even number of estimates.
     n_threads : int, optional
@@ -202,7 +212,7 @@ def reconstruct(
         )
         raise ValueError(msg)
     positions = (
-        training_positions(n_patches, n_train, _seed_of(model))
+        training_positions(n_patches, n_train, _seed_of(model), auto_train_size(model))
         if fitted_features is None
         else np.zeros(0, dtype=np.int64)
     )
