@@ -829,7 +829,14 @@ def render_report(rows, cases, methods, quick, n_threads) -> str:
         "Method settings:",
         "",
     ]
-    out += [f"- **{m}**: {s}" for m, s in settings.items()]
+    for m, current in settings.items():
+        out.append(f"- **{m}**: {current}")
+        older = {}  # rows not (yet) re-measured with the current settings
+        for r in rows:
+            if r["method"] == m and r["settings"] != current:
+                older.setdefault(r["settings"], []).append(r["case"])
+        for other, names in older.items():
+            out.append(f"  - measured with *{other}* instead: {', '.join(names)}")
     out += [
         "",
         "Peers see the true σ only in the Gaussian cases (BM3D (true σ)); everything else estimates σ with "
