@@ -79,6 +79,18 @@ inline std::size_t terms_size(index_t k, index_t D, bool with_diag) {
 void compute_state_terms(const Derived& dv, const index_t* A, index_t k, StateTerms& t,
                          double* base, TermsScratch& scratch);
 
+// w_A^T Lambda w_A for one row w of W (the state's units `active`, stored as doubles): one entry
+// of diag(W_A Lambda W_A^T), cached by fill_lambda or formed on the fly for the shared table.
+inline double row_spread(const double* w, const double* active, const double* Lambda, index_t k) {
+    double s = 0.0;
+    for (index_t i = 0; i < k; ++i) {
+        const double wi = w[static_cast<index_t>(active[i])];
+        for (index_t j = 0; j < k; ++j)
+            s += wi * Lambda[i * k + j] * w[static_cast<index_t>(active[j])];
+    }
+    return s;
+}
+
 // Lambda = M_s^-1 = R^T R and, when t.has_diag, diag(W_A Lambda W_A^T).
 void fill_lambda(const Derived& dv, StateTerms& t, double* base);
 

@@ -208,24 +208,14 @@ void EStepRunner::run_patch(const PatchJob& job, StateCache& cache, Workspace& w
         }
         if (want_var) {
             // diag(W_A Lambda W_A^T) is stored for cached states; for the shared table's states
-            // (k <= 2) it is formed here, in the same order as fill_lambda.
+            // (k <= 2) it is formed here by the same row_spread.
             const double* diag = t.has_diag ? Lambda + k * k : nullptr;
             for (index_t d = 0; d < D; ++d) {
                 const double* w = p_.W + d * H;
                 double wk = 0.0;
                 for (index_t i = 0; i < k; ++i)
                     wk += w[static_cast<index_t>(active[i])] * ws.kappa[i];
-                double spread;
-                if (diag != nullptr) {
-                    spread = diag[d];
-                } else {
-                    spread = 0.0;
-                    for (index_t i = 0; i < k; ++i) {
-                        const double wi = w[static_cast<index_t>(active[i])];
-                        for (index_t j = 0; j < k; ++j)
-                            spread += wi * Lambda[i * k + j] * w[static_cast<index_t>(active[j])];
-                    }
-                }
+                const double spread = diag != nullptr ? diag[d] : row_spread(w, active, Lambda, k);
                 ws.second[d] += q * (wk * wk + spread);
             }
         }

@@ -152,16 +152,7 @@ void fill_lambda(const Derived& dv, StateTerms& t, double* base) {
         if (t.has_diag) {
             const SSSCParams& p = *dv.p;
             double* diag = Lambda + k * k;
-            for (index_t d = 0; d < p.D; ++d) {
-                const double* w = p.W + d * p.H;
-                double s = 0.0;
-                for (index_t i = 0; i < k; ++i) {
-                    const double wi = w[static_cast<index_t>(base[i])];
-                    for (index_t j = 0; j < k; ++j)
-                        s += wi * Lambda[i * k + j] * w[static_cast<index_t>(base[j])];
-                }
-                diag[d] = s;
-            }
+            for (index_t d = 0; d < p.D; ++d) diag[d] = row_spread(p.W + d * p.H, base, Lambda, k);
         }
     }
     t.has_lambda = true;
