@@ -58,3 +58,15 @@ def test_core_stub_names_every_entry_point():
     public = {name for name in dir(_core) if not name.startswith("_")}
     assert public - named == set(), "regenerate python/zse/_core.pyi (pybind11-stubgen)"
     assert {name for name in named if not name.startswith("_")} - public == set()
+
+
+def test_readme_says_which_models_sample():
+    """Every model in the README's table has sample() or the README says it has none."""
+    import zse
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    table = re.findall(r"^\| `zse\.(\w+)` \|", readme, flags=re.M)
+    assert {"SSSC", "GPMM", "PMM", "Identity"} <= set(table)
+    for name in table:
+        if not callable(getattr(getattr(zse, name), "sample", None)):
+            assert re.search(rf"`zse\.{name}`[^.]*has none", readme), name

@@ -17,11 +17,13 @@ def test_identity_reconstruct_returns_input(rng):
 
 
 def test_default_model_and_patch_size(rng):
-    image = rng.poisson(5.0, size=(40, 40)).astype(float)
+    image = 100.0 + 10.0 * rng.normal(size=(40, 40))  # Gaussian noise: auto picks SSSC
     out = zse.reconstruct(image)
     assert set(out) == {"mean", "var"}
     assert out["mean"].shape == image.shape
     assert out["var"].max() > 0  # a real model, not the identity
+    assert isinstance(out.model, zse.SSSC) and out.model.patch_size_ == (8, 8)
+    assert out.model_choice["model"] == "sssc" and out.model_choice["counts"] is False
 
 
 def test_reconstruct_fits_unfitted_model_and_reuses_fitted(rng):

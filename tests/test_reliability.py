@@ -592,7 +592,11 @@ def test_existing_outputs_are_refused_before_any_work(tmp_path, small_tif, monke
     (out / "in_mean.tif").write_bytes(b"old")
     monkeypatch.setattr(zse._workflow, "reconstruct", lambda *a, **k: pytest.fail("work started"))
     assert main(["denoise", str(small_tif), "-o", str(out), "-q"]) == 2
-    assert "outputs exist already" in capsys.readouterr().err
+    assert "exists and is not a zse output" in capsys.readouterr().err
+    assert (out / "in_mean.tif").read_bytes() == b"old"
+    # Even --overwrite replaces only files zse wrote.
+    assert main(["denoise", str(small_tif), "-o", str(out), "-q", "--overwrite"]) == 2
+    assert "zse replaces only files it wrote" in capsys.readouterr().err
     assert (out / "in_mean.tif").read_bytes() == b"old"
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _files
 from ._mpi import team_of
 from ._random import seed_from
 from ._threads import effective_n_threads
@@ -47,6 +48,25 @@ class BaseEstimator:
             for name, p in signature.parameters.items()
             if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         ]
+
+    def _check_params(self) -> None:
+        """Validate the hyper-parameters (models with parameters override this)."""
+
+    def _record_patch_shape(self, patch) -> None:
+        """Remember the patch extents the model was fitted on (``patch_size_``)."""
+        self.patch_size_ = tuple(int(p) for p in patch)
+
+    def _check_patch_shape(self, patch) -> None:
+        """ValueError when ``patch`` differs from the extents the model was fitted on (a 4 x 4
+        model on 2 x 8 patches has the right pixel count and the wrong fields)."""
+        known = getattr(self, "patch_size_", None)
+        patch = tuple(int(p) for p in patch)
+        if known is not None and _planar(known) != _planar(patch):
+            msg = (
+                f"the model was fitted on {'x'.join(map(str, known))} patches, not "
+                f"{'x'.join(map(str, patch))}"
+            )
+            raise ValueError(msg)
 
     def get_params(self, deep: bool = True) -> dict:
         return {name: getattr(self, name) for name in self._param_names()}
@@ -91,6 +111,12 @@ class BaseEstimator:
     def _more_tags(self) -> dict:
         # scikit-learn < 1.6 reads tags from here.
         return {"requires_y": False, "allow_nan": False, "X_types": ["2darray"]}
+
+
+def _planar(patch) -> tuple:
+    """A (1, rows, columns) patch of a stack's section is the (rows, columns) patch."""
+    patch = tuple(int(p) for p in patch)
+    return patch[1:] if len(patch) == 3 and patch[0] == 1 else patch
 
 
 def is_fitted(estimator) -> bool:
@@ -231,6 +257,10 @@ class EMEstimator(BaseEstimator):
         if resume and path is None:
             msg = "resume=True needs a checkpoint path to resume from"
             raise ValueError(msg)
+        if path is not None and not resume:
+            # Refused before any work: a checkpoint replaces only a zse checkpoint (to resume,
+            # the file is read first and must be one).
+            _files.check_target(path, kind="checkpoint")
         return path, every, resume
 
     def _fit(self, patches) -> None:
@@ -262,6 +292,7 @@ class EMEstimator(BaseEstimator):
                     f"max_iter={max_iter}; raise max_iter to resume from it"
                 )
                 raise CheckpointError(msg)
+            self._check_state_arrays(stored["arrays"], checkpoint)
             self._load_state_arrays(stored["arrays"])
             start_epoch = meta["epoch"] + 1
             objectives, seconds = list(meta["objectives"]), list(meta["epoch_seconds"])
@@ -293,10 +324,17 @@ class EMEstimator(BaseEstimator):
         return False
 
     # -- model files (zse.save_model / zse.load_model) ------------------------------------------
-    # Private attributes a model file must carry besides the learned ``*_`` ones, and learned
-    # ones it leaves out.
-    _model_file_private: tuple = ("_seed",)
-    _model_file_skip: tuple = ()
+    # Every value a model file holds, by name, and its kind ("int", "count" (an int >= 0),
+    # "float", "bool", "floats" (a list), "array", "float_or_array"): save_model writes exactly
+    # these, load_model sets nothing else and checks each one's type before use.
+    _model_file_fields: dict = {
+        "n_features_in_": "count",
+        "free_energies_": "floats",
+        "epoch_seconds_": "floats",
+        "n_iter_": "count",
+        "converged_": "bool",
+        "_seed": "count",
+    }
 
     def _check_fitted_shapes(self) -> None:
         """Raise ValueError when learned arrays disagree with each other or the parameters."""
@@ -345,6 +383,7 @@ class EMEstimator(BaseEstimator):
         team = self._team
 
         def write():
+            _files.check_target(path, kind="checkpoint")
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             try:
                 with open(tmp, "wb") as handle:
@@ -362,11 +401,17 @@ class EMEstimator(BaseEstimator):
     def _read_checkpoint(self, path: Path, data_id) -> dict:
         try:
             with np.load(path, allow_pickle=False) as npz:
+                if not hasattr(npz, "files") or "meta" not in npz.files:
+                    msg = "no 'meta' header"
+                    raise ValueError(msg)
                 meta = json.loads(str(npz["meta"][()]))
                 arrays = {k[len("state__") :]: npz[k] for k in npz.files if k.startswith("state__")}
         except Exception as error:  # noqa: BLE001 - any decoding failure is a bad checkpoint
             msg = f"checkpoint {path} cannot be read (corrupt or not a zse checkpoint): {error}"
             raise CheckpointError(msg) from error
+        if not isinstance(meta, dict):
+            msg = f"checkpoint {path}: the header is a {type(meta).__name__}, not an object"
+            raise CheckpointError(msg)
         if meta.get("format") != CHECKPOINT_FORMAT or meta.get("version") != CHECKPOINT_VERSION:
             msg = (
                 f"checkpoint {path} has format {meta.get('format')!r} version "
@@ -374,6 +419,7 @@ class EMEstimator(BaseEstimator):
                 f"{CHECKPOINT_VERSION}"
             )
             raise CheckpointError(msg)
+        _check_checkpoint_fields(meta, path)
         if meta.get("model") != type(self).__name__:
             msg = f"checkpoint {path} is of a {meta.get('model')} model, not {type(self).__name__}"
             raise CheckpointError(msg)
@@ -396,3 +442,64 @@ class EMEstimator(BaseEstimator):
             msg = f"checkpoint {path} was written with other settings ({detail})"
             raise CheckpointError(msg)
         return {"meta": meta, "arrays": arrays}
+
+    def _check_state_arrays(self, arrays: dict, path: Path) -> None:
+        """The checkpoint's arrays against this fit's own state: names, shapes and kinds."""
+        expected = {k: np.asarray(v) for k, v in self._state_arrays().items()}
+        missing = sorted(set(expected) - set(arrays))
+        extra = sorted(set(arrays) - set(expected))
+        if missing or extra:
+            msg = (
+                f"checkpoint {path} does not hold this model's state: "
+                + (f"missing {', '.join(map(repr, missing))}" if missing else "")
+                + ("; " if missing and extra else "")
+                + (f"unexpected {', '.join(map(repr, extra))}" if extra else "")
+            )
+            raise CheckpointError(msg)
+        for name, reference in expected.items():
+            value = arrays[name]
+            if value.shape != reference.shape or value.dtype.kind != reference.dtype.kind:
+                msg = (
+                    f"checkpoint {path}: field {name!r} is {value.dtype} of shape {value.shape}, "
+                    f"this fit needs {reference.dtype} of shape {reference.shape}"
+                )
+                raise CheckpointError(msg)
+            if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+                msg = f"checkpoint {path}: field {name!r} holds non-finite values"
+                raise CheckpointError(msg)
+
+
+# The header of a checkpoint: each field and the check it must pass.
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_numbers(v) -> bool:
+    return isinstance(v, list) and all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x) for x in v
+    )
+
+
+_CHECKPOINT_FIELDS = {
+    "model": (lambda v: isinstance(v, str), "a string"),
+    "settings": (lambda v: isinstance(v, dict), "an object"),
+    "seed": (lambda v: _is_int(v) and v >= 0, "an int >= 0"),
+    "epoch": (lambda v: _is_int(v) and v >= 1, "an int >= 1"),
+    "objectives": (_is_numbers, "a list of finite numbers"),
+    "epoch_seconds": (_is_numbers, "a list of finite numbers"),
+    "converged": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+def _check_checkpoint_fields(meta: dict, path) -> None:
+    for name, (valid, expected) in _CHECKPOINT_FIELDS.items():
+        if name not in meta or not valid(meta[name]):
+            found = repr(meta[name]) if name in meta else "missing"
+            msg = f"checkpoint {path}: field {name!r} must be {expected}, got {found}"
+            raise CheckpointError(msg)
+    if not (len(meta["objectives"]) == len(meta["epoch_seconds"]) == meta["epoch"]):
+        msg = (
+            f"checkpoint {path}: {len(meta['objectives'])} objectives and "
+            f"{len(meta['epoch_seconds'])} epoch times for epoch {meta['epoch']}"
+        )
+        raise CheckpointError(msg)

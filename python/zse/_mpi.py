@@ -21,6 +21,8 @@ import os
 
 import numpy as np
 
+from ._errors import OptionalDependencyError
+
 # Environment variables set by the common launchers (MPICH/Hydra, Open MPI, Intel MPI, SLURM's
 # srun with PMI). Their presence is how the command line knows it runs under mpirun.
 _LAUNCHER_VARIABLES = (
@@ -63,7 +65,7 @@ def world():
             "running on several MPI ranks needs mpi4py: pip install 'zse[mpi]' (brings mpi4py "
             "and, on Linux, the MPICH wheel) or pip install mpi4py against the cluster's MPI"
         )
-        raise ImportError(msg) from error
+        raise OptionalDependencyError(msg) from error
     return MPI.COMM_WORLD
 
 

@@ -16,17 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, io
-from .counts import bin_image, count_evidence
+from . import __version__, _files, io
+from .counts import bin_image
+from .models import choose_model as pick_model
 from .models import make_model
 from .reconstruct import DEFAULT_PATCH_SIZE_3D, reconstruct
 
 # Patch sizes by model when none is given: 8 x 8 (the settings of the bench tables; for SSSC
 # bench/README.md "ES3C quality" compares 6 x 6), volumes 4 x 4 x 4.
 DEFAULT_PATCH = {"sssc": (8, 8), "pmm": (8, 8), "gpmm": (8, 8), "identity": (8, 8)}
-# --model auto: the Poisson model with the higher PSNR on both count tables of bench/RESULTS.md
-# (Poisson table 20.67 vs 20.55 dB, FMD pair 37.09 vs 36.83 dB).
-COUNTS_MODEL = "gpmm"
 MRC_OUT_SUFFIXES = (".mrc", ".mrcs", ".map", ".st", ".ali", ".rec")
 
 
@@ -94,6 +92,8 @@ def load(path: Path, options) -> Loaded:
             raise InputError(msg)
         data, kind = io.read_image(path, page=options.page), "image"
         record["page"] = options.page
+        if options.page:
+            _move_origin(info, 0, 0, options.page)  # one section of a stack: a crop in z
     else:
         data = io.read_volume(path)
         kind = "volume" if wants_volume or info.kind == "volume" else "stack"
@@ -105,6 +105,7 @@ def load(path: Path, options) -> Loaded:
         rows, cols = parse_crop(options.crop, data.shape[-2:])
         data = data[..., rows, cols]
         record["crop"] = [rows.start, rows.stop, cols.start, cols.stop]
+        _move_origin(info, cols.start, rows.start)
     notes = []
     if options.bin > 1:
         data, cropped = bin_image(data, options.bin)
@@ -114,18 +115,41 @@ def load(path: Path, options) -> Loaded:
                 f"--bin {options.bin}: the last {cropped[0]} row(s) and {cropped[1]} "
                 "column(s) do not fill a block and were cropped"
             )
-        if info.voxel_size:
-            x, y, z = info.voxel_size
-            info.voxel_size = (x * options.bin, y * options.bin, z)
+        _scale_pixels(info, options.bin, point_samples=False)
     if options.decimate > 1:
         data = data[..., :: options.decimate, :: options.decimate]
         record["decimate"] = options.decimate
-        if info.voxel_size:
-            x, y, z = info.voxel_size
-            info.voxel_size = (x * options.decimate, y * options.decimate, z)
+        _scale_pixels(info, options.decimate, point_samples=True)
+    if info.origin is not None:
+        record["origin_A"] = list(info.origin)
     data = np.ascontiguousarray(data, dtype=np.float64)
     record["processed_shape"], record["kind"], record["notes"] = list(data.shape), kind, notes
     return Loaded(data, kind, info, record)
+
+
+# The MRC header after --crop, --bin and --decimate follows IMOD (trimvol, newstack, binvol):
+# the header's origin is the negative of the physical coordinate (in Å) of the first pixel's
+# lower-left corner, so a feature keeps its coordinates. A crop from column x0, row y0 moves
+# the origin by -(x0, y0) pixels (--page k: by -k sections); binning by n keeps the corner
+# (origin unchanged) and scales the pixel size by n; keeping every n-th pixel makes each kept
+# sample the centre of an n times larger pixel, whose corner lies (n - 1) / 2 old pixels before
+# the sample's own corner.
+def _move_origin(info: io.ImageInfo, x0: int, y0: int, z0: int = 0) -> None:
+    if info.origin is None or info.voxel_size is None:
+        return
+    (ox, oy, oz), (vx, vy, vz) = info.origin, info.voxel_size
+    info.origin = (ox - x0 * vx, oy - y0 * vy, oz - z0 * vz)
+
+
+def _scale_pixels(info: io.ImageInfo, factor: int, *, point_samples: bool) -> None:
+    if info.voxel_size is None:
+        return
+    vx, vy, vz = info.voxel_size
+    if point_samples and info.origin is not None:
+        ox, oy, oz = info.origin
+        shift = (factor - 1) / 2
+        info.origin = (ox + shift * vx, oy + shift * vy, oz)
+    info.voxel_size = (vx * factor, vy * factor, vz)
 
 
 class UsageError(ValueError):
@@ -157,19 +181,11 @@ def parse_crop(text: str, shape) -> tuple[slice, slice]:
 
 
 def choose_model(options, data: np.ndarray) -> tuple[str, dict | None]:
-    """The model name and, for ``auto``, the evidence it was chosen on."""
+    """The model name and, for ``auto``, the evidence it was chosen on (the library's rule,
+    :func:`zse.models.choose_model`)."""
     if options.model != "auto":
         return options.model, None
-    gain = 1.0 if options.gain is None else options.gain
-    offset = 0.0 if options.offset is None else options.offset
-    if options.counts is not None:
-        evidence = {
-            "counts": bool(options.counts),
-            "reason": "--counts given" if options.counts else "--no-counts given",
-        }
-    else:
-        evidence = count_evidence(data, gain=gain, offset=offset)
-    return (COUNTS_MODEL if evidence["counts"] else "sssc"), evidence
+    return pick_model(data, counts=options.counts, gain=options.gain, offset=options.offset)
 
 
 def patch_for(kind: str, model_name: str, options, fitted_patch=None) -> tuple:
@@ -180,6 +196,14 @@ def patch_for(kind: str, model_name: str, options, fitted_patch=None) -> tuple:
         msg = (
             f"the model file was trained on {'x'.join(map(str, fitted_patch))} patches, "
             f"--patch-size asks for {'x'.join(map(str, given))}"
+        )
+        raise UsageError(msg)
+    if fitted_patch is not None and (len(fitted_patch) == 3) != (kind == "volume"):
+        what = "a volume (3-D patches)" if kind == "volume" else f"a 2-D {kind}"
+        msg = (
+            f"the model file was trained on {'x'.join(map(str, fitted_patch))} patches "
+            f"({len(fitted_patch)}-D) and cannot denoise {what}; fit a model on inputs of this "
+            "kind (zse fit)"
         )
         raise UsageError(msg)
     if given is not None:
@@ -209,6 +233,41 @@ def output_names(stem: str, stats, fmt: str, fields: bool) -> list[str]:
         names.append(f"{stem}_fields.png")
     names.append(f"{stem}.zse.json")
     return names
+
+
+def checkpoint_for(base, stem: str, n_inputs: int, section: int | None = None) -> str | None:
+    """Where one fit's checkpoint goes: ``--checkpoint c.ckpt`` itself for one input,
+    ``c.<stem>.ckpt`` for each of several inputs, ``c.<stem>.<section>.ckpt`` for each
+    section of ``--per-section``."""
+    if not base:
+        return None
+    where = Path(base)
+    if section is None and n_inputs <= 1:
+        return str(where)
+    tag = stem if section is None else f"{stem}.{section}"
+    return str(where.with_name(f"{where.stem}.{tag}{where.suffix}"))
+
+
+def planned_files(paths, stems, options) -> list:
+    """Every file ``zse denoise`` may write for ``paths``, each with what writes it (for the
+    check that no output or checkpoint of one input replaces another input or another file of
+    the call)."""
+    planned = []
+    for path in paths:
+        stem, fmt = stems[path], output_format(path, options)
+        for name in output_names(stem, options.stats, fmt, fields=True):
+            planned.append((Path(options.output) / name, f"the output {name} of {path}"))
+        sections = [None]
+        if options.checkpoint and options.per_section:
+            try:
+                sections = list(range(io.read_info(path).n_sections))
+            except (OSError, ValueError):
+                sections = []  # the input fails on its own when it is read
+        for section in sections:
+            where = checkpoint_for(options.checkpoint, stem, len(paths), section)
+            if where is not None:
+                planned.append((Path(where), f"the checkpoint of {path}"))
+    return planned
 
 
 def model_summary(model) -> dict:
@@ -271,13 +330,23 @@ def has_fields(model) -> bool:
 
 
 def denoise_one(
-    path: Path, stem: str, options, *, model_params, fitted=None, comm=None, log=None
+    path: Path,
+    stem: str,
+    options,
+    *,
+    model_params,
+    fitted=None,
+    comm=None,
+    log=None,
+    inputs: _files.Inputs | None = None,
 ) -> dict:
     """Denoise one input file into ``options.output``; returns its run record.
 
     ``model_params(model_name)`` gives the model options of the command line.
-    ``fitted``: a model loaded from ``--model-file`` (applied, not refitted). Under MPI
-    (``comm``), every rank reads and computes, rank 0 writes.
+    ``fitted``: a model loaded from ``--model-file`` (applied, not refitted; with
+    ``--per-section`` applied to each section). Under MPI (``comm``), every rank reads and
+    computes, rank 0 writes. ``inputs``: every file the call reads (default: this input and the
+    model file); no output replaces one of them.
     """
     from ._mpi import team_of
 
@@ -308,16 +377,20 @@ def denoise_one(
     )
     names = output_names(stem, stats, fmt, fields)
     # Existing outputs are refused before any work (the set is opened only to write).
+    if inputs is None:
+        inputs = _files.Inputs([path] + ([options.model_file] if options.model_file else []))
     output_set = (
-        io.OutputSet(options.output, names, overwrite=options.overwrite) if is_root else None
+        io.OutputSet(options.output, names, overwrite=options.overwrite, inputs=inputs)
+        if is_root
+        else None
     )
 
-    def new_model():
+    def new_model(section=None):
         params = model_params(model_name)
-        if params.get("checkpoint") and getattr(options, "n_inputs", 1) > 1:
-            # One checkpoint per input: fit.ckpt -> fit.<stem>.ckpt
-            where = Path(params["checkpoint"])
-            params["checkpoint"] = str(where.with_name(f"{where.stem}.{stem}{where.suffix}"))
+        if params.get("checkpoint"):
+            params["checkpoint"] = checkpoint_for(
+                params["checkpoint"], stem, getattr(options, "n_inputs", 1), section
+            )
         try:
             return make_model(
                 model_name,
@@ -338,10 +411,11 @@ def denoise_one(
     t = time.perf_counter()
     verbose = not options.quiet and is_root
     if per_section:
-        # One model per section, each fitted on its own section (--per-section).
+        # One model per section, each fitted on its own section (--per-section), or the model
+        # file's applied to each.
         section_results, models = [], []
-        for section in loaded.data:
-            model = new_model()
+        for index, section in enumerate(loaded.data):
+            model = fitted if fitted is not None else new_model(index)
             section_results.append(
                 reconstruct(
                     section,

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, io
+from . import __version__, _files, io
 from ._workflow import (
     UsageError,
     denoise_one,
     expand_inputs,
     output_stems,
     parse_crop,
+    planned_files,
 )
 from .models import MODELS, make_model
 
@@ -72,6 +73,7 @@ def _logger(args, is_root: bool = True):
 def _error_code(error: BaseException) -> int:
     """2 for errors of inputs, options, files or memory; 1 for anything else (a bug)."""
     from ._base import CheckpointError
+    from ._errors import OptionalDependencyError
     from ._mpi import RankError
     from .model_io import ModelFileError
 
@@ -90,10 +92,20 @@ def _error_code(error: BaseException) -> int:
                 "InputError",
                 "UsageError",
                 "FileExistsError",
+                "WriteRefused",
+                "OptionalDependencyError",
             )
             else 1
         )
-    user = (MemoryError, ValueError, TypeError, OSError, CheckpointError, ModelFileError)
+    user = (
+        MemoryError,
+        ValueError,
+        TypeError,
+        OSError,
+        CheckpointError,
+        ModelFileError,
+        OptionalDependencyError,
+    )
     return 2 if isinstance(error, user) else 1
 
 
@@ -127,6 +139,10 @@ def cmd_denoise(args) -> int:
     paths = expand_inputs(args.inputs)
     stems = output_stems(paths)
     args.n_inputs = len(paths)
+    # The file rule: no output or checkpoint of one input may replace any input (checked for
+    # every input before any work; README "Reliability").
+    inputs = _files.Inputs(paths + ([Path(args.model_file)] if args.model_file else []))
+    _files.check_plan(planned_files(paths, stems, args), inputs)
     comm = _mpi_comm(args)
     fitted = _load_model_file(args)
     spread = comm is not None and len(paths) >= comm.Get_size()
@@ -147,6 +163,7 @@ def cmd_denoise(args) -> int:
                 fitted=fitted,
                 comm=file_comm,
                 log=log,
+                inputs=inputs,
             )
         except KeyboardInterrupt:
             raise
@@ -186,8 +203,10 @@ def cmd_fit(args) -> int:
     is_root = team is None or team.is_root
     log = _logger(args, is_root)
     output = Path(args.output)
-    if output.exists() and not args.overwrite:
-        raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+    _files.check_target(output, kind="model", overwrite=args.overwrite, inputs=_files.Inputs(paths))
+    if args.checkpoint:
+        planned = [(output, "the model file"), (Path(args.checkpoint), "the checkpoint")]
+        _files.check_plan(planned, _files.Inputs(paths))
     t = time.perf_counter()
     patches, patch, model_name, evidence = training_patches(paths, args)
     if evidence is not None:

@@ -1,7 +1,10 @@
 """Reading micrographs (TIFF, MRC, PNG/JPEG) and writing results (float32 TIFF, 8-bit PNG preview).
 
-Input files are only ever opened for reading. Writers refuse to replace an existing file unless
-``overwrite=True``.
+Input files are only ever opened for reading. Every writer follows the one file rule of
+:mod:`zse._files`: it replaces an existing file only when zse wrote it and ``overwrite=True``,
+and never a file that is an input of the same call. Every file written carries zse's marker (a
+TIFF ``Software`` tag, an MRC label, a PNG text chunk, the record's ``zse_version``) so that a
+later call can tell its own outputs from a user's files.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _files
 from ._memory import check_fits_in_memory
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -103,7 +107,7 @@ def _read_tiff(path: Path, page: int | None) -> np.ndarray:
     file_size = path.stat().st_size
     with tifffile.TiffFile(path) as tif:
         pages = tif.pages
-        first = pages[0]
+        first = _first_page(pages, path)
         if len(pages) == 1 and first.samplesperpixel == 1 and len(first.shape) == 3:
             # One page that holds a whole stack (e.g. ImageJ hyperstacks stored contiguously).
             index = _select_page(first.shape[0], page, path, "section")
@@ -120,6 +124,25 @@ def _read_tiff(path: Path, page: int | None) -> np.ndarray:
             array = np.moveaxis(array, 0, -1)  # planar (separate) samples: (spp, h, w)
         n_extra = len(tiff_page.extrasamples)
         return _to_grey(array, spp - n_extra, n_extra, path)
+
+
+def _first_page(pages, path: Path):
+    if len(pages) == 0:
+        msg = f"{path} is a TIFF file without any readable image (no page; damaged file?)"
+        raise ValueError(msg)
+    return pages[0]
+
+
+def _existing_file(path) -> Path:
+    """``path`` as a Path; FileNotFoundError when missing, ValueError for a directory."""
+    path = Path(path)
+    if not path.exists():
+        msg = f"input file not found: {path}"
+        raise FileNotFoundError(msg)
+    if path.is_dir():
+        msg = f"{path} is a directory, not an image file (name files or a pattern: 'dir/*.mrc')"
+        raise ValueError(msg)
+    return path
 
 
 def _check_tiff_data(tiff_page, path: Path, file_size: int) -> None:
@@ -273,13 +296,7 @@ def read_image(path, *, page: int | None = None) -> np.ndarray:
     MemoryError
         If decoding the declared image would need more memory than is available.
     """
-    path = Path(path)
-    if not path.exists():
-        msg = f"input file not found: {path}"
-        raise FileNotFoundError(msg)
-    if path.is_dir():
-        msg = f"{path} is a directory, not an image file"
-        raise ValueError(msg)
+    path = _existing_file(path)
     suffix = path.suffix.lower()
     if suffix in TIFF_SUFFIXES:
         reader = _read_tiff
@@ -308,10 +325,7 @@ def read_volume(path) -> np.ndarray:
     data are read (as :func:`read_image` does). A single 2-D image is refused: use
     :func:`read_image`.
     """
-    path = Path(path)
-    if not path.exists():
-        msg = f"input file not found: {path}"
-        raise FileNotFoundError(msg)
+    path = _existing_file(path)
     suffix = path.suffix.lower()
     with _decoding(path):
         if suffix in MRC_SUFFIXES:
@@ -339,7 +353,15 @@ def read_volume(path) -> np.ndarray:
 
             with tifffile.TiffFile(path) as tif:
                 file_size = path.stat().st_size
-                for page in tif.pages:
+                first = _first_page(tif.pages, path)
+                for index, page in enumerate(tif.pages):
+                    if page.shape != first.shape or page.dtype != first.dtype:
+                        msg = (
+                            f"{path} has pages that differ (page 0 is {first.shape} "
+                            f"{first.dtype}, page {index} is {page.shape} {page.dtype}), so they "
+                            "are no stack or volume; denoise one page with --page k"
+                        )
+                        raise ValueError(msg)
                     _check_tiff_data(page, path, file_size)
                 volume = tif.asarray()
         else:
@@ -388,10 +410,7 @@ def read_info(path) -> ImageInfo:
     Reads headers only (no pixel data). PNG/JPEG/BMP files are single images without a pixel
     size; a multi-page TIFF is a stack.
     """
-    path = Path(path)
-    if not path.exists():
-        msg = f"input file not found: {path}"
-        raise FileNotFoundError(msg)
+    path = _existing_file(path)
     suffix = path.suffix.lower()
     try:
         if suffix in MRC_SUFFIXES:
@@ -402,6 +421,9 @@ def read_info(path) -> ImageInfo:
         if str(path) in str(error):
             raise
         msg = f"could not read the header of {path}: {error}"
+        raise ValueError(msg) from error
+    except Exception as error:  # decoder errors of damaged headers
+        msg = f"could not read the header of {path} (corrupt?): {type(error).__name__}: {error}"
         raise ValueError(msg) from error
     if suffix in PIL_SUFFIXES:
         return ImageInfo()
@@ -442,7 +464,7 @@ def _tiff_info(path: Path) -> ImageInfo:
 
     with tifffile.TiffFile(path) as tif:
         pages = tif.pages
-        first = pages[0]
+        first = _first_page(pages, path)
         if len(pages) == 1 and first.samplesperpixel == 1 and len(first.shape) == 3:
             n_sections = int(first.shape[0])
         else:
@@ -476,13 +498,20 @@ def write_mrc(
 
     With ``info`` (from :func:`read_info` of the input) the voxel size, origin and labels are
     kept, a 3-D array is marked as a stack or a volume like the input, and ``label`` (at most
-    80 characters) is added to the labels.
+    80 characters, starting with ``"zse:"``; default :data:`ZSE_LABEL`) is added to the labels:
+    it marks the file as zse's.
     """
     import mrcfile
+
+    from . import __version__
 
     path = Path(path)
     _prepare_output(path, overwrite)
     out = _as_float32(volume, path)
+    label = label or f"{ZSE_LABEL} {__version__}"
+    if not label.startswith(_files.MRC_LABEL_PREFIX):
+        msg = f"an MRC label of zse must start with {_files.MRC_LABEL_PREFIX!r}, got {label!r}"
+        raise ValueError(msg)
 
     def write(tmp):
         with mrcfile.new(tmp, overwrite=True) as mrc:
@@ -503,16 +532,16 @@ def write_mrc(
                 labels = list(info.labels)[-9:]  # 10 labels at most, ours is the last
                 for text in labels:
                     mrc.add_label(text[:80])
-            if label:
-                mrc.add_label(label[:80])
+            mrc.add_label(label[:80])
 
     return _write_atomically(path, write)
 
 
-def _prepare_output(path: Path, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        msg = f"{path} exists; pass overwrite=True (--overwrite on the command line) to replace it"
-        raise FileExistsError(msg)
+def _prepare_output(
+    path: Path, overwrite: bool, kind: str = "output", inputs: _files.Inputs = _files.NO_INPUTS
+) -> None:
+    """The file rule (:func:`zse._files.check_target`) and an existing output directory."""
+    _files.check_target(path, kind=kind, overwrite=overwrite, inputs=inputs)
     if not path.parent.is_dir():
         msg = f"output directory {path.parent} does not exist"
         raise FileNotFoundError(msg)
@@ -553,10 +582,12 @@ def write_tiff(path, image, *, overwrite: bool = False, info: ImageInfo | None =
     out = _as_float32(image, path)
     import tifffile
 
-    options = {}
+    from . import __version__
+
+    options = {"software": f"{_files.SOFTWARE_PREFIX} {__version__}"}
     if info is not None and info.voxel_size is not None and info.voxel_size[0] > 0:
         per_cm = 1e8 / float(info.voxel_size[0])
-        options = {"resolution": (per_cm, per_cm), "resolutionunit": "CENTIMETER"}
+        options.update(resolution=(per_cm, per_cm), resolutionunit="CENTIMETER")
     return _write_atomically(
         path, lambda tmp: tifffile.imwrite(tmp, out, photometric="minisblack", **options)
     )
@@ -585,8 +616,18 @@ def write_preview_png(path, image, *, percentiles=(0.5, 99.5), overwrite: bool =
 
     path = Path(path)
     _prepare_output(path, overwrite)
-    picture = Image.fromarray(preview_uint8(image, percentiles))
-    return _write_atomically(path, lambda tmp: picture.save(tmp, format="PNG"))
+    return _save_png(path, Image.fromarray(preview_uint8(image, percentiles)))
+
+
+def _save_png(path: Path, picture) -> Path:
+    """Save a PIL picture as PNG (atomically) with zse's ``Software`` text chunk."""
+    from PIL.PngImagePlugin import PngInfo
+
+    from . import __version__
+
+    info = PngInfo()
+    info.add_text("Software", f"{_files.SOFTWARE_PREFIX} {__version__}")
+    return _write_atomically(path, lambda tmp: picture.save(tmp, format="PNG", pnginfo=info))
 
 
 def fields_mosaic(model, patch, *, scale: int = 4) -> np.ndarray:
@@ -632,16 +673,22 @@ def write_fields_png(path, model, patch, *, overwrite: bool = False) -> Path:
 
     path = Path(path)
     _prepare_output(path, overwrite)
-    picture = Image.fromarray(fields_mosaic(model, patch))
-    return _write_atomically(path, lambda tmp: picture.save(tmp, format="PNG"))
+    return _save_png(path, Image.fromarray(fields_mosaic(model, patch)))
 
 
 def write_json(path, record: dict, *, overwrite: bool = False) -> Path:
-    """Write a JSON record (atomically); returns the path."""
+    """Write a JSON record (atomically); returns the path.
+
+    The record carries ``zse_version`` (added first when it lacks one): zse's marker.
+    """
     import json
+
+    from . import __version__
 
     path = Path(path)
     _prepare_output(path, overwrite)
+    if "zse_version" not in record:
+        record = {"zse_version": __version__, **record}
     text = json.dumps(record, indent=2) + "\n"
     return _write_atomically(path, lambda tmp: tmp.write_text(text))
 
@@ -652,7 +699,9 @@ class OutputSet:
     Files are written into a hidden staging folder inside ``directory`` and moved into place
     together when the ``with`` block ends without an error. On an error or an interrupt the
     staged files are deleted, and so is ``directory`` (and any parent) if this set created it
-    and it is still empty. Existing outputs are refused before any work unless ``overwrite``.
+    and it is still empty. The file rule (:mod:`zse._files`) is checked for every name before
+    any work and again before the files are moved: an input of the call (``inputs``) or a file
+    zse did not write is never replaced, and existing outputs only with ``overwrite``.
 
     Examples
     --------
@@ -660,17 +709,35 @@ class OutputSet:
     ...     write_tiff(outputs.path("mean.tif"), image)
     """
 
-    def __init__(self, directory, names, *, overwrite: bool = False):
+    def __init__(
+        self, directory, names, *, overwrite: bool = False, inputs: _files.Inputs = _files.NO_INPUTS
+    ):
         self.directory = Path(directory)
         self.names = list(dict.fromkeys(names))
         self.overwrite = overwrite
+        self.inputs = inputs
         self._created: list[Path] = []
         self._staging: Path | None = None
         if self.directory.exists() and not self.directory.is_dir():
             msg = f"output path {self.directory} exists and is not a directory"
             raise ValueError(msg)
-        existing = [str(self.directory / n) for n in self.names if (self.directory / n).exists()]
-        if existing and not overwrite:
+        self._check_targets()
+
+    def _check_targets(self) -> None:
+        """The file rule for every name: no input replaced, no foreign file, --overwrite."""
+        refused, existing = [], []
+        for name in self.names:
+            try:
+                _files.check_target(
+                    self.directory / name, overwrite=self.overwrite, inputs=self.inputs
+                )
+            except _files.WriteRefused as error:
+                refused.append(str(error))
+            except FileExistsError:
+                existing.append(str(self.directory / name))
+        if refused:
+            raise _files.WriteRefused("; ".join(refused))
+        if existing:
             msg = (
                 "outputs exist already: "
                 + ", ".join(existing)
@@ -711,6 +778,7 @@ class OutputSet:
                 if missing:
                     msg = f"outputs were not written: {', '.join(missing)}"
                     raise RuntimeError(msg)
+                self._check_targets()  # a file may have appeared while the set was written
                 for name in self.names:
                     os.replace(self._staging / name, self.directory / name)
         finally:

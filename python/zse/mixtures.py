@@ -28,6 +28,13 @@ class _PoissonMixture(EMEstimator):
     """
 
     _provides_variance = True
+    _model_file_fields = {
+        **EMEstimator._model_file_fields,
+        "W_": "array",
+        "pi_": "array",
+        "log_likelihoods_": "floats",
+        "n_dead_components_": "count",
+    }
 
     # PMM's signature; GPMM adds its shape parameters and passes these on.
     def __init__(
@@ -421,6 +428,12 @@ class GPMM(_PoissonMixture):
     log_likelihoods_, free_energies_, epoch_seconds_, n_iter_, n_dead_components_
         As for :class:`PMM`.
     """
+
+    _model_file_fields = {
+        **_PoissonMixture._model_file_fields,
+        "alpha_": "float_or_array",
+        "alpha_capped_": "bool",
+    }
 
     def __init__(
         self,

@@ -43,12 +43,44 @@ def _registry() -> dict:
     return {cls.__name__: cls for cls in (SSSC, PMM, GPMM, Identity)}
 
 
-def _learned_attributes(model) -> dict:
-    names = [n for n in vars(model) if n.endswith("_") and not n.startswith("__")]
-    names += [n for n in getattr(type(model), "_model_file_private", ()) if hasattr(model, n)]
-    return {
-        n: getattr(model, n) for n in names if n not in getattr(type(model), "_model_file_skip", ())
-    }
+def _field_value(name: str, kind: str, value, where: str):
+    """A value read from a model file, checked against its declared kind (ModelFileError)."""
+
+    def bad(expected: str):
+        found = type(value).__name__
+        if isinstance(value, np.ndarray):
+            found = f"array of shape {value.shape} and dtype {value.dtype}"
+        msg = f"{where}: field {name!r} must be {expected}, got {found}"
+        return ModelFileError(msg)
+
+    def is_number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+
+    if kind in ("int", "count"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("an int")
+        if kind == "count" and value < 0:
+            raise bad("an int >= 0")
+        return int(value)
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if kind == "floats":
+        if not isinstance(value, list) or not all(is_number(v) for v in value):
+            raise bad("a list of finite numbers")
+        return [float(v) for v in value]
+    if kind in ("float", "float_or_array") and not isinstance(value, np.ndarray):
+        if not is_number(value):
+            raise bad("a finite number")
+        return float(value)
+    if kind in ("array", "float_or_array"):
+        if not isinstance(value, np.ndarray) or value.dtype.kind not in "fiu":
+            raise bad("a numeric array")
+        if not np.all(np.isfinite(value)):
+            raise bad("an array of finite values")
+        return np.ascontiguousarray(value, dtype=np.float64)
+    raise bad(kind)
 
 
 def save_model(model, path, *, patch_size=None, overwrite: bool = True) -> Path:
@@ -62,7 +94,8 @@ def save_model(model, path, *, patch_size=None, overwrite: bool = True) -> Path:
         The file (conventionally ``*.zse``); written atomically.
     patch_size : tuple of int, optional
         The patch extents the model was trained on (recorded so that ``zse denoise
-        --model-file`` uses them).
+        --model-file`` uses them, and checked when the loaded model is applied); default: the
+        model's ``patch_size_`` when :func:`zse.reconstruct` fitted it.
     overwrite : bool
         Replace an existing file.
 
@@ -80,6 +113,8 @@ def save_model(model, path, *, patch_size=None, overwrite: bool = True) -> Path:
         msg = f"only zse models can be saved, got {type(model).__name__}"
         raise TypeError(msg)
     check_is_fitted(model)
+    if patch_size is None:
+        patch_size = getattr(model, "patch_size_", None)  # known when reconstruct fitted it
     if patch_size is not None:
         patch_size = [int(p) for p in patch_size]
         if int(np.prod(patch_size)) != int(model.n_features_in_):
@@ -93,13 +128,14 @@ def save_model(model, path, *, patch_size=None, overwrite: bool = True) -> Path:
             value = None  # a Generator: the seed actually used is saved with the state
         params[name] = value.item() if isinstance(value, np.generic) else value
     scalars, arrays = {}, {}
-    for name, value in _learned_attributes(model).items():
+    for name, kind in type(model)._model_file_fields.items():
+        value = getattr(model, name)
         if isinstance(value, np.ndarray):
             arrays[f"array__{name}"] = value
-        elif isinstance(value, (bool, int, float, np.generic)):
-            scalars[name] = value.item() if isinstance(value, np.generic) else value
-        elif isinstance(value, list):
+        elif kind == "floats":
             scalars[name] = [float(v) for v in value]
+        else:
+            scalars[name] = value.item() if isinstance(value, np.generic) else value
     meta = {
         "format": MODEL_FORMAT,
         "version": MODEL_VERSION,
@@ -111,7 +147,7 @@ def save_model(model, path, *, patch_size=None, overwrite: bool = True) -> Path:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     path = Path(path)
-    _prepare_output(path, overwrite)
+    _prepare_output(path, overwrite, kind="model")
 
     def write(tmp):
         with open(tmp, "wb") as handle:
@@ -130,8 +166,17 @@ def _read(path):
     if not path.exists():
         msg = f"model file not found: {path}"
         raise FileNotFoundError(msg)
+    if path.is_dir():
+        msg = f"model file {path} is a directory"
+        raise ModelFileError(msg)
     try:
         with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as npz:
+            if not hasattr(npz, "files"):
+                msg = "not an npz archive"
+                raise ValueError(msg)
+            if "meta" not in npz.files:
+                msg = "it has no 'meta' header"
+                raise ValueError(msg)
             meta = json.loads(str(npz["meta"][()]))
             arrays = {
                 k[len("array__") :]: np.array(npz[k]) for k in npz.files if k.startswith("array__")
@@ -140,7 +185,7 @@ def _read(path):
         msg = f"{path} is not a readable zse model file (corrupt or of another kind): {error}"
         raise ModelFileError(msg) from error
     if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
-        found = meta.get("format") if isinstance(meta, dict) else None
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         msg = f"{path} is not a zse model file (format {found!r})"
         raise ModelFileError(msg)
     if meta.get("version") != MODEL_VERSION:
@@ -149,37 +194,80 @@ def _read(path):
             f"{meta.get('zse_version')}); this zse reads version {MODEL_VERSION}: refit the model"
         )
         raise ModelFileError(msg)
+    for key, kind in (("model", str), ("params", dict), ("scalars", dict)):
+        if not isinstance(meta.get(key), kind):
+            msg = (
+                f"{path}: field {key!r} of the header must be a {kind.__name__}, got "
+                f"{type(meta.get(key)).__name__}"
+            )
+            raise ModelFileError(msg)
     return meta, arrays
+
+
+def _patch_size(value, n_features: int, where: str):
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or len(value) not in (2, 3)
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
+    ):
+        msg = f"{where}: field 'patch_size' must be a list of 2 or 3 ints >= 1, got {value!r}"
+        raise ModelFileError(msg)
+    if int(np.prod(value)) != n_features:
+        msg = f"{where}: field 'patch_size' {value} does not have the model's {n_features} pixels"
+        raise ModelFileError(msg)
+    return tuple(value)
 
 
 def load_model(path):
     """Read a model written by :func:`save_model`; returns the fitted estimator.
 
-    The file is checked before use: its format and version, the model class, the parameters,
-    and the shapes of the learned arrays against the parameters; a problem raises
-    :class:`ModelFileError` naming the file. The patch extents it was trained on (when saved)
-    are in ``model.patch_size_``.
+    The file is checked before use: its format and version, the model class, every parameter
+    (names of the class's parameters only, values of JSON scalar types, then the class's own
+    checks), every learned value the class declares (present, of its declared type, finite)
+    and the shapes of the learned arrays against the parameters. Nothing else from the file is
+    set on the model. A problem raises :class:`ModelFileError` naming the file and the field.
+    The patch extents it was trained on (when saved) are in ``model.patch_size_``.
     """
     meta, arrays = _read(path)
     registry = _registry()
-    name = meta.get("model")
+    name = meta["model"]
     if name not in registry:
         msg = f"{path} holds a model of unknown kind {name!r}; known: {sorted(registry)}"
         raise ModelFileError(msg)
     cls = registry[name]
+    params = meta["params"]
+    accepted = set(cls._param_names()) - _RUN_PARAMS
+    for key, value in params.items():
+        if key not in accepted:
+            msg = f"{path}: {key!r} is not a parameter of {name} that a model file holds"
+            raise ModelFileError(msg)
+        if not isinstance(value, (bool, int, float, str, type(None))):
+            msg = f"{path}: parameter {key!r} must be a number, string or null, got {value!r}"
+            raise ModelFileError(msg)
     try:
-        model = cls(**meta.get("params", {}))
-        if hasattr(model, "_check_params"):
-            model._check_params()
+        model = cls(**params)
+        model._check_params()
     except (TypeError, ValueError) as error:
         msg = f"{path} holds parameters this zse cannot use for {name}: {error}"
         raise ModelFileError(msg) from error
-    for key, value in meta.get("scalars", {}).items():
-        setattr(model, key, value)
-    for key, value in arrays.items():
-        setattr(model, key, value if value.dtype != np.float64 else np.ascontiguousarray(value))
-    patch_size = meta.get("patch_size")
-    model.patch_size_ = tuple(patch_size) if patch_size else None
+    fields = cls._model_file_fields
+    stored = {**meta["scalars"], **arrays}
+    unknown = sorted(set(stored) - set(fields))
+    if unknown:
+        msg = f"{path}: {', '.join(map(repr, unknown))} are not learned values of {name}"
+        raise ModelFileError(msg)
+    missing = sorted(set(fields) - set(stored))
+    if missing:
+        msg = f"{path}: the learned value(s) {', '.join(map(repr, missing))} are missing"
+        raise ModelFileError(msg)
+    for key, kind in fields.items():
+        setattr(model, key, _field_value(key, kind, stored[key], str(path)))
+    if model.n_features_in_ < 1:
+        msg = f"{path}: field 'n_features_in_' must be >= 1, got {model.n_features_in_}"
+        raise ModelFileError(msg)
+    model.patch_size_ = _patch_size(meta.get("patch_size"), model.n_features_in_, str(path))
     try:
         model._after_load()
     except (AttributeError, KeyError, ValueError, TypeError) as error:

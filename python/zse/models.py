@@ -27,8 +27,7 @@ class Identity(BaseEstimator):
     def __init__(self):
         pass
 
-    _model_file_private = ()
-    _model_file_skip = ()
+    _model_file_fields = {"n_features_in_": "count"}
 
     def _after_load(self):
         self.n_features_in_ = int(self.n_features_in_)
@@ -68,6 +67,37 @@ def _registry():
 
 MODELS = ("identity", "sssc", "pmm", "gpmm")
 DEFAULT_MODEL = "sssc"
+# model="auto": the Poisson model with the higher PSNR on both count tables of bench/RESULTS.md
+# (Poisson table 20.67 vs 20.55 dB, FMD pair 37.09 vs 36.83 dB); SSSC for anything else.
+COUNTS_MODEL = "gpmm"
+
+
+def choose_model(data, *, counts=None, gain=None, offset=None) -> tuple[str, dict]:
+    """The model ``model="auto"`` picks for ``data``, and the evidence it picked it on.
+
+    The command line (``--model auto``) and :func:`zse.reconstruct` (``model="auto"``) both
+    decide here: :data:`COUNTS_MODEL` (GPMM) when ``(data - offset) * gain`` holds electron
+    counts by :func:`zse.counts.count_evidence` (or ``counts=True``), else SSSC.
+
+    Returns
+    -------
+    name : str
+        ``"gpmm"`` or ``"sssc"``.
+    evidence : dict
+        ``counts`` (bool), ``reason`` (a sentence) and, when tested, the measured statistics.
+    """
+    from .counts import count_evidence
+
+    if counts is not None:
+        reason = "--counts given" if counts else "--no-counts given"
+        evidence = {"counts": bool(counts), "reason": reason}
+    else:
+        evidence = count_evidence(
+            data,
+            gain=1.0 if gain is None else gain,
+            offset=0.0 if offset is None else offset,
+        )
+    return (COUNTS_MODEL if evidence["counts"] else "sssc"), evidence
 
 
 def make_model(name: str, *, options=None, **common):
@@ -98,4 +128,4 @@ def supports_variance(model) -> bool:
     return bool(getattr(model, "_provides_variance", False))
 
 
-__all__ = ["Identity", "MODELS", "DEFAULT_MODEL", "make_model"]
+__all__ = ["Identity", "MODELS", "DEFAULT_MODEL", "COUNTS_MODEL", "choose_model", "make_model"]

@@ -11,12 +11,12 @@ import time
 import numpy as np
 
 from . import _core
-from ._base import is_fitted
+from ._base import BaseEstimator, is_fitted
 from ._memory import available_memory, format_bytes
 from ._mpi import team_of
 from ._threads import effective_n_threads
 from ._validation import as_patch_shape, as_stats, as_volume, check_volume_fits
-from .models import DEFAULT_MODEL, make_model, supports_variance
+from .models import choose_model, make_model, supports_variance
 
 DEFAULT_PATCH_SIZE = 8
 DEFAULT_PATCH_SIZE_3D = 4
@@ -96,9 +96,28 @@ def estimate_peak_memory(shape, patch, stats, model, n_train: int, n_threads: in
     return parts
 
 
+class Reconstruction(dict):
+    """The images of :func:`reconstruct`, one per statistic (a dict), and how they were made.
+
+    Attributes
+    ----------
+    model : estimator
+        The fitted model that estimated the patches (the one passed in, or the one chosen).
+    model_choice : dict or None
+        With ``model="auto"``: the chosen model's name (``"model"``) and the evidence of the
+        count test (``counts``, ``reason`` and the measured statistics); None when a model was
+        given.
+    """
+
+    def __init__(self, images: dict, model, model_choice=None):
+        super().__init__(images)
+        self.model = model
+        self.model_choice = model_choice
+
+
 def reconstruct(
     image,
-    model=None,
+    model="auto",
     *,
     stats=("mean", "var"),
     patch_size=None,
@@ -119,10 +138,16 @@ def reconstruct(
     ----------
     image : array_like of shape (rows, columns) or (z, rows, columns)
         The noisy image or volume (real-valued and finite; converted once to float64).
-    model : estimator, optional
+    model : estimator, str or None
         :class:`zse.SSSC`, :class:`zse.PMM`, :class:`zse.GPMM`, :class:`zse.Identity`, or any
         object with ``fit(patches)`` and ``estimate(patches)`` (2-D only; estimated on the
-        (n_patches, D) matrix). ``None`` uses :class:`zse.SSSC` with its default settings.
+        (n_patches, D) matrix); or a model's name (``"sssc"``, ``"gpmm"``, ``"pmm"``,
+        ``"identity"``) for that model at its defaults. ``"auto"`` (default; also None) makes
+        the choice ``zse denoise --model auto`` makes: :class:`zse.GPMM` when the image holds
+        electron counts (:func:`zse.models.choose_model`: the noise variance equals the local
+        mean), else :class:`zse.SSSC`; the choice and its evidence are on the result
+        (``result.model_choice``). A fitted zse model is checked against the patch extents it
+        was trained on (``patch_size_``), not only their pixel count.
     stats : str or sequence of str
         Images to return: ``"mean"`` (the denoised image), ``"median"``, ``"var"`` (variance of
         the per-patch estimates of each pixel, the "variance image"), ``"pvar"`` (posterior-
@@ -152,9 +177,10 @@ def reconstruct(
 
     Returns
     -------
-    dict of str to ndarray of the image's shape, or None
-        One float64 image per requested statistic, in the requested order. Under MPI only
-        rank 0 gets the images; the other ranks get None.
+    Reconstruction (a dict of str to ndarray of the image's shape), or None
+        One float64 image per requested statistic, in the requested order; ``.model`` is the
+        fitted model, ``.model_choice`` the evidence of ``model="auto"``. Under MPI only rank
+        0 gets the images; the other ranks get None.
 
     Raises
     ------
@@ -172,8 +198,13 @@ def reconstruct(
     """
     volume = as_volume(image)
     stats = as_stats(stats)
-    if model is None:
-        model = make_model(DEFAULT_MODEL)
+    choice = None
+    if model is None or isinstance(model, str):
+        name = "auto" if model is None else model.lower()
+        if name == "auto":
+            name, evidence = choose_model(volume)
+            choice = {"model": name, **evidence}
+        model = make_model(name)
     if not (callable(getattr(model, "fit", None)) and callable(getattr(model, "estimate", None))):
         msg = f"model must have fit(patches) and estimate(patches) methods, got {model!r}"
         raise TypeError(msg)
@@ -211,6 +242,8 @@ def reconstruct(
             f"{'x'.join(map(str, patch))} gives {D}"
         )
         raise ValueError(msg)
+    if fitted_features is not None and isinstance(model, BaseEstimator):
+        model._check_patch_shape(patch)
     positions = (
         training_positions(n_patches, n_train, _seed_of(model), auto_train_size(model))
         if fitted_features is None
@@ -242,6 +275,8 @@ def reconstruct(
         with _fitting_on(model, comm if team is not None else None):
             model.fit(train)
         del train
+        if isinstance(model, BaseEstimator):
+            model._record_patch_shape(patch)
         log(f"fitted {type(model).__name__}", t)
 
     t = time.perf_counter()
@@ -258,7 +293,9 @@ def reconstruct(
         log(f"estimated and merged every patch on {team.size} ranks: {', '.join(stats)}", t)
         if not team.is_root:
             return None
-        return {name: full[name].reshape(volume.shape) for name in stats}
+        return Reconstruction(
+            {name: full[name].reshape(volume.shape) for name in stats}, model, choice
+        )
     if streamed:
         merged = model._estimate_volume(
             volume3, patch3, list(stats), positions, median_kind, threads
@@ -267,7 +304,7 @@ def reconstruct(
     else:
         result = _estimate_matrix(volume, patch, model, stats, median_kind, threads)
     log(f"estimated and merged every patch: {', '.join(stats)}", t)
-    return result
+    return Reconstruction(result, model, choice)
 
 
 @contextlib.contextmanager

@@ -133,8 +133,22 @@ class SSSC(EMEstimator):
     """
 
     _provides_variance = True
-    _model_file_private = ("_W_std", "_sigma2_std", "_bias_std", "_seed")
-    _model_file_skip = ("K_",)
+    # What a model file holds (zse.model_io); K_ belongs to the training image and is not saved.
+    _model_file_fields = {
+        **EMEstimator._model_file_fields,
+        "W_": "array",
+        "pi_": "array",
+        "mu_": "array",
+        "Psi_": "array",
+        "bias_": "array",
+        "sigma2_": "float",
+        "data_offset_": "float",
+        "data_scale_": "float",
+        "n_dead_units_": "count",
+        "_W_std": "array",
+        "_sigma2_std": "float",
+        "_bias_std": "array",
+    }
 
     # Training patches of ``zse.reconstruct(..., n_train="auto")``: more epochs on fewer
     # patches beat fewer epochs on all of them in equal time (bench/README.md, "ES3C quality").
