@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -419,7 +420,7 @@ def test_mutated_model_headers_load_correctly_or_raise_model_file_errors(
     keys = ["format", "version", "model", "params", "patch_size", "scalars"]
     keys += [f"params.{k}" for k in meta["params"]] + [f"scalars.{k}" for k in meta["scalars"]]
 
-    @settings(max_examples=60, deadline=None)
+    @settings(max_examples=60, deadline=None, derandomize=True)
     @given(st.lists(st.tuples(st.sampled_from(keys), st.integers(0, 50)), min_size=1, max_size=3))
     def check(mutations):
         mutated = json.loads(json.dumps(meta))
@@ -435,9 +436,16 @@ def test_mutated_model_headers_load_correctly_or_raise_model_file_errors(
             loaded = zse.load_model(path)
         except ModelFileError:
             return
-        # A mutation that still loads gives a model of the declared kinds that estimates.
+        # A mutation that still loads gives a model of the declared kinds that estimates, or
+        # refuses these patches with a clear ValueError (e.g. a mutated gain/offset makes them
+        # negative counts): never another exception.
         assert type(loaded) is type(reference)
-        estimate = loaded.estimate(patches)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                estimate = loaded.estimate(patches)
+            except ValueError:
+                return
         assert estimate.shape == patches.shape and np.all(np.isfinite(estimate))
 
     check()

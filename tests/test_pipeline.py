@@ -153,14 +153,16 @@ def test_streamed_path_is_thread_invariant(name):
         np.testing.assert_array_equal(outs[0][stat], outs[1][stat])
 
 
-def test_sssc_with_search_is_thread_invariant_on_a_volume_and_an_image():
+@pytest.mark.parametrize("patience", [0, 2])
+def test_sssc_with_search_is_thread_invariant_on_a_volume_and_an_image(patience):
     for shape, patch in (((6, 20, 18), (2, 3, 3)), ((48, 45), (4, 4))):
         volume = counts_volume(shape, seed=3)
         outs = []
         for threads in (1, 2):
             model = zse.SSSC(
-                8, n_states=8, n_parents=4, max_iter=3, random_state=1, n_threads=threads
-            )
+                8, n_states=8, n_parents=4, max_iter=3, random_state=1, n_threads=threads,
+                search_patience=patience,
+            )  # fmt: skip
             outs.append(
                 zse.reconstruct(
                     volume,
@@ -173,6 +175,23 @@ def test_sssc_with_search_is_thread_invariant_on_a_volume_and_an_image():
             )
         for stat in outs[0]:
             np.testing.assert_array_equal(outs[0][stat], outs[1][stat])
+
+
+def test_search_patience_ends_searches_early_and_only_when_it_can():
+    """Patience P > n_warm_sweeps can never end a search: bit-identical to P = 0; a small P ends
+    searches whose sets stopped changing, so the estimate changes, slightly."""
+    image = counts_volume((64, 64), seed=5)
+    model = zse.SSSC(16, n_states=8, n_parents=4, max_iter=5, random_state=2, n_warm_sweeps=6)
+    full = zse.reconstruct(image, model, stats="mean", n_train=500)["mean"]
+    outs = {}
+    for patience in (0, 7, 1):
+        model.set_params(search_patience=patience)
+        outs[patience] = model._estimate_volume(
+            image[None], (1, 8, 8), ["mean"], np.zeros(0, np.int64), "average", 2
+        )["mean"][0]
+    np.testing.assert_array_equal(outs[0], outs[7])
+    assert not np.array_equal(outs[0], outs[1])
+    assert np.sqrt(np.mean((outs[1] - outs[0]) ** 2)) < 0.1 * np.std(full)
 
 
 def test_training_positions_are_seeded_sorted_and_distinct():

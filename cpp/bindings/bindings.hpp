@@ -131,15 +131,18 @@ py::dict sssc_mstep(const zse::SSSCStats& stats, zse::index_t N, const ArrayF64&
 ArrayF64 sssc_log_joint(const ArrayF64& Y, const ArrayF64& W, const ArrayF64& pi,
                         const ArrayF64& mu, const ArrayF64& Psi, double sigma2,
                         const ArrayU64& states, int n_threads);
-py::dict sssc_estimate_volume(
-    const ArrayF64& volume, const Patch3& patch, const ArrayF64& W, const ArrayF64& pi,
-    const ArrayF64& mu, const ArrayF64& Psi, double sigma2, const ArrayF64& bias, double scale,
-    const ArrayU64& train_states, const ArrayI64& train_positions, zse::index_t n_states,
-    double p_init, std::uint64_t seed, std::uint64_t fresh_seed, zse::index_t n_parents,
-    zse::index_t n_children, zse::index_t n_generations, const std::string& selection,
-    const std::string& mutation, double bitflip_prob, zse::index_t train_sweeps, bool warm_start,
-    zse::index_t warm_sweeps, zse::index_t fresh_sweeps, const std::vector<std::string>& stats,
-    const std::string& median_kind, int n_threads, int part, int n_parts);
+py::dict sssc_estimate_volume(const ArrayF64& volume, const Patch3& patch, const ArrayF64& W,
+                              const ArrayF64& pi, const ArrayF64& mu, const ArrayF64& Psi,
+                              double sigma2, const ArrayF64& bias, double scale,
+                              const ArrayU64& train_states, const ArrayI64& train_positions,
+                              zse::index_t n_states, double p_init, std::uint64_t seed,
+                              std::uint64_t fresh_seed, zse::index_t n_parents,
+                              zse::index_t n_children, zse::index_t n_generations,
+                              const std::string& selection, const std::string& mutation,
+                              double bitflip_prob, zse::index_t train_sweeps, bool warm_start,
+                              zse::index_t warm_sweeps, zse::index_t fresh_sweeps,
+                              zse::index_t patience, const std::vector<std::string>& stats,
+                              const std::string& median_kind, int n_threads, int part, int n_parts);
 ArrayU64 evo_mutate(const ArrayU64& parents, zse::index_t H, const std::string& mutation,
                     zse::index_t n_children, double bitflip_prob, double crowdedness,
                     std::uint64_t seed);

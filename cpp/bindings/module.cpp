@@ -172,7 +172,7 @@ PYBIND11_MODULE(_core, m) {
           py::arg("n_parents") = 10, py::arg("n_children") = 2, py::arg("n_generations") = 1,
           py::arg("selection") = "fit", py::arg("mutation") = "randflip",
           py::arg("bitflip_prob") = 0.0, py::arg("train_sweeps") = 1, py::arg("warm_start") = true,
-          py::arg("warm_sweeps") = 30, py::arg("fresh_sweeps") = 10,
+          py::arg("warm_sweeps") = 30, py::arg("fresh_sweeps") = 10, py::arg("patience") = 0,
           py::arg("stats") = std::vector<std::string>{"mean", "var"},
           py::arg("median_kind") = "average", py::arg("n_threads") = 1, py::arg("part") = 0,
           py::arg("n_parts") = 1);

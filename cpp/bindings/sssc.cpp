@@ -130,8 +130,9 @@ py::dict sssc_estimate_volume(
     double p_init, std::uint64_t seed, std::uint64_t fresh_seed, zse::index_t n_parents,
     zse::index_t n_children, zse::index_t n_generations, const std::string& selection,
     const std::string& mutation, double bitflip_prob, zse::index_t train_sweeps, bool warm_start,
-    zse::index_t warm_sweeps, zse::index_t fresh_sweeps, const std::vector<std::string>& stats,
-    const std::string& median_kind, int n_threads, int part, int n_parts) {
+    zse::index_t warm_sweeps, zse::index_t fresh_sweeps, zse::index_t patience,
+    const std::vector<std::string>& stats, const std::string& median_kind, int n_threads, int part,
+    int n_parts) {
     const zse::VolumeGrid g = volume_grid(volume, patch);
     const zse::SSSCParams p = sssc_params(W, pi, mu, Psi, sigma2);
     zse::require(p.D == g.D(), "W must have D = the patch size rows");
@@ -143,8 +144,8 @@ py::dict sssc_estimate_volume(
                      train_states.shape(1) == n_states &&
                      train_states.shape(2) == zse::state_words(p.H),
                  "train_states must have shape (n_train, n_states, words)");
-    zse::require(train_sweeps >= 0 && warm_sweeps >= 0 && fresh_sweeps >= 1,
-                 "fresh_sweeps must be >= 1, train_sweeps and warm_sweeps >= 0");
+    zse::require(train_sweeps >= 0 && warm_sweeps >= 0 && fresh_sweeps >= 1 && patience >= 0,
+                 "fresh_sweeps must be >= 1, train_sweeps, warm_sweeps and patience >= 0");
     zse::SSSCImageOptions opt;
     opt.S = n_states;
     opt.p_init = p_init;
@@ -159,6 +160,7 @@ py::dict sssc_estimate_volume(
     opt.warm_start = warm_start;
     opt.warm_sweeps = warm_sweeps;
     opt.fresh_sweeps = fresh_sweeps;
+    opt.patience = patience;
     zse::PatchTransform to_model;
     to_model.offset = bias.data();
     to_model.divide = scale;

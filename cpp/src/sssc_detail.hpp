@@ -3,6 +3,7 @@
 // (ALGORITHM.md §3.2, §3.9, §4.2).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <vector>
@@ -18,17 +19,20 @@ constexpr double kMinusInf = -std::numeric_limits<double>::infinity();
 constexpr double kLog2Pi = 1.8378770664093454836;
 
 // Everything about a state s that does not depend on the patch (ALGORITHM.md §3.2, §3.9), in the
-// k x k form: never a D x D matrix. Arrays live in the cache's arena; see StateCache.
+// k x k form: never a D x D matrix. Arrays live in an arena; see StateCache. The units of A are
+// stored in the order the terms were built in (ascending for states computed from scratch, a
+// parent's order plus the new unit for a child built from its parent, §3.12): every quantity is
+// invariant to that order.
 struct StateTerms {
     index_t k = 0;
     bool valid = true;
-    bool has_lambda = false;  // Lambda is filled lazily, only for states that reach the moments
-    bool has_diag = false;    // diag(W_A Lambda W_A^T) is stored after Lambda
+    bool has_diag = false;    // room for diag(W_A Lambda W_A^T) after the other arrays
+    bool diag_ready = false;  // ... filled (lazily, only for states that reach the moments)
     double constant = 0.0;    // (log|Psi_s| + log|M_s|) / 2 - sum_A log(pi / (1 - pi))
     double mu_c = 0.0;        // mu_A^T (W^T W)[A, A] mu_A
     std::size_t offset = 0;   // arena offset of: active (k, as doubles), mu_A (k), c (k),
-                              // R = L^-1 (k x k, lower; M_s = L L^T), Lambda = M_s^-1 = R^T R
-                              // (k x k), diag(W_A Lambda W_A^T) (D, if wanted)
+                              // Lambda = M_s^-1 (k x k, symmetric), Psi_s^-1 (k x k, only when
+                              // Psi is not diagonal), diag(W_A Lambda W_A^T) (D, if has_diag)
 };
 
 // Scratch space of compute_state_terms (one per thread).
@@ -68,19 +72,37 @@ struct Derived {
 
 Derived derive(const SSSCParams& p, bool want_diag);
 
-// Arena doubles of a state with k units: active (k, as doubles), mu_A (k), c (k), R (k x k),
-// Lambda (k x k) and, when `with_diag`, diag(W_A Lambda W_A^T) (D).
-inline std::size_t terms_size(index_t k, index_t D, bool with_diag) {
-    return static_cast<std::size_t>(3 * k + 2 * k * k + (with_diag ? D : 0));
+// Arena doubles of a state with k units: active (k, as doubles), mu_A (k), c (k), Lambda (k x k),
+// Psi_s^-1 (k x k) unless Psi is diagonal and, when `with_diag`, diag(W_A Lambda W_A^T) (D).
+inline std::size_t terms_size(index_t k, index_t D, bool full_psi, bool with_diag) {
+    return static_cast<std::size_t>(3 * k + (full_psi ? 2 : 1) * k * k + (with_diag ? D : 0));
+}
+inline const double* lambda_of(const StateTerms& t, const double* base) {
+    return base + 3 * t.k;
+}
+inline const double* psi_inv_of(const StateTerms& t, const double* base) {
+    return base + 3 * t.k + t.k * t.k;
 }
 
-// The state's terms (ALGORITHM.md §3.2, §3.9) into `base` (terms_size doubles, zeroed) for the
-// k active units A (ascending); Lambda is left for fill_lambda.
+// The state's terms (ALGORITHM.md §3.2, §3.9) into `base` (terms_size doubles) for the k active
+// units A (ascending), computed from scratch.
 void compute_state_terms(const Derived& dv, const index_t* A, index_t k, StateTerms& t,
                          double* base, TermsScratch& scratch);
 
+// The terms of a child that adds unit h to a parent state (`parent`, its arrays at `pbase`) in
+// O(k^2): a bordered update of Psi_s^-1 and Lambda with the determinant lemma (ALGORITHM.md
+// §3.12). Returns false, leaving `base` unused, when the update is not numerically safe (a
+// Schur complement that is not clearly positive); the child is then computed from scratch.
+bool extend_state_terms(const Derived& dv, const StateTerms& parent, const double* pbase, index_t h,
+                        StateTerms& t, double* base);
+
+// The terms of a child that removes the unit at position j of the parent's units, in O(k^2)
+// (§3.12); false when the downdate is not numerically safe (then: from scratch).
+bool shrink_state_terms(const Derived& dv, const StateTerms& parent, const double* pbase, index_t j,
+                        StateTerms& t, double* base);
+
 // w_A^T Lambda w_A for one row w of W (the state's units `active`, stored as doubles): one entry
-// of diag(W_A Lambda W_A^T), cached by fill_lambda or formed on the fly for the shared table.
+// of diag(W_A Lambda W_A^T), cached by fill_diag or formed on the fly for the shared table.
 inline double row_spread(const double* w, const double* active, const double* Lambda, index_t k) {
     double s = 0.0;
     for (index_t i = 0; i < k; ++i) {
@@ -91,22 +113,54 @@ inline double row_spread(const double* w, const double* active, const double* La
     return s;
 }
 
-// Lambda = M_s^-1 = R^T R and, when t.has_diag, diag(W_A Lambda W_A^T).
-void fill_lambda(const Derived& dv, StateTerms& t, double* base);
+// diag(W_A Lambda W_A^T) into the state's room for it (t.has_diag).
+void fill_diag(const Derived& dv, StateTerms& t, double* base);
 
-// Per-thread memo of StateTerms keyed by the bit pattern: open addressing with linear probing
-// over a flat key array, entry arrays in one arena, so a miss allocates nothing once the buffers
-// have grown. States of at most two units come from the shared table in Derived instead (entry
-// ids below n_small). Values depend only on the state and the parameters, so which thread or
-// table computes them changes nothing. Entries are addressed by id; the cache is emptied only
-// in start_patch().
+// Doubles handed out in blocks without being zeroed (every array of a state's terms is written
+// before it is read); clear() keeps the memory.
+class Arena {
+ public:
+    std::size_t grow(std::size_t n) {
+        const std::size_t offset = used_;
+        used_ += n;
+        if (used_ > buffer_.size()) buffer_.resize(std::max(used_, 2 * buffer_.size()));
+        return offset;
+    }
+    void shrink(std::size_t size) { used_ = size; }
+    void clear() { used_ = 0; }
+    double* data() { return buffer_.data(); }
+    const double* data() const { return buffer_.data(); }
+
+ private:
+    std::vector<double> buffer_;
+    std::size_t used_ = 0;
+};
+
+// Per-thread memo of StateTerms in two parts.
+//
+// The shared part holds terms computed from scratch, keyed by the bit pattern (open addressing
+// with linear probing over a flat key array, entry arrays in one arena, so a miss allocates
+// nothing once the buffers have grown); states of at most two units come from the shared table
+// in Derived (ids below n_small). These values depend only on the state and the parameters, so
+// which thread computed them, and when, changes nothing; they are kept across patches and the
+// part is emptied only in start_patch() when full.
+//
+// The patch part lists every state the current patch has met (its id and, once evaluated, its
+// lpj) and holds the terms of children built from their parent (extend_state_terms). Those
+// depend on the parent's terms, i.e. on the patch's own search, never on what other patches
+// left in the cache: they are dropped in start_patch(), which keeps results independent of
+// threads and ranks (ALGORITHM.md §3.12).
 class StateCache {
  public:
+    static constexpr std::int32_t kLocal = std::int32_t{1} << 30;  // ids of patch-part terms
+
     StateCache(const Derived& dv, index_t words, std::size_t max_entries)
         : dv_(dv), words_(words), n_small_(dv.n_small()), max_entries_(max_entries) {
         resize_table(std::size_t{1} << 12);
+        seen_table_.assign(std::size_t{1} << 11, -1);
     }
 
+    // The id of `bits`' terms from the shared part (computed from scratch when missing).
     std::int32_t get(const std::uint64_t* bits) {
         index_t k = 0, h[2] = {0, 0};
         for (index_t w = 0; w < words_ && k <= 2; ++w) {
@@ -134,53 +188,93 @@ class StateCache {
         if (2 * entries_.size() > table_.size()) resize_table(2 * table_.size());
         return static_cast<std::int32_t>(n_small_ + e);
     }
+
+    // The current patch's record of `bits`: found, or created with its terms (built from the
+    // parent `parent_id` when `bits` adds one unit to it and has more than two units, else from
+    // the shared part). Returns the record's index for seen()/id()/lpj()/set_lpj().
+    index_t meet(const std::uint64_t* bits, std::int32_t parent_id,
+                 const std::uint64_t* parent_bits) {
+        std::size_t slot = hash(bits) & seen_mask();
+        while (true) {
+            const std::int32_t r = seen_table_[slot];
+            if (r < 0) break;
+            if (same_state(met_keys_.data() + static_cast<std::size_t>(r) * words_, bits, words_))
+                return r;
+            slot = (slot + 1) & seen_mask();
+        }
+        const std::int32_t id = terms_for(bits, parent_id, parent_bits);
+        const auto r = static_cast<std::int32_t>(met_.size());
+        met_keys_.insert(met_keys_.end(), bits, bits + words_);
+        met_.push_back(Met{id, 0.0, false});
+        seen_table_[slot] = r;
+        used_slots_.push_back(slot);
+        if (4 * met_.size() > seen_table_.size()) grow_seen_table();
+        return r;
+    }
+    bool seen(index_t r) const { return met_[static_cast<std::size_t>(r)].evaluated; }
+    std::int32_t id(index_t r) const { return met_[static_cast<std::size_t>(r)].id; }
+    double lpj(index_t r) const { return met_[static_cast<std::size_t>(r)].lpj; }
+    void set_lpj(index_t r, double lpj) {
+        met_[static_cast<std::size_t>(r)].lpj = lpj;
+        met_[static_cast<std::size_t>(r)].evaluated = true;
+    }
+
     const StateTerms& terms(std::int32_t e) const {
+        if (e >= kLocal) return local_[static_cast<std::size_t>(e - kLocal)];
         return e < n_small_ ? dv_.small[static_cast<std::size_t>(e)]
                             : entries_[static_cast<std::size_t>(e - n_small_)];
     }
     const double* data(std::int32_t e) const {
+        if (e >= kLocal)
+            return local_arena_.data() + local_[static_cast<std::size_t>(e - kLocal)].offset;
         return e < n_small_
                    ? dv_.small_arena.data() + dv_.small[static_cast<std::size_t>(e)].offset
                    : arena_.data() + entries_[static_cast<std::size_t>(e - n_small_)].offset;
     }
-    const double* lambda(std::int32_t e) {
-        if (e < n_small_) {
-            const StateTerms& t = dv_.small[static_cast<std::size_t>(e)];
-            return dv_.small_arena.data() + t.offset + 3 * t.k + t.k * t.k;
-        }
-        StateTerms& t = entries_[static_cast<std::size_t>(e - n_small_)];
-        double* base = arena_.data() + t.offset;
-        if (!t.has_lambda) fill_lambda(dv_, t, base);
-        return base + 3 * t.k + t.k * t.k;
+    // diag(W_A Lambda W_A^T) of a state with room for it (filled on first use), else nullptr.
+    const double* diag(std::int32_t e) {
+        if (e < n_small_) return nullptr;
+        StateTerms& t = e >= kLocal ? local_[static_cast<std::size_t>(e - kLocal)]
+                                    : entries_[static_cast<std::size_t>(e - n_small_)];
+        if (!t.has_diag || !t.valid) return nullptr;
+        double* base = (e >= kLocal ? local_arena_.data() : arena_.data()) + t.offset;
+        if (!t.diag_ready) fill_diag(dv_, t, base);
+        return base + terms_size(t.k, dv_.p->D, !dv_.diagonal_psi, false);
     }
     void start_patch() {
         if (entries_.size() >= max_entries_) {
             entries_.clear();
             keys_.clear();
             arena_.clear();
-            stamp_.clear();
-            patch_lpj_.clear();
             std::fill(table_.begin(), table_.end(), -1);
         }
-        ++current_stamp_;
-    }
-    // Per-patch bookkeeping: whether entry e is already a candidate of the current patch, and
-    // its lpj there. Replaces a linear scan over the candidates for every child.
-    bool seen_in_patch(std::int32_t e) const {
-        return static_cast<std::size_t>(e) < stamp_.size() && stamp_[e] == current_stamp_;
-    }
-    double patch_lpj(std::int32_t e) const { return patch_lpj_[e]; }
-    void mark_in_patch(std::int32_t e, double lpj) {
-        const std::size_t ids = static_cast<std::size_t>(n_small_) + entries_.size();
-        if (stamp_.size() < ids) {
-            stamp_.resize(ids, 0);
-            patch_lpj_.resize(ids, 0.0);
-        }
-        stamp_[e] = current_stamp_;
-        patch_lpj_[e] = lpj;
+        for (std::size_t slot : used_slots_) seen_table_[slot] = -1;
+        used_slots_.clear();
+        met_.clear();
+        met_keys_.clear();
+        local_.clear();
+        local_arena_.clear();
     }
 
  private:
+    struct Met {
+        std::int32_t id;
+        double lpj;
+        bool evaluated;
+    };
+    std::int32_t terms_for(const std::uint64_t* bits, std::int32_t parent_id,
+                           const std::uint64_t* parent_bits);
+    std::size_t seen_mask() const { return seen_table_.size() - 1; }
+    void grow_seen_table() {
+        seen_table_.assign(2 * seen_table_.size(), -1);
+        used_slots_.clear();
+        for (std::size_t r = 0; r < met_.size(); ++r) {
+            std::size_t slot = hash(met_keys_.data() + r * words_) & seen_mask();
+            while (seen_table_[slot] >= 0) slot = (slot + 1) & seen_mask();
+            seen_table_[slot] = static_cast<std::int32_t>(r);
+            used_slots_.push_back(slot);
+        }
+    }
     std::size_t hash(const std::uint64_t* bits) const {
         std::uint64_t h = 0x9E3779B97F4A7C15ULL;
         for (index_t w = 0; w < words_; ++w) {
@@ -205,15 +299,20 @@ class StateCache {
     index_t words_;
     index_t n_small_;
     std::size_t max_entries_;
+    // the shared part
     std::vector<std::int32_t> table_;
     std::size_t mask_ = 0;
     std::vector<std::uint64_t> keys_;
     std::vector<StateTerms> entries_;
-    std::vector<double> arena_;
+    Arena arena_;
     TermsScratch scratch_;
-    std::vector<std::uint64_t> stamp_;
-    std::vector<double> patch_lpj_;
-    std::uint64_t current_stamp_ = 0;
+    // the patch part
+    std::vector<std::int32_t> seen_table_;
+    std::vector<std::size_t> used_slots_;
+    std::vector<std::uint64_t> met_keys_;
+    std::vector<Met> met_;
+    std::vector<StateTerms> local_;
+    Arena local_arena_;
 };
 
 struct PatchData {
@@ -223,7 +322,7 @@ struct PatchData {
 };
 
 // Posterior quantities of one (patch, state): b = W_A^T (y - W_A mu_A) in v[k, 2k), v[0, k) =
-// R b, and the log-pseudo-joint (ALGORITHM.md §3.2) evaluated from W^T y in O(k^2).
+// Lambda b, and the log-pseudo-joint (ALGORITHM.md §3.2) evaluated from W^T y in O(k^2).
 double log_pseudo_joint(const Derived& dv, const StateTerms& t, const double* data,
                         const PatchData& pd, std::vector<double>& v);
 
@@ -234,6 +333,7 @@ struct Workspace {
     std::vector<double> chunk_Ysz_T;                   // H x D: Y_sz of the chunk, transposed
     index_t block_rows = 0;
     std::vector<std::int32_t> cand_terms, kept_terms;  // cache entries of the candidates
+    std::vector<std::int32_t> pool_terms, next_pool_terms, parent_terms;
     std::vector<std::uint64_t> cand, kept, children, parent_bits, pool, next_pool;
     std::vector<double> cand_lpj, kept_lpj, pool_lpj, next_pool_lpj;
     std::vector<index_t> parents, order;
@@ -256,6 +356,8 @@ struct PatchJob {
     const double* y = nullptr;    // D values
     std::uint64_t* Kn = nullptr;  // S states, updated in place
     index_t n_sweeps = 1;
+    index_t patience = 0;         // end the search after this many sweeps in a row that left
+                                  // the state set unchanged (0: always n_sweeps)
     double* estimates = nullptr;  // D, or nullptr
     double* variance = nullptr;   // D, or nullptr
     double* lpj = nullptr;        // S, or nullptr
@@ -274,13 +376,12 @@ class EStepRunner {
     const Derived& derived() const { return dv_; }
 
  private:
-    // The lpj of `bits`; its cache entry goes to `entry`.
-    double evaluate(StateCache& cache, Workspace& ws, std::int32_t entry,
-                    SSSCStats& counters) const {
+    // The lpj of the patch's record `r` (StateCache::meet), stored with the record.
+    double evaluate(StateCache& cache, Workspace& ws, index_t r, SSSCStats& counters) const {
         ++counters.n_lpj;
-        const double lpj =
-            log_pseudo_joint(dv_, cache.terms(entry), cache.data(entry), ws.pd, ws.v);
-        cache.mark_in_patch(entry, lpj);
+        const std::int32_t e = cache.id(r);
+        const double lpj = log_pseudo_joint(dv_, cache.terms(e), cache.data(e), ws.pd, ws.v);
+        cache.set_lpj(r, lpj);
         return lpj;
     }
     void evolve(const PatchJob& job, StateCache& cache, Workspace& ws, SSSCStats& counters) const;

@@ -66,43 +66,58 @@ void EStepRunner::evolve(const PatchJob& job, StateCache& cache, Workspace& ws,
                          SSSCStats& counters) const {
     Rng rng(opt_.seed, opt_.epoch, job.stream);
     const EvoConfig& evo = opt_.evo;
+    index_t unchanged = 0;  // sweeps in a row that kept the same state set
     for (index_t sweep = 0; sweep < job.n_sweeps; ++sweep) {
         const index_t n_old = static_cast<index_t>(ws.cand_lpj.size());
         ws.pool.assign(ws.cand.begin(), ws.cand.end());
         ws.pool_lpj.assign(ws.cand_lpj.begin(), ws.cand_lpj.end());
+        ws.pool_terms.assign(ws.cand_terms.begin(), ws.cand_terms.end());
         for (index_t g = 0; g < evo.n_generations; ++g) {
             const index_t pool_n = static_cast<index_t>(ws.pool_lpj.size());
             select_parents(ws.pool_lpj.data(), pool_n, evo.n_parents, evo.selection, rng,
                            ws.parents);
             if (ws.parents.empty()) break;
             ws.parent_bits.clear();
-            for (index_t i : ws.parents)
+            ws.parent_terms.clear();
+            for (index_t i : ws.parents) {
                 ws.parent_bits.insert(ws.parent_bits.end(), ws.pool.begin() + i * words_,
                                       ws.pool.begin() + (i + 1) * words_);
+                ws.parent_terms.push_back(ws.pool_terms[i]);
+            }
             ws.children.clear();
             mutate(ws.parent_bits.data(), static_cast<index_t>(ws.parents.size()), p_.H, evo, rng,
                    ws.children);
             ws.next_pool.clear();
             ws.next_pool_lpj.clear();
+            ws.next_pool_terms.clear();
             const index_t n_children = static_cast<index_t>(ws.children.size()) / words_;
+            // Mutations without crossover give each parent n_children children in order; their
+            // terms are built from the parent's where a child adds or removes one unit (§3.12).
+            const bool from_parent =
+                evo.mutation == Mutation::randflip || evo.mutation == Mutation::sparseflip;
             for (index_t c = 0; c < n_children; ++c) {
                 const std::uint64_t* child = ws.children.data() + c * words_;
-                const std::int32_t entry = cache.get(child);
+                const index_t parent = from_parent ? c / evo.n_children : -1;
+                const index_t r =
+                    cache.meet(child, parent >= 0 ? ws.parent_terms[parent] : -1,
+                               parent >= 0 ? ws.parent_bits.data() + parent * words_ : nullptr);
                 double lpj;
-                if (cache.seen_in_patch(entry)) {
-                    lpj = cache.patch_lpj(entry);
+                if (cache.seen(r)) {
+                    lpj = cache.lpj(r);
                 } else {
-                    lpj = evaluate(cache, ws, entry, counters);
+                    lpj = evaluate(cache, ws, r, counters);
                     ws.cand.insert(ws.cand.end(), child, child + words_);
                     ws.cand_lpj.push_back(lpj);
-                    ws.cand_terms.push_back(entry);
+                    ws.cand_terms.push_back(cache.id(r));
                     ++counters.n_new_states;
                 }
                 ws.next_pool.insert(ws.next_pool.end(), child, child + words_);
                 ws.next_pool_lpj.push_back(lpj);
+                ws.next_pool_terms.push_back(cache.id(r));
             }
             ws.pool.swap(ws.next_pool);
             ws.pool_lpj.swap(ws.next_pool_lpj);
+            ws.pool_terms.swap(ws.next_pool_terms);
             if (ws.pool_lpj.empty()) break;
         }
         // Keep the S best; ties go to the older state, so the best state is never lost.
@@ -114,17 +129,24 @@ void EStepRunner::evolve(const PatchJob& job, StateCache& cache, Workspace& ws,
         ws.kept.resize(static_cast<std::size_t>(S_ * words_));
         ws.kept_lpj.resize(S_);
         ws.kept_terms.resize(S_);
+        bool changed = false;
         for (index_t i = 0; i < S_; ++i) {
             const index_t j = ws.order[i];
             std::copy(ws.cand.begin() + j * words_, ws.cand.begin() + (j + 1) * words_,
                       ws.kept.begin() + i * words_);
             ws.kept_lpj[i] = ws.cand_lpj[j];
             ws.kept_terms[i] = ws.cand_terms[j];
-            if (j >= n_old) ++counters.n_replaced;
+            if (j >= n_old) {
+                ++counters.n_replaced;
+                changed = true;
+            }
         }
         ws.cand.swap(ws.kept);
         ws.cand_lpj.swap(ws.kept_lpj);
         ws.cand_terms.swap(ws.kept_terms);
+        // A converged set: the search has stopped finding better states (ALGORITHM.md §4.9).
+        unchanged = changed ? 0 : unchanged + 1;
+        if (job.patience > 0 && unchanged >= job.patience) break;
     }
 }
 
@@ -143,8 +165,9 @@ void EStepRunner::run_patch(const PatchJob& job, StateCache& cache, Workspace& w
     ws.cand_lpj.resize(S_);
     ws.cand_terms.resize(S_);
     for (index_t s = 0; s < S_; ++s) {
-        ws.cand_terms[s] = cache.get(Kn + s * words_);
-        ws.cand_lpj[s] = evaluate(cache, ws, ws.cand_terms[s], acc);
+        const index_t r = cache.meet(Kn + s * words_, -1, nullptr);
+        ws.cand_terms[s] = cache.id(r);
+        ws.cand_lpj[s] = evaluate(cache, ws, r, acc);
     }
     if (opt_.evolve) {
         evolve(job, cache, ws, acc);
@@ -177,17 +200,16 @@ void EStepRunner::run_patch(const PatchJob& job, StateCache& cache, Workspace& w
         const std::int32_t entry = ws.cand_terms[s];
         const index_t k = cache.terms(entry).k;
         if (k == 0) continue;  // the zero state adds nothing to the moments
-        const double* Lambda = cache.lambda(entry);
+        const double* diag = want_var ? cache.diag(entry) : nullptr;
         const StateTerms& t = cache.terms(entry);
         const double* data = cache.data(entry);
         const double* active = data;
         const double* mu = data + k;
-        const double* R = data + 3 * k;
-        // kappa = mu_A + Lambda b / sigma2, with Lambda b = R^T (R b).
+        const double* Lambda = lambda_of(t, data);
+        // kappa = mu_A + Lambda b / sigma2 (log_pseudo_joint leaves Lambda b in v).
         log_pseudo_joint(dv_, t, data, pd, ws.v);
         ws.kappa.resize(k);
-        linalg::lower_transposed_times(R, k, ws.v.data(), ws.kappa.data());
-        for (index_t i = 0; i < k; ++i) ws.kappa[i] = mu[i] + ws.kappa[i] * dv_.inv_s2;
+        for (index_t i = 0; i < k; ++i) ws.kappa[i] = mu[i] + ws.v[i] * dv_.inv_s2;
         for (index_t i = 0; i < k; ++i) {
             const index_t hi = static_cast<index_t>(active[i]);
             if (!ws.in_support[hi]) {
@@ -209,7 +231,6 @@ void EStepRunner::run_patch(const PatchJob& job, StateCache& cache, Workspace& w
         if (want_var) {
             // diag(W_A Lambda W_A^T) is stored for cached states; for the shared table's states
             // (k <= 2) it is formed here by the same row_spread.
-            const double* diag = t.has_diag ? Lambda + k * k : nullptr;
             for (index_t d = 0; d < D; ++d) {
                 const double* w = p_.W + d * H;
                 double wk = 0.0;

@@ -78,6 +78,7 @@ void sssc_estimate_volume(const double* volume, const VolumeGrid& grid, const SS
                                   opt.fresh_seed);
                 pj.n_sweeps = opt.fresh_sweeps;
             }
+            pj.patience = opt.patience;
             runner.run_patch(pj, *sl.cache, *sl.ws, counters);
             sl.has_prev = true;
             if (t == 0) {

@@ -5,6 +5,7 @@
 
 #include "sssc_detail.hpp"
 #include "zse/linalg.hpp"
+#include "zse/simd.hpp"
 
 namespace zse {
 namespace sssc_detail {
@@ -49,18 +50,19 @@ Derived derive(const SSSCParams& p, bool want_diag) {
     d.log_c = log_one_minus - 0.5 * static_cast<double>(D) * (kLog2Pi + std::log(p.sigma2));
 
     const index_t n_small = 1 + H + H * (H - 1) / 2;
+    const bool full = !d.diagonal_psi;
     d.small.resize(static_cast<std::size_t>(n_small));
-    d.small_arena.assign(static_cast<std::size_t>(H) * terms_size(1, D, false) +
-                             static_cast<std::size_t>(H * (H - 1) / 2) * terms_size(2, D, false),
-                         0.0);
+    d.small_arena.assign(
+        static_cast<std::size_t>(H) * terms_size(1, D, full, false) +
+            static_cast<std::size_t>(H * (H - 1) / 2) * terms_size(2, D, full, false),
+        0.0);
     TermsScratch scratch;
     std::size_t offset = 0;
     auto add = [&](index_t entry, const index_t* A, index_t k) {
         StateTerms& t = d.small[static_cast<std::size_t>(entry)];
         t.offset = offset;
         compute_state_terms(d, A, k, t, d.small_arena.data() + offset, scratch);
-        fill_lambda(d, t, d.small_arena.data() + offset);
-        offset += terms_size(k, D, false);
+        offset += terms_size(k, D, full, false);
     };
     add(0, nullptr, 0);
     for (index_t h1 = 0; h1 < H; ++h1) add(d.small_index(1, h1, 0), &h1, 1);
@@ -79,14 +81,13 @@ void compute_state_terms(const Derived& dv, const index_t* A, index_t k, StateTe
     t.k = k;
     double* mu = base + k;
     double* c = base + 2 * k;
-    double* R = base + 3 * k;
-    if (k == 0) {
-        t.has_lambda = true;
-        return;
-    }
-    // M_s is factorised in scratch; the arena keeps R = L^-1 (ALGORITHM.md §3.9).
+    double* Lambda = base + 3 * k;
+    if (k == 0) return;
+    // M_s is factorised in scratch; the arena keeps Lambda = M_s^-1 = R^T R with R = L^-1
+    // (ALGORITHM.md §3.9) and, for a full Psi, Psi_s^-1 (the parent terms of §3.12).
     std::vector<double>& factor = scratch.factor;
     factor.resize(static_cast<std::size_t>(k * k));
+    scratch.column.resize(static_cast<std::size_t>(k * k));
     double* L = factor.data();
     for (index_t i = 0; i < k; ++i) base[i] = static_cast<double>(A[i]);  // exact for i < 2^53
     double log_det_psi = 0.0;
@@ -103,10 +104,8 @@ void compute_state_terms(const Derived& dv, const index_t* A, index_t k, StateTe
         }
     } else {
         std::vector<double>& psi = scratch.psi;
-        std::vector<double>& psi_inv = scratch.psi_inv;
         psi.resize(static_cast<std::size_t>(k * k));
-        psi_inv.resize(psi.size());
-        scratch.column.resize(static_cast<std::size_t>(k * k));
+        double* psi_inv = base + 3 * k + k * k;
         for (index_t i = 0; i < k; ++i)
             for (index_t j = 0; j < k; ++j) psi[i * k + j] = p.Psi[A[i] * H + A[j]];
         // A Psi_s that is not positive definite (possible with the reference Psi update) makes
@@ -116,8 +115,7 @@ void compute_state_terms(const Derived& dv, const index_t* A, index_t k, StateTe
             return;
         }
         log_det_psi = linalg::log_det_from_cholesky(psi.data(), k);
-        linalg::inverse_from_cholesky_triangular(psi.data(), k, psi_inv.data(),
-                                                 scratch.column.data());
+        linalg::inverse_from_cholesky_triangular(psi.data(), k, psi_inv, scratch.column.data());
         for (index_t i = 0; i < k; ++i)
             for (index_t j = 0; j < k; ++j)
                 L[i * k + j] = psi_inv[i * k + j] + dv.WtW[A[i] * H + A[j]] * dv.inv_s2;
@@ -127,7 +125,7 @@ void compute_state_terms(const Derived& dv, const index_t* A, index_t k, StateTe
         return;
     }
     const double log_det_m = linalg::log_det_from_cholesky(L, k);
-    linalg::invert_lower(L, k, R);
+    linalg::inverse_from_cholesky_triangular(L, k, Lambda, scratch.column.data());
     double prior = 0.0;
     for (index_t i = 0; i < k; ++i) {
         mu[i] = p.mu[A[i]];
@@ -143,19 +141,204 @@ void compute_state_terms(const Derived& dv, const index_t* A, index_t k, StateTe
     if (!std::isfinite(t.constant)) t.valid = false;
 }
 
-void fill_lambda(const Derived& dv, StateTerms& t, double* base) {
-    const index_t k = t.k;
-    const double* R = base + 3 * k;
-    double* Lambda = base + 3 * k + k * k;
-    if (t.valid && k > 0) {
-        linalg::lower_gram(R, k, Lambda);
-        if (t.has_diag) {
-            const SSSCParams& p = *dv.p;
-            double* diag = Lambda + k * k;
-            for (index_t d = 0; d < p.D; ++d) diag[d] = row_spread(p.W + d * p.H, base, Lambda, k);
+// Adding unit h to the units A of the parent (ALGORITHM.md §3.12). With p = Psi[A, h],
+// u = Psi_A^-1 p and s = Psi_hh - p^T u (the Schur complement), the block inverse gives
+// Psi_A+h^-1 = [[Psi_A^-1 + u u^T / s, -u / s], [-u^T / s, 1 / s]], so
+// M_A+h = [[M_A + u u^T / s, q], [q^T, r]] with q = W^T W[A, h] / sigma2 - u / s and
+// r = 1 / s + W^T W[h, h] / sigma2. Sherman-Morrison takes Lambda_A to Lambda_1 = (M_A + u u^T /
+// s)^-1, the bordered inverse with t = r - q^T Lambda_1 q to Lambda_A+h, and the determinant
+// lemma gives log|Psi_A+h| + log|M_A+h| = log|Psi_A| + log|M_A| + log((s + u^T Lambda_A u) t).
+// A diagonal Psi has u = 0 and s = Psi_hh.
+ZSE_HOT_CLONES bool extend_state_terms(const Derived& dv, const StateTerms& parent,
+                                       const double* __restrict pbase, index_t h, StateTerms& t,
+                                       double* __restrict base) {
+    const SSSCParams& p = *dv.p;
+    const index_t H = p.H, k = parent.k, n = k + 1;
+    const bool full = !dv.diagonal_psi;
+    const double* pactive = pbase;
+    const double* pmu = pbase + k;
+    const double* pc = pbase + 2 * k;
+    const double* pLambda = pbase + 3 * k;
+    const double* ppsi_inv = pbase + 3 * k + k * k;
+    double* active = base;
+    double* mu = base + n;
+    double* c = base + 2 * n;
+    double* Lambda = base + 3 * n;
+    double* psi_inv = base + 3 * n + n * n;
+    const double* wtw_h = dv.WtW.data() + h * H;
+    const double* psi_h = p.Psi + h * H;  // Psi is symmetric: row h is column h
+    const double psi_hh = psi_h[h];
+    if (!(psi_hh > 0.0)) return false;
+    // u = Psi_A^-1 p and s in the last row of psi_inv / Lambda as scratch: they are written
+    // over below, after their last use.
+    double* u = full ? psi_inv + k * n : mu;  // any k doubles; mu is filled last
+    double s = psi_hh;
+    if (full) {
+        for (index_t i = 0; i < k; ++i) {
+            double sum = 0.0;
+            for (index_t j = 0; j < k; ++j)
+                sum += ppsi_inv[i * k + j] * psi_h[static_cast<index_t>(pactive[j])];
+            u[i] = sum;
         }
+        for (index_t i = 0; i < k; ++i) s -= psi_h[static_cast<index_t>(pactive[i])] * u[i];
+        if (!(s > 1e-10 * psi_hh)) return false;
     }
-    t.has_lambda = true;
+    // Lambda u (in c as scratch), u^T Lambda u, and Lambda_1 into Lambda's top-left block.
+    double uLu = 0.0;
+    if (full) {
+        for (index_t i = 0; i < k; ++i) {
+            double sum = 0.0;
+            for (index_t j = 0; j < k; ++j) sum += pLambda[i * k + j] * u[j];
+            c[i] = sum;
+            uLu += u[i] * sum;
+        }
+        const double scale = 1.0 / (s + uLu);
+        for (index_t i = 0; i < k; ++i)
+            for (index_t j = 0; j < k; ++j)
+                Lambda[i * n + j] = pLambda[i * k + j] - c[i] * c[j] * scale;
+    } else {
+        for (index_t i = 0; i < k; ++i)
+            for (index_t j = 0; j < k; ++j) Lambda[i * n + j] = pLambda[i * k + j];
+    }
+    // q (in active as scratch), w = Lambda_1 q (in c), t.
+    const double inv_s = 1.0 / s;
+    for (index_t i = 0; i < k; ++i) {
+        const index_t a = static_cast<index_t>(pactive[i]);
+        active[i] = wtw_h[a] * dv.inv_s2 - (full ? u[i] * inv_s : 0.0);
+    }
+    const double r = inv_s + wtw_h[h] * dv.inv_s2;
+    double qwq = 0.0;
+    for (index_t i = 0; i < k; ++i) {
+        double sum = 0.0;
+        for (index_t j = 0; j < k; ++j) sum += Lambda[i * n + j] * active[j];
+        c[i] = sum;
+        qwq += active[i] * sum;
+    }
+    const double schur = r - qwq;
+    if (!(schur > 1e-10 * r)) return false;
+    const double inv_t = 1.0 / schur;
+    for (index_t i = 0; i < k; ++i) {
+        for (index_t j = 0; j < k; ++j) Lambda[i * n + j] += c[i] * c[j] * inv_t;
+        Lambda[i * n + k] = Lambda[k * n + i] = -c[i] * inv_t;
+    }
+    Lambda[k * n + k] = inv_t;
+    if (full) {
+        for (index_t i = 0; i < k; ++i) {
+            for (index_t j = 0; j < k; ++j)
+                psi_inv[i * n + j] = ppsi_inv[i * k + j] + u[i] * u[j] * inv_s;
+        }
+        for (index_t i = 0; i < k; ++i) psi_inv[i * n + k] = -u[i] * inv_s;
+        for (index_t i = 0; i < k; ++i) psi_inv[k * n + i] = psi_inv[i * n + k];  // u's row
+        psi_inv[k * n + k] = inv_s;
+    }
+    // active, mu and c = W^T W[A, A] mu_A of the child.
+    const double mu_h = p.mu[h];
+    double ch = wtw_h[h] * mu_h;
+    for (index_t i = 0; i < k; ++i) {
+        const index_t a = static_cast<index_t>(pactive[i]);
+        active[i] = pactive[i];
+        mu[i] = pmu[i];
+        c[i] = pc[i] + wtw_h[a] * mu_h;
+        ch += wtw_h[a] * pmu[i];
+    }
+    active[k] = static_cast<double>(h);
+    mu[k] = mu_h;
+    c[k] = ch;
+    double mu_c = 0.0;
+    for (index_t i = 0; i < n; ++i) mu_c += mu[i] * c[i];
+    t.k = n;
+    t.valid = true;
+    t.mu_c = mu_c;
+    t.constant = parent.constant + 0.5 * std::log((s + uLu) * schur) - dv.logit[h];
+    if (!std::isfinite(t.constant)) return false;
+    return true;
+}
+
+// Removing the unit at position j of the parent's units (ALGORITHM.md §3.12): with
+// w = Psi_A^-1[-j, j] and psi = Psi_A^-1[j, j], Psi_A-j^-1 = Psi_A^-1[-j, -j] - w w^T / psi and
+// M_A-j = M_A[-j, -j] - w w^T / psi. Lambda_a = (M_A[-j, -j])^-1 = Lambda[-j, -j] -
+// Lambda[-j, j] Lambda[j, -j] / Lambda_jj, then Sherman-Morrison for the downdate with
+// d = psi - w^T Lambda_a w; log|Psi_A-j| + log|M_A-j| = log|Psi_A| + log|M_A| + log(Lambda_jj d).
+// A diagonal Psi has w = 0 and d = psi.
+ZSE_HOT_CLONES bool shrink_state_terms(const Derived& dv, const StateTerms& parent,
+                                       const double* __restrict pbase, index_t j, StateTerms& t,
+                                       double* __restrict base) {
+    const SSSCParams& p = *dv.p;
+    const index_t H = p.H, k = parent.k, n = k - 1;
+    const bool full = !dv.diagonal_psi;
+    const double* pactive = pbase;
+    const double* pmu = pbase + k;
+    const double* pc = pbase + 2 * k;
+    const double* pLambda = pbase + 3 * k;
+    const double* ppsi_inv = pbase + 3 * k + k * k;
+    double* active = base;
+    double* mu = base + n;
+    double* c = base + 2 * n;
+    double* Lambda = base + 3 * n;
+    double* psi_inv = base + 3 * n + n * n;
+    const index_t h = static_cast<index_t>(pactive[j]);
+    const double* wtw_h = dv.WtW.data() + h * H;
+    const double ljj = pLambda[j * k + j];
+    if (!(ljj > 0.0)) return false;
+    // the child's position i is the parent's position i + (i >= j)
+    auto from = [j](index_t i) { return i + (i >= j ? 1 : 0); };
+    const double inv_ljj = 1.0 / ljj;
+    for (index_t i = 0; i < n; ++i) {
+        const double li = pLambda[from(i) * k + j] * inv_ljj;
+        for (index_t m = 0; m < n; ++m)
+            Lambda[i * n + m] = pLambda[from(i) * k + from(m)] - li * pLambda[j * k + from(m)];
+    }
+    double d = 1.0, psi = 1.0;
+    if (full) {
+        psi = ppsi_inv[j * k + j];
+        if (!(psi > 0.0)) return false;
+        const double inv_psi = 1.0 / psi;
+        // w in active as scratch, Lambda_a w in c, w^T Lambda_a w.
+        for (index_t i = 0; i < n; ++i) active[i] = ppsi_inv[from(i) * k + j];
+        double wLw = 0.0;
+        for (index_t i = 0; i < n; ++i) {
+            double sum = 0.0;
+            for (index_t m = 0; m < n; ++m) sum += Lambda[i * n + m] * active[m];
+            c[i] = sum;
+            wLw += active[i] * sum;
+        }
+        d = psi - wLw;
+        if (!(d > 1e-10 * psi)) return false;
+        const double inv_d = 1.0 / d;
+        for (index_t i = 0; i < n; ++i)
+            for (index_t m = 0; m < n; ++m) Lambda[i * n + m] += c[i] * c[m] * inv_d;
+        for (index_t i = 0; i < n; ++i)
+            for (index_t m = 0; m < n; ++m)
+                psi_inv[i * n + m] =
+                    ppsi_inv[from(i) * k + from(m)] - active[i] * active[m] * inv_psi;
+    } else {
+        d = p.Psi[h * H + h] > 0.0 ? 1.0 / p.Psi[h * H + h] : 0.0;  // Psi_A^-1[j, j]
+        if (!(d > 0.0)) return false;
+    }
+    const double mu_h = p.mu[h];
+    double mu_c = 0.0;
+    for (index_t i = 0; i < n; ++i) {
+        const index_t f = from(i);
+        active[i] = pactive[f];
+        mu[i] = pmu[f];
+        c[i] = pc[f] - wtw_h[static_cast<index_t>(pactive[f])] * mu_h;
+        mu_c += mu[i] * c[i];
+    }
+    t.k = n;
+    t.valid = true;
+    t.mu_c = mu_c;
+    // diagonal Psi: log|Psi_A-j| = log|Psi_A| - log Psi_hh = log|Psi_A| + log d
+    t.constant = parent.constant + 0.5 * std::log(ljj * d) + dv.logit[h];
+    return std::isfinite(t.constant);
+}
+
+void fill_diag(const Derived& dv, StateTerms& t, double* base) {
+    const SSSCParams& p = *dv.p;
+    const index_t k = t.k;
+    double* diag = base + terms_size(k, p.D, !dv.diagonal_psi, false);
+    for (index_t d = 0; d < p.D; ++d)
+        diag[d] = row_spread(p.W + d * p.H, base, lambda_of(t, base), k);
+    t.diag_ready = true;
 }
 
 void StateCache::compute(const std::uint64_t* bits, StateTerms& t) {
@@ -169,10 +352,49 @@ void StateCache::compute(const std::uint64_t* bits, StateTerms& t) {
         }
     }
     const index_t k = static_cast<index_t>(active.size());
-    t.offset = arena_.size();
     t.has_diag = dv_.want_diag;
-    arena_.resize(arena_.size() + terms_size(k, dv_.p->D, t.has_diag), 0.0);
+    t.offset = arena_.grow(terms_size(k, dv_.p->D, !dv_.diagonal_psi, t.has_diag));
     compute_state_terms(dv_, active.data(), k, t, arena_.data() + t.offset, scratch_);
+}
+
+std::int32_t StateCache::terms_for(const std::uint64_t* bits, std::int32_t parent_id,
+                                   const std::uint64_t* parent_bits) {
+    if (parent_id < 0) return get(bits);
+    // One unit added or removed: the child is built from its parent unless it is small (the
+    // shared table has it).
+    index_t flipped = -1, n_diff = 0;
+    bool added = false;
+    for (index_t w = 0; w < words_; ++w) {
+        const std::uint64_t diff = bits[w] ^ parent_bits[w];
+        if (diff == 0) continue;
+        n_diff += __builtin_popcountll(diff);
+        flipped = w * 64 + __builtin_ctzll(diff);
+        added = (diff & bits[w]) != 0;
+    }
+    const StateTerms& parent = terms(parent_id);
+    const index_t k = parent.k + (added ? 1 : -1);
+    if (n_diff != 1 || k <= 2 || !parent.valid) return get(bits);
+    index_t position = 0;  // of the removed unit among the parent's
+    const double* pbase = data(parent_id);
+    if (!added) {
+        while (position < parent.k && static_cast<index_t>(pbase[position]) != flipped) ++position;
+        if (position == parent.k) return get(bits);
+    }
+    const std::size_t offset = local_arena_.grow(
+        terms_size(k, dv_.p->D, !dv_.diagonal_psi, dv_.want_diag));  // may move the arena
+    pbase = data(parent_id);
+    StateTerms child;
+    child.offset = offset;
+    child.has_diag = dv_.want_diag;
+    double* base = local_arena_.data() + offset;
+    const bool built = added ? extend_state_terms(dv_, parent, pbase, flipped, child, base)
+                             : shrink_state_terms(dv_, parent, pbase, position, child, base);
+    if (!built) {
+        local_arena_.shrink(offset);
+        return get(bits);
+    }
+    local_.push_back(child);
+    return kLocal + static_cast<std::int32_t>(local_.size() - 1);
 }
 
 // Posterior quantities of one (patch, state): b = W_A^T (y - W_A mu_A), v = R b (R = L^-1), and
@@ -185,7 +407,7 @@ double log_pseudo_joint(const Derived& dv, const StateTerms& t, const double* da
     const double* active = data;
     const double* mu = data + k;
     const double* c = data + 2 * k;
-    const double* R = data + 3 * k;
+    const double* Lambda = data + 3 * k;
     v.resize(2 * static_cast<std::size_t>(k));
     double* b = v.data() + k;
     double mu_wy = 0.0;
@@ -195,9 +417,13 @@ double log_pseudo_joint(const Derived& dv, const StateTerms& t, const double* da
         mu_wy += mu[i] * wy;
     }
     const double residual = pd.yy - 2.0 * mu_wy + t.mu_c;  // |y - W_A mu_A|^2
-    linalg::lower_times(R, k, b, v.data());
     double b_lambda_b = 0.0;
-    for (index_t i = 0; i < k; ++i) b_lambda_b += v[i] * v[i];
+    for (index_t i = 0; i < k; ++i) {
+        double sum = 0.0;
+        for (index_t j = 0; j < k; ++j) sum += Lambda[i * k + j] * b[j];
+        v[i] = sum;
+        b_lambda_b += b[i] * sum;
+    }
     const double lpj =
         -t.constant - 0.5 * (residual * dv.inv_s2 - b_lambda_b * dv.inv_s2 * dv.inv_s2);
     return std::isfinite(lpj) ? lpj : kMinusInf;

@@ -161,6 +161,7 @@ _RESUMABLE_PARAMS = frozenset(
         "max_iter",
         "tol",
         "n_estimate_sweeps",
+        "search_patience",
         "comm",
     }
 )

@@ -344,6 +344,7 @@ def sssc_estimate_volume(
     warm_start: bool = True,
     warm_sweeps: typing.SupportsInt | typing.SupportsIndex = 30,
     fresh_sweeps: typing.SupportsInt | typing.SupportsIndex = 10,
+    patience: typing.SupportsInt | typing.SupportsIndex = 0,
     stats: collections.abc.Sequence[str] = ["mean", "var"],
     median_kind: str = "average",
     n_threads: typing.SupportsInt | typing.SupportsIndex = 1,

@@ -236,6 +236,11 @@ def cmd_fit(args) -> int:
     return 0
 
 
+# Options that change how a fitted model estimates, not what it learned: they apply to a
+# --model-file model.
+ESTIMATION_OPTIONS = ("gain", "offset", "n_estimate_sweeps", "n_warm_sweeps", "search_patience")
+
+
 def _load_model_file(args):
     if not args.model_file:
         return None
@@ -246,8 +251,7 @@ def _load_model_file(args):
     given = [
         name
         for name in MODEL_OPTIONS
-        if getattr(args, name, None) not in (None, False)
-        and name not in ("gain", "offset", "n_estimate_sweeps", "n_warm_sweeps")
+        if getattr(args, name, None) not in (None, False) and name not in ESTIMATION_OPTIONS
     ]
     if given:
         raise UsageError(
@@ -255,7 +259,7 @@ def _load_model_file(args):
             + ", ".join("--" + n.replace("_", "-") for n in given)
         )
     model = load_model(args.model_file)
-    for name in ("gain", "offset", "n_estimate_sweeps", "n_warm_sweeps"):
+    for name in ESTIMATION_OPTIONS:
         value = getattr(args, name, None)
         if value is not None and name in model.get_params():
             setattr(model, name, value)
@@ -343,6 +347,8 @@ MODEL_OPTIONS = (
     "updates",
     "init",
     "n_estimate_sweeps",
+    "n_warm_sweeps",
+    "search_patience",
     "n_components",
     "max_iter",
     "tol",
@@ -507,7 +513,20 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         "--n-estimate-sweeps",
         type=int,
         default=None,
-        help="search sweeps for patches not trained on (sssc)",
+        help="search sweeps for patches not trained on, from fresh states (sssc)",
+    )
+    m.add_argument(
+        "--n-warm-sweeps",
+        type=int,
+        default=None,
+        help="search sweeps for a patch started from its neighbour's states (sssc; default 30)",
+    )
+    m.add_argument(
+        "--search-patience",
+        type=int,
+        default=None,
+        help="end a patch's estimation search after this many sweeps in a row that left its "
+        "states unchanged (sssc; default 0: every sweep)",
     )
     m.add_argument(
         "--n-components", type=int, default=None, help="mixture components C (pmm, gpmm)"

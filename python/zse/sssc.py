@@ -84,6 +84,9 @@ class SSSC(EMEstimator):
         ALGORITHM.md §2.6). Measured on boat, sigma 25, 512x512, trained on 65 536 of 255 025
         patches (30 epochs): 0 sweeps 27.68 dB, 2: 28.22, 5: 28.37, 15: 28.55, 40: 28.70;
         trained on every patch 28.63 (bench/README.md).
+    search_patience : int
+        :func:`zse.reconstruct` ends a patch's warm (or fresh) search early once this many
+        sweeps in a row left its state set unchanged (ALGORITHM.md §4.9); 0 runs every sweep.
     random_state : None, int or numpy.random.Generator
     n_threads : int, optional
         Threads of the C++ kernels; results do not depend on it.
@@ -172,6 +175,7 @@ class SSSC(EMEstimator):
         tol=None,
         n_estimate_sweeps=10,
         n_warm_sweeps=30,
+        search_patience=0,
         random_state=None,
         n_threads=None,
         verbose=False,
@@ -195,6 +199,7 @@ class SSSC(EMEstimator):
         self.tol = tol
         self.n_estimate_sweeps = n_estimate_sweeps
         self.n_warm_sweeps = n_warm_sweeps
+        self.search_patience = search_patience
         self.random_state = random_state
         self.n_threads = n_threads
         self.verbose = verbose
@@ -219,6 +224,7 @@ class SSSC(EMEstimator):
         check_int(self.max_iter, "max_iter", 1)
         check_int(self.n_estimate_sweeps, "n_estimate_sweeps", 1)
         check_int(self.n_warm_sweeps, "n_warm_sweeps", 0)
+        check_int(self.search_patience, "search_patience", 0)
         if self.selection not in SELECTIONS:
             msg = f"selection must be one of {SELECTIONS}, got {self.selection!r}"
             raise ValueError(msg)
@@ -323,7 +329,7 @@ class SSSC(EMEstimator):
         )
 
     def _search_settings(self) -> dict:
-        """The evolutionary search's settings, as the kernels take them (ALGORITHM.md §4.7)."""
+        """The evolutionary search's settings, as the kernels take them (ALGORITHM.md §4.9)."""
         return {
             "n_parents": int(self.n_parents),
             "n_children": int(self.n_children),
@@ -641,6 +647,7 @@ class SSSC(EMEstimator):
             warm_start=True,
             warm_sweeps=int(self.n_warm_sweeps),
             fresh_sweeps=int(self.n_estimate_sweeps),
+            patience=int(self.search_patience),
             stats=stats,
             median_kind=median_kind,
             n_threads=n_threads,

@@ -106,6 +106,9 @@ struct SSSCImageOptions {
     bool warm_start = true;
     index_t warm_sweeps = 1;
     index_t fresh_sweeps = 10;
+    /// A warm or fresh search ends early after `patience` sweeps in a row that left the patch's
+    /// state set unchanged (0: every sweep is run).
+    index_t patience = 0;
 };
 
 /// Estimates every patch of `volume` (read through `to_model`: the standardised, bias-free
