@@ -3,11 +3,15 @@
     python bench/scale.py                          # every size at 1 and 2 threads (hours on 2 cores)
     python bench/scale.py --sizes 256,512,1376x1032 --threads 2
     python bench/scale.py --quick                  # two small cases (CI smoke)
+    python bench/scale.py --sizes em --threads 2   # the real micrographs of ../shared/data/em
+
+Cases are sizes (WxH, or XxYxZ for a volume) of synthetic scenes, or real images named by their
+path under ../shared/data (``em`` names every giant-virus TEM crop and the cryo-ET slice).
 
 Each case runs in a fresh subprocess (`python bench/scale.py --one ...`), so its peak resident
-memory (ru_maxrss of the child) is its own. Images are synthetic TEM scenes from
-zse.data.synthetic_tem (shot noise at 20 e-/px), denoised with zse.reconstruct at its defaults
-(SSSC, patch 6x6 or 4x4x4, n_train "auto", stats mean and var). Rows are appended to
+memory (ru_maxrss of the child) is its own. Synthetic images are TEM scenes from
+zse.data.synthetic_tem (shot noise at 20 e-/px); every image is denoised with zse.reconstruct
+and SSSC at its defaults (patch 8x8 or 4x4x4, n_train "auto", stats mean and var). Rows are appended to
 bench/results/scale.csv as they finish (a row already there with the same settings is kept);
 bench/SCALE.md is written from the CSV.
 """
@@ -28,11 +32,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 ALL_SIZES = ["256", "512", "1024", "1376x1032", "2048", "4096", "5760x4092", "256x256x128"]
-TARGETS = {  # issue targets on 2 cores: seconds, MB of peak RSS
-    "1376x1032": (120, 300),
-    "4096x4096": (600, 1000),
-    "5760x4092": (None, 2000),
+REAL_EM = [f"em/tem_giantvirus_crop{i}_641.tif" for i in range(1, 7)] + [
+    "em/cryoet_sarscov2_TS001_slice133_928x960.tif"
+]
+SHARED_DATA = Path(os.environ.get("ZSE_SHARED_DATA", REPO.parent / "shared" / "data"))
+TARGETS = {  # issue targets on 2 cores (issue 20): seconds, MB of peak RSS
+    "1376x1032": (30, 1000),
+    "4096x4096": (300, 1000),
+    "5760x4092": (600, 1000),
     "128x256x256": (900, 1000),
+    **{name: (20, 1000) for name in REAL_EM if "giantvirus" in name},
+    "em/cryoet_sarscov2_TS001_slice133_928x960.tif": (30, 1000),
 }
 FIELDS = [
     "case",
@@ -58,11 +68,14 @@ def parse_size(text: str) -> tuple[int, ...]:
     return (parts[2], parts[1], parts[0])  # XxYxZ -> (z, y, x)
 
 
-def make_input(shape):
+def make_input(size: str):
     import numpy as np
 
     import zse
 
+    if size.startswith("em/"):
+        return zse.io.read_image(SHARED_DATA / size).astype(np.float64)
+    shape = parse_size(size)
     if len(shape) == 2:
         noisy, _ = zse.synthetic_tem(shape, dose=20.0, seed=0)
         return noisy
@@ -77,8 +90,7 @@ def make_input(shape):
 def run_one(size: str, threads: int, max_iter: int | None) -> dict:
     import zse
 
-    shape = parse_size(size)
-    image = make_input(shape)
+    image = make_input(size)
     model = zse.SSSC(random_state=0, n_threads=threads, verbose=False)
     if max_iter is not None:
         model.set_params(max_iter=max_iter)
@@ -89,8 +101,7 @@ def run_one(size: str, threads: int, max_iter: int | None) -> dict:
     fit_seconds = sum(model.epoch_seconds_)
     assert out["mean"].shape == image.shape
     n_patches = 1
-    patch = (6, 6) if image.ndim == 2 else (4, 4, 4)
-    for s, p in zip(image.shape, patch):
+    for s, p in zip(image.shape, model.patch_size_):
         n_patches *= s - p + 1
     return {
         "case": size,
@@ -164,7 +175,10 @@ def main(argv=None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     rows = [] if args.quick else read_rows(csv_path)
     done = {(r["case"], r["threads"], r["max_iter"]) for r in rows}
-    for size in args.sizes.split(","):
+    sizes = [
+        name for size in args.sizes.split(",") for name in (REAL_EM if size == "em" else [size])
+    ]
+    for size in sizes:
         for threads in args.threads.split(","):
             cmd = [sys.executable, __file__, "--one", f"{size}@{threads}"]
             if args.max_iter is not None:

@@ -158,10 +158,13 @@ class StateCache {
         : dv_(dv), words_(words), n_small_(dv.n_small()), max_entries_(max_entries) {
         resize_table(std::size_t{1} << 12);
         seen_table_.assign(std::size_t{1} << 11, -1);
+        small_stamp_.assign(static_cast<std::size_t>(n_small_), 0);
+        small_seen_.assign(static_cast<std::size_t>(n_small_), 0);
+        small_lpj_.assign(static_cast<std::size_t>(n_small_), 0.0);
     }
 
-    // The id of `bits`' terms from the shared part (computed from scratch when missing).
-    std::int32_t get(const std::uint64_t* bits) {
+    // The shared-table id of a state of at most two units, else -1.
+    std::int32_t small_id(const std::uint64_t* bits) const {
         index_t k = 0, h[2] = {0, 0};
         for (index_t w = 0; w < words_ && k <= 2; ++w) {
             std::uint64_t word = bits[w];
@@ -171,7 +174,13 @@ class StateCache {
                 word &= word - 1;
             }
         }
-        if (k <= 2) return static_cast<std::int32_t>(dv_.small_index(k, h[0], h[1]));
+        return k <= 2 ? static_cast<std::int32_t>(dv_.small_index(k, h[0], h[1])) : -1;
+    }
+
+    // The id of `bits`' terms from the shared part (computed from scratch when missing).
+    std::int32_t get(const std::uint64_t* bits) {
+        const std::int32_t small = small_id(bits);
+        if (small >= 0) return small;
         std::size_t slot = hash(bits) & mask_;
         while (true) {
             const std::int32_t e = table_[slot];
@@ -190,10 +199,20 @@ class StateCache {
     }
 
     // The current patch's record of `bits`: found, or created with its terms (built from the
-    // parent `parent_id` when `bits` adds one unit to it and has more than two units, else from
-    // the shared part). Returns the record's index for seen()/id()/lpj()/set_lpj().
+    // parent `parent_id` when `bits` adds or removes one unit and has more than two units, else
+    // from the shared part). Returns the record for seen()/id()/lpj()/set_lpj(): states of at
+    // most two units are recorded by their shared-table id (r < 0, no hashing), others in a
+    // per-patch hash table (r >= 0).
     index_t meet(const std::uint64_t* bits, std::int32_t parent_id,
                  const std::uint64_t* parent_bits) {
+        const std::int32_t small = small_id(bits);
+        if (small >= 0) {
+            if (small_stamp_[static_cast<std::size_t>(small)] != stamp_) {
+                small_stamp_[static_cast<std::size_t>(small)] = stamp_;
+                small_seen_[static_cast<std::size_t>(small)] = 0;
+            }
+            return -1 - static_cast<index_t>(small);
+        }
         std::size_t slot = hash(bits) & seen_mask();
         while (true) {
             const std::int32_t r = seen_table_[slot];
@@ -211,10 +230,23 @@ class StateCache {
         if (4 * met_.size() > seen_table_.size()) grow_seen_table();
         return r;
     }
-    bool seen(index_t r) const { return met_[static_cast<std::size_t>(r)].evaluated; }
-    std::int32_t id(index_t r) const { return met_[static_cast<std::size_t>(r)].id; }
-    double lpj(index_t r) const { return met_[static_cast<std::size_t>(r)].lpj; }
+    bool seen(index_t r) const {
+        return r < 0 ? small_seen_[static_cast<std::size_t>(-1 - r)] != 0
+                     : met_[static_cast<std::size_t>(r)].evaluated;
+    }
+    std::int32_t id(index_t r) const {
+        return r < 0 ? static_cast<std::int32_t>(-1 - r) : met_[static_cast<std::size_t>(r)].id;
+    }
+    double lpj(index_t r) const {
+        return r < 0 ? small_lpj_[static_cast<std::size_t>(-1 - r)]
+                     : met_[static_cast<std::size_t>(r)].lpj;
+    }
     void set_lpj(index_t r, double lpj) {
+        if (r < 0) {
+            small_lpj_[static_cast<std::size_t>(-1 - r)] = lpj;
+            small_seen_[static_cast<std::size_t>(-1 - r)] = 1;
+            return;
+        }
         met_[static_cast<std::size_t>(r)].lpj = lpj;
         met_[static_cast<std::size_t>(r)].evaluated = true;
     }
@@ -250,6 +282,7 @@ class StateCache {
         }
         for (std::size_t slot : used_slots_) seen_table_[slot] = -1;
         used_slots_.clear();
+        ++stamp_;
         met_.clear();
         met_keys_.clear();
         local_.clear();
@@ -313,6 +346,10 @@ class StateCache {
     std::vector<Met> met_;
     std::vector<StateTerms> local_;
     Arena local_arena_;
+    std::vector<std::uint64_t> small_stamp_;  // the patch (stamp_) a small state was last met in
+    std::vector<char> small_seen_;
+    std::vector<double> small_lpj_;
+    std::uint64_t stamp_ = 1;
 };
 
 struct PatchData {
