@@ -187,3 +187,36 @@ def test_command_line_under_mpirun_spreads_files_and_shares_one(tmp_path):
     import json
 
     assert json.loads((tmp_path / "shared" / "a.zse.json").read_text())["n_ranks"] == 2
+
+
+@needs_mpi
+def test_model_file_under_mpirun_matches_one_process(tmp_path):
+    """--model-file under mpirun: both ranks apply the file's model to one input (no fit)."""
+    import tifffile
+
+    from zse.cli import main
+
+    sys.path.insert(0, str(WORKER.parent))
+    try:
+        import mpi_worker
+    finally:
+        sys.path.pop(0)
+    tifffile.imwrite(tmp_path / "a.tif", mpi_worker.scene().astype(np.uint16))
+    model = tmp_path / "m.zse"
+    fit = ["fit", str(tmp_path / "a.tif"), "-o", str(model), "--model", "gpmm", "-q"]
+    assert main([*fit, "--n-components", "6", "--max-iter", "3"]) == 0
+    denoise = [str(tmp_path / "a.tif"), "--model-file", str(model), "-q"]
+    assert main(["denoise", *denoise, "-o", str(tmp_path / "one")]) == 0
+    shared = subprocess.run(
+        ["mpiexec", "-n", "2", sys.executable, "-m", "zse", "denoise", *denoise]
+        + ["-o", str(tmp_path / "two")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert shared.returncode == 0, shared.stderr
+    for stat in ("mean", "var"):
+        np.testing.assert_array_equal(
+            tifffile.imread(tmp_path / "two" / f"a_{stat}.tif"),
+            tifffile.imread(tmp_path / "one" / f"a_{stat}.tif"),
+        )

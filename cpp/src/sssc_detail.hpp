@@ -33,6 +33,16 @@ struct StateTerms {
     std::size_t offset = 0;   // arena offset of: active (k, as doubles), mu_A (k), c (k),
                               // Lambda = M_s^-1 (k x k, symmetric), Psi_s^-1 (k x k, only when
                               // Psi is not diagonal), diag(W_A Lambda W_A^T) (D, if has_diag)
+    // A child of the patch part whose terms are not built yet (§3.12): its parent's record,
+    // the added unit and its own record.
+    bool pending = false;
+    index_t parent_rec = -1, unit = -1, rec = -1;
+};
+
+struct PatchData {
+    const double* y;
+    std::vector<double> Wy;  // W^T y (H)
+    double yy;               // |y|^2
 };
 
 // Scratch space of compute_state_terms (one per thread).
@@ -80,6 +90,17 @@ inline std::size_t terms_size(index_t k, index_t D, bool full_psi, bool with_dia
 inline const double* lambda_of(const StateTerms& t, const double* base) {
     return base + 3 * t.k;
 }
+// The arrays of a state with k units at `base`, in the order of terms_size.
+template <class T>
+struct TermsArrays {
+    T *active, *mu, *c, *Lambda, *psi_inv;
+    TermsArrays(T* base, index_t k)
+        : active(base),
+          mu(base + k),
+          c(base + 2 * k),
+          Lambda(base + 3 * k),
+          psi_inv(base + 3 * k + k * k) {}
+};
 inline const double* psi_inv_of(const StateTerms& t, const double* base) {
     return base + 3 * t.k + t.k * t.k;
 }
@@ -100,6 +121,14 @@ bool extend_state_terms(const Derived& dv, const StateTerms& parent, const doubl
 // (§3.12); false when the downdate is not numerically safe (then: from scratch).
 bool shrink_state_terms(const Derived& dv, const StateTerms& parent, const double* pbase, index_t j,
                         StateTerms& t, double* base);
+
+// The log-pseudo-joint of the child that adds unit h to a parent (terms at `pbase`, its
+// Lambda b for this patch in `v_parent`) without building the child's terms, in 3k^2 + O(k)
+// (§3.12); the child's Lambda b goes to `v_child` (k + 1 doubles). NaN when the update is not
+// numerically safe.
+double child_log_pseudo_joint(const Derived& dv, const StateTerms& parent, const double* pbase,
+                              const double* v_parent, index_t h, const PatchData& pd,
+                              std::vector<double>& scratch, double* v_child);
 
 // w_A^T Lambda w_A for one row w of W (the state's units `active`, stored as doubles): one entry
 // of diag(W_A Lambda W_A^T), cached by fill_diag or formed on the fly for the shared table.
@@ -146,10 +175,12 @@ class Arena {
 // part is emptied only in start_patch() when full.
 //
 // The patch part lists every state the current patch has met (its id and, once evaluated, its
-// lpj) and holds the terms of children built from their parent (extend_state_terms). Those
-// depend on the parent's terms, i.e. on the patch's own search, never on what other patches
-// left in the cache: they are dropped in start_patch(), which keeps results independent of
-// threads and ranks (ALGORITHM.md §3.12).
+// lpj and Lambda b) and holds the terms of children built from their parent (extend_state_terms,
+// shrink_state_terms). A child that adds a unit to a parent of this part is first only scored
+// (child_log_pseudo_joint); its terms are built when it is needed (as a parent, for the moments:
+// ensure()). Those values depend on the parent's terms, i.e. on the patch's own search, never on
+// what other patches left in the cache: they are dropped in start_patch(), which keeps results
+// independent of threads and ranks (ALGORITHM.md §3.12).
 class StateCache {
  public:
     static constexpr std::int32_t kLocal = std::int32_t{1} << 30;  // ids of patch-part terms
@@ -198,13 +229,13 @@ class StateCache {
         return static_cast<std::int32_t>(n_small_ + e);
     }
 
-    // The current patch's record of `bits`: found, or created with its terms (built from the
-    // parent `parent_id` when `bits` adds or removes one unit and has more than two units, else
-    // from the shared part). Returns the record for seen()/id()/lpj()/set_lpj(): states of at
-    // most two units are recorded by their shared-table id (r < 0, no hashing), others in a
-    // per-patch hash table (r >= 0).
-    index_t meet(const std::uint64_t* bits, std::int32_t parent_id,
-                 const std::uint64_t* parent_bits) {
+    // The current patch's record of `bits`: found, or created with its terms (from the parent's
+    // record `parent` when `bits` adds or removes one unit and has more than two units, else
+    // from the shared part; parent < kNoParent: none). Returns the record for
+    // seen()/id()/lpj()/evaluate(): states of at most two units are recorded by their
+    // shared-table id (r < 0, no hashing), others in a per-patch hash table (r >= 0).
+    static constexpr index_t kNoParent = std::numeric_limits<index_t>::min();
+    index_t meet(const std::uint64_t* bits, index_t parent, const std::uint64_t* parent_bits) {
         const std::int32_t small = small_id(bits);
         if (small >= 0) {
             if (small_stamp_[static_cast<std::size_t>(small)] != stamp_) {
@@ -221,10 +252,10 @@ class StateCache {
                 return r;
             slot = (slot + 1) & seen_mask();
         }
-        const std::int32_t id = terms_for(bits, parent_id, parent_bits);
         const auto r = static_cast<std::int32_t>(met_.size());
+        const std::int32_t id = terms_for(bits, parent, parent_bits, r);
         met_keys_.insert(met_keys_.end(), bits, bits + words_);
-        met_.push_back(Met{id, 0.0, false});
+        met_.push_back(Met{id, 0.0, false, kNoV});
         seen_table_[slot] = r;
         used_slots_.push_back(slot);
         if (4 * met_.size() > seen_table_.size()) grow_seen_table();
@@ -241,14 +272,12 @@ class StateCache {
         return r < 0 ? small_lpj_[static_cast<std::size_t>(-1 - r)]
                      : met_[static_cast<std::size_t>(r)].lpj;
     }
-    void set_lpj(index_t r, double lpj) {
-        if (r < 0) {
-            small_lpj_[static_cast<std::size_t>(-1 - r)] = lpj;
-            small_seen_[static_cast<std::size_t>(-1 - r)] = 1;
-            return;
-        }
-        met_[static_cast<std::size_t>(r)].lpj = lpj;
-        met_[static_cast<std::size_t>(r)].evaluated = true;
+    // The lpj of record r (for the patch `pd`), stored with the record; `v` is scratch.
+    double evaluate(index_t r, const PatchData& pd, std::vector<double>& v);
+
+    // Builds the terms of a child that was only scored (a no-op for every other id).
+    void ensure(std::int32_t e) {
+        if (e >= kLocal && local_[static_cast<std::size_t>(e - kLocal)].pending) materialise(e);
     }
 
     const StateTerms& terms(std::int32_t e) const {
@@ -287,16 +316,24 @@ class StateCache {
         met_keys_.clear();
         local_.clear();
         local_arena_.clear();
+        v_arena_.clear();
     }
 
  private:
+    static constexpr std::size_t kNoV = ~std::size_t{0};
     struct Met {
         std::int32_t id;
         double lpj;
         bool evaluated;
+        std::size_t v;  // offset of Lambda b in v_arena_ (kNoV: none)
     };
-    std::int32_t terms_for(const std::uint64_t* bits, std::int32_t parent_id,
-                           const std::uint64_t* parent_bits);
+    std::int32_t terms_for(const std::uint64_t* bits, index_t parent,
+                           const std::uint64_t* parent_bits, index_t rec);
+    void materialise(std::int32_t e);
+    std::int32_t add_local(const StateTerms& t) {
+        local_.push_back(t);
+        return kLocal + static_cast<std::int32_t>(local_.size() - 1);
+    }
     std::size_t seen_mask() const { return seen_table_.size() - 1; }
     void grow_seen_table() {
         seen_table_.assign(2 * seen_table_.size(), -1);
@@ -346,16 +383,12 @@ class StateCache {
     std::vector<Met> met_;
     std::vector<StateTerms> local_;
     Arena local_arena_;
+    Arena v_arena_;
+    std::vector<double> lazy_scratch_;
     std::vector<std::uint64_t> small_stamp_;  // the patch (stamp_) a small state was last met in
     std::vector<char> small_seen_;
     std::vector<double> small_lpj_;
     std::uint64_t stamp_ = 1;
-};
-
-struct PatchData {
-    const double* y;
-    std::vector<double> Wy;  // W^T y (H)
-    double yy;               // |y|^2
 };
 
 // Posterior quantities of one (patch, state): b = W_A^T (y - W_A mu_A) in v[k, 2k), v[0, k) =
@@ -369,8 +402,8 @@ struct Workspace {
     std::vector<double> block_es, block_esz, block_y;  // kStatsBlock rows of <s>, <sz>, y
     std::vector<double> chunk_Ysz_T;                   // H x D: Y_sz of the chunk, transposed
     index_t block_rows = 0;
-    std::vector<std::int32_t> cand_terms, kept_terms;  // cache entries of the candidates
-    std::vector<std::int32_t> pool_terms, next_pool_terms, parent_terms;
+    // the candidates', pool's and parents' records in the patch (StateCache::meet)
+    std::vector<index_t> cand_terms, kept_terms, pool_terms, next_pool_terms, parent_terms;
     std::vector<std::uint64_t> cand, kept, children, parent_bits, pool, next_pool;
     std::vector<double> cand_lpj, kept_lpj, pool_lpj, next_pool_lpj;
     std::vector<index_t> parents, order;
@@ -416,10 +449,7 @@ class EStepRunner {
     // The lpj of the patch's record `r` (StateCache::meet), stored with the record.
     double evaluate(StateCache& cache, Workspace& ws, index_t r, SSSCStats& counters) const {
         ++counters.n_lpj;
-        const std::int32_t e = cache.id(r);
-        const double lpj = log_pseudo_joint(dv_, cache.terms(e), cache.data(e), ws.pd, ws.v);
-        cache.set_lpj(r, lpj);
-        return lpj;
+        return cache.evaluate(r, ws.pd, ws.v);
     }
     void evolve(const PatchJob& job, StateCache& cache, Workspace& ws, SSSCStats& counters) const;
 

@@ -99,7 +99,7 @@ void EStepRunner::evolve(const PatchJob& job, StateCache& cache, Workspace& ws,
                 const std::uint64_t* child = ws.children.data() + c * words_;
                 const index_t parent = from_parent ? c / evo.n_children : -1;
                 const index_t r =
-                    cache.meet(child, parent >= 0 ? ws.parent_terms[parent] : -1,
+                    cache.meet(child, parent >= 0 ? ws.parent_terms[parent] : StateCache::kNoParent,
                                parent >= 0 ? ws.parent_bits.data() + parent * words_ : nullptr);
                 double lpj;
                 if (cache.seen(r)) {
@@ -108,12 +108,12 @@ void EStepRunner::evolve(const PatchJob& job, StateCache& cache, Workspace& ws,
                     lpj = evaluate(cache, ws, r, counters);
                     ws.cand.insert(ws.cand.end(), child, child + words_);
                     ws.cand_lpj.push_back(lpj);
-                    ws.cand_terms.push_back(cache.id(r));
+                    ws.cand_terms.push_back(r);
                     ++counters.n_new_states;
                 }
                 ws.next_pool.insert(ws.next_pool.end(), child, child + words_);
                 ws.next_pool_lpj.push_back(lpj);
-                ws.next_pool_terms.push_back(cache.id(r));
+                ws.next_pool_terms.push_back(r);
             }
             ws.pool.swap(ws.next_pool);
             ws.pool_lpj.swap(ws.next_pool_lpj);
@@ -165,8 +165,8 @@ void EStepRunner::run_patch(const PatchJob& job, StateCache& cache, Workspace& w
     ws.cand_lpj.resize(S_);
     ws.cand_terms.resize(S_);
     for (index_t s = 0; s < S_; ++s) {
-        const index_t r = cache.meet(Kn + s * words_, -1, nullptr);
-        ws.cand_terms[s] = cache.id(r);
+        const index_t r = cache.meet(Kn + s * words_, StateCache::kNoParent, nullptr);
+        ws.cand_terms[s] = r;
         ws.cand_lpj[s] = evaluate(cache, ws, r, acc);
     }
     if (opt_.evolve) {
@@ -197,7 +197,8 @@ void EStepRunner::run_patch(const PatchJob& job, StateCache& cache, Workspace& w
         if (l == kMinusInf) continue;
         const double q = std::exp(l - max_lpj) / norm;
         if (q == 0.0) continue;
-        const std::int32_t entry = ws.cand_terms[s];
+        const std::int32_t entry = cache.id(ws.cand_terms[s]);
+        cache.ensure(entry);
         const index_t k = cache.terms(entry).k;
         if (k == 0) continue;  // the zero state adds nothing to the moments
         const double* diag = want_var ? cache.diag(entry) : nullptr;

@@ -155,16 +155,11 @@ ZSE_HOT_CLONES bool extend_state_terms(const Derived& dv, const StateTerms& pare
     const SSSCParams& p = *dv.p;
     const index_t H = p.H, k = parent.k, n = k + 1;
     const bool full = !dv.diagonal_psi;
-    const double* pactive = pbase;
-    const double* pmu = pbase + k;
-    const double* pc = pbase + 2 * k;
-    const double* pLambda = pbase + 3 * k;
-    const double* ppsi_inv = pbase + 3 * k + k * k;
-    double* active = base;
-    double* mu = base + n;
-    double* c = base + 2 * n;
-    double* Lambda = base + 3 * n;
-    double* psi_inv = base + 3 * n + n * n;
+    const TermsArrays<const double> pa(pbase, k);
+    const TermsArrays<double> ca(base, n);
+    const double *pactive = pa.active, *pmu = pa.mu, *pc = pa.c, *pLambda = pa.Lambda,
+                 *ppsi_inv = pa.psi_inv;
+    double *active = ca.active, *mu = ca.mu, *c = ca.c, *Lambda = ca.Lambda, *psi_inv = ca.psi_inv;
     const double* wtw_h = dv.WtW.data() + h * H;
     const double* psi_h = p.Psi + h * H;  // Psi is symmetric: row h is column h
     const double psi_hh = psi_h[h];
@@ -266,16 +261,11 @@ ZSE_HOT_CLONES bool shrink_state_terms(const Derived& dv, const StateTerms& pare
     const SSSCParams& p = *dv.p;
     const index_t H = p.H, k = parent.k, n = k - 1;
     const bool full = !dv.diagonal_psi;
-    const double* pactive = pbase;
-    const double* pmu = pbase + k;
-    const double* pc = pbase + 2 * k;
-    const double* pLambda = pbase + 3 * k;
-    const double* ppsi_inv = pbase + 3 * k + k * k;
-    double* active = base;
-    double* mu = base + n;
-    double* c = base + 2 * n;
-    double* Lambda = base + 3 * n;
-    double* psi_inv = base + 3 * n + n * n;
+    const TermsArrays<const double> pa(pbase, k);
+    const TermsArrays<double> ca(base, n);
+    const double *pactive = pa.active, *pmu = pa.mu, *pc = pa.c, *pLambda = pa.Lambda,
+                 *ppsi_inv = pa.psi_inv;
+    double *active = ca.active, *mu = ca.mu, *c = ca.c, *Lambda = ca.Lambda, *psi_inv = ca.psi_inv;
     const index_t h = static_cast<index_t>(pactive[j]);
     const double* wtw_h = dv.WtW.data() + h * H;
     const double ljj = pLambda[j * k + j];
@@ -332,6 +322,99 @@ ZSE_HOT_CLONES bool shrink_state_terms(const Derived& dv, const StateTerms& pare
     return std::isfinite(t.constant);
 }
 
+// The child's log-pseudo-joint from the parent's terms and Lambda b (ALGORITHM.md §3.12), with
+// the notation of extend_state_terms: the child's b splits into b_A = b_parent - sigma2 mu_h g
+// (g = W^T W[A, h] / sigma2) and b_h; Lambda_1 x = Lambda x - (Lambda u)(Lambda u)^T x / (s +
+// u^T Lambda u), Lambda g = Lambda q + Lambda u / s, w = Lambda_1 q and e = w^T b_A - b_h give
+// b^T Lambda_A+h b = b_A^T Lambda_1 b_A + e^2 / t and Lambda_A+h b = (Lambda_1 b_A + w e / t,
+// -e / t).
+ZSE_HOT_CLONES double child_log_pseudo_joint(const Derived& dv, const StateTerms& parent,
+                                             const double* pbase, const double* v_parent, index_t h,
+                                             const PatchData& pd, std::vector<double>& scratch,
+                                             double* v_child) {
+    const SSSCParams& p = *dv.p;
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    const index_t H = p.H, k = parent.k;
+    const bool full = !dv.diagonal_psi;
+    const TermsArrays<const double> pa(pbase, k);
+    const double* wtw_h = dv.WtW.data() + h * H;
+    const double* psi_h = p.Psi + h * H;
+    const double psi_hh = psi_h[h];
+    if (!(psi_hh > 0.0)) return nan;
+    scratch.resize(static_cast<std::size_t>(7 * k));
+    double* __restrict g = scratch.data();
+    double* __restrict u = g + k;
+    double* __restrict Lu = g + 2 * k;
+    double* __restrict q = g + 3 * k;
+    double* __restrict Lq = g + 4 * k;
+    double* __restrict bA = g + 5 * k;
+    double* __restrict LbA = g + 6 * k;
+    const double s2 = p.sigma2, inv_s2 = dv.inv_s2;
+    for (index_t i = 0; i < k; ++i) g[i] = wtw_h[static_cast<index_t>(pa.active[i])] * inv_s2;
+    double s = psi_hh, uLu = 0.0;
+    if (full) {
+        for (index_t i = 0; i < k; ++i) {
+            double sum = 0.0;
+            for (index_t j = 0; j < k; ++j)
+                sum += pa.psi_inv[i * k + j] * psi_h[static_cast<index_t>(pa.active[j])];
+            u[i] = sum;
+        }
+        for (index_t i = 0; i < k; ++i) s -= psi_h[static_cast<index_t>(pa.active[i])] * u[i];
+        if (!(s > 1e-10 * psi_hh)) return nan;
+        for (index_t i = 0; i < k; ++i) {
+            double sum = 0.0;
+            for (index_t j = 0; j < k; ++j) sum += pa.Lambda[i * k + j] * u[j];
+            Lu[i] = sum;
+            uLu += u[i] * sum;
+        }
+    } else {
+        for (index_t i = 0; i < k; ++i) u[i] = Lu[i] = 0.0;
+    }
+    const double den = s + uLu, inv_s = 1.0 / s, inv_den = 1.0 / den;
+    for (index_t i = 0; i < k; ++i) q[i] = g[i] - u[i] * inv_s;
+    const double r = inv_s + wtw_h[h] * inv_s2;
+    double Lu_q = 0.0;
+    for (index_t i = 0; i < k; ++i) {
+        double sum = 0.0;
+        for (index_t j = 0; j < k; ++j) sum += pa.Lambda[i * k + j] * q[j];
+        Lq[i] = sum;
+        Lu_q += Lu[i] * q[i];
+    }
+    const double mu_h = p.mu[h];
+    double g_mu = 0.0, mu_wy = mu_h * pd.Wy[h];
+    for (index_t i = 0; i < k; ++i) {
+        const double wy = pd.Wy[static_cast<index_t>(pa.active[i])];
+        g_mu += g[i] * pa.mu[i];
+        mu_wy += pa.mu[i] * wy;
+        bA[i] = (wy - pa.c[i]) - s2 * mu_h * g[i];
+        LbA[i] = v_parent[i] - s2 * mu_h * (Lq[i] + Lu[i] * inv_s);  // Lambda b_A
+    }
+    double t = r, Lu_b = 0.0;
+    for (index_t i = 0; i < k; ++i) {
+        Lq[i] -= Lu[i] * Lu_q * inv_den;  // w = Lambda_1 q
+        t -= q[i] * Lq[i];
+        Lu_b += Lu[i] * bA[i];
+    }
+    if (!(t > 1e-10 * r)) return nan;
+    const double c_h = s2 * g_mu + wtw_h[h] * mu_h;
+    const double mu_c = parent.mu_c + s2 * mu_h * g_mu + mu_h * c_h;
+    const double b_h = pd.Wy[h] - c_h;
+    double bL1b = 0.0, e = -b_h;
+    for (index_t i = 0; i < k; ++i) {
+        LbA[i] -= Lu[i] * Lu_b * inv_den;  // Lambda_1 b_A
+        bL1b += bA[i] * LbA[i];
+        e += Lq[i] * bA[i];
+    }
+    const double inv_t = 1.0 / t;
+    const double b_lambda_b = bL1b + e * e * inv_t;
+    for (index_t i = 0; i < k; ++i) v_child[i] = LbA[i] + Lq[i] * e * inv_t;
+    v_child[k] = -e * inv_t;
+    const double constant = parent.constant + 0.5 * std::log(den * t) - dv.logit[h];
+    const double residual = pd.yy - 2.0 * mu_wy + mu_c;
+    const double lpj = -constant - 0.5 * (residual * inv_s2 - b_lambda_b * inv_s2 * inv_s2);
+    return std::isfinite(lpj) ? lpj : kMinusInf;
+}
+
 void fill_diag(const Derived& dv, StateTerms& t, double* base) {
     const SSSCParams& p = *dv.p;
     const index_t k = t.k;
@@ -357,9 +440,9 @@ void StateCache::compute(const std::uint64_t* bits, StateTerms& t) {
     compute_state_terms(dv_, active.data(), k, t, arena_.data() + t.offset, scratch_);
 }
 
-std::int32_t StateCache::terms_for(const std::uint64_t* bits, std::int32_t parent_id,
-                                   const std::uint64_t* parent_bits) {
-    if (parent_id < 0) return get(bits);
+std::int32_t StateCache::terms_for(const std::uint64_t* bits, index_t parent,
+                                   const std::uint64_t* parent_bits, index_t rec) {
+    if (parent == kNoParent) return get(bits);
     // One unit added or removed: the child is built from its parent unless it is small (the
     // shared table has it).
     index_t flipped = -1, n_diff = 0;
@@ -371,30 +454,111 @@ std::int32_t StateCache::terms_for(const std::uint64_t* bits, std::int32_t paren
         flipped = w * 64 + __builtin_ctzll(diff);
         added = (diff & bits[w]) != 0;
     }
-    const StateTerms& parent = terms(parent_id);
-    const index_t k = parent.k + (added ? 1 : -1);
-    if (n_diff != 1 || k <= 2 || !parent.valid) return get(bits);
+    const std::int32_t parent_id = id(parent);
+    ensure(parent_id);
+    const index_t k = terms(parent_id).k + (added ? 1 : -1);
+    if (n_diff != 1 || k <= 2 || !terms(parent_id).valid) return get(bits);
+    if (added && parent >= 0 && met_[static_cast<std::size_t>(parent)].v != kNoV) {
+        StateTerms child;  // scored first, built when needed
+        child.k = k;
+        child.pending = true;
+        child.parent_rec = parent;
+        child.unit = flipped;
+        child.rec = rec;
+        return add_local(child);
+    }
     index_t position = 0;  // of the removed unit among the parent's
-    const double* pbase = data(parent_id);
     if (!added) {
-        while (position < parent.k && static_cast<index_t>(pbase[position]) != flipped) ++position;
-        if (position == parent.k) return get(bits);
+        const double* pbase = data(parent_id);
+        const index_t pk = terms(parent_id).k;
+        while (position < pk && static_cast<index_t>(pbase[position]) != flipped) ++position;
+        if (position == pk) return get(bits);
     }
     const std::size_t offset = local_arena_.grow(
         terms_size(k, dv_.p->D, !dv_.diagonal_psi, dv_.want_diag));  // may move the arena
-    pbase = data(parent_id);
     StateTerms child;
     child.offset = offset;
     child.has_diag = dv_.want_diag;
     double* base = local_arena_.data() + offset;
-    const bool built = added ? extend_state_terms(dv_, parent, pbase, flipped, child, base)
-                             : shrink_state_terms(dv_, parent, pbase, position, child, base);
+    const StateTerms& pt = terms(parent_id);
+    const double* pbase = data(parent_id);
+    const bool built = added ? extend_state_terms(dv_, pt, pbase, flipped, child, base)
+                             : shrink_state_terms(dv_, pt, pbase, position, child, base);
     if (!built) {
         local_arena_.shrink(offset);
         return get(bits);
     }
-    local_.push_back(child);
-    return kLocal + static_cast<std::int32_t>(local_.size() - 1);
+    return add_local(child);
+}
+
+void StateCache::materialise(std::int32_t e) {
+    const std::size_t i = static_cast<std::size_t>(e - kLocal);
+    const index_t parent_rec = local_[i].parent_rec, unit = local_[i].unit, rec = local_[i].rec;
+    const std::int32_t parent_id = id(parent_rec);
+    ensure(parent_id);
+    const index_t k = local_[i].k;
+    const std::size_t offset =
+        local_arena_.grow(terms_size(k, dv_.p->D, !dv_.diagonal_psi, dv_.want_diag));
+    StateTerms child;
+    child.offset = offset;
+    child.has_diag = dv_.want_diag;
+    if (!extend_state_terms(dv_, terms(parent_id), data(parent_id), unit, child,
+                            local_arena_.data() + offset)) {
+        // From scratch instead (ascending units): the Lambda b kept for the record is in the
+        // parent's order, so it is dropped and this state scores its children eagerly.
+        const std::uint64_t* bits = met_keys_.data() + static_cast<std::size_t>(rec) * words_;
+        std::vector<index_t>& active = scratch_.active;
+        active.clear();
+        for (index_t w = 0; w < words_; ++w)
+            for (std::uint64_t word = bits[w]; word; word &= word - 1)
+                active.push_back(w * 64 + __builtin_ctzll(word));
+        child = StateTerms();
+        child.offset = offset;
+        child.has_diag = dv_.want_diag;
+        compute_state_terms(dv_, active.data(), k, child, local_arena_.data() + offset, scratch_);
+        met_[static_cast<std::size_t>(rec)].v = kNoV;
+    } else if (parent_rec >= 0 && met_[static_cast<std::size_t>(parent_rec)].v == kNoV) {
+        met_[static_cast<std::size_t>(rec)].v = kNoV;  // the parent's order changed: see above
+    }
+    local_[i] = child;
+}
+
+double StateCache::evaluate(index_t r, const PatchData& pd, std::vector<double>& v) {
+    double lpj;
+    if (r < 0) {
+        const std::int32_t e = id(r);
+        lpj = log_pseudo_joint(dv_, terms(e), data(e), pd, v);
+        small_lpj_[static_cast<std::size_t>(-1 - r)] = lpj;
+        small_seen_[static_cast<std::size_t>(-1 - r)] = 1;
+        return lpj;
+    }
+    Met& m = met_[static_cast<std::size_t>(r)];
+    const std::int32_t e = m.id;
+    const StateTerms* t = e >= kLocal ? &local_[static_cast<std::size_t>(e - kLocal)] : nullptr;
+    if (t != nullptr && t->pending) {
+        const Met& parent = met_[static_cast<std::size_t>(t->parent_rec)];
+        const std::int32_t pe = parent.id;
+        const std::size_t at = v_arena_.grow(static_cast<std::size_t>(t->k));
+        lpj = child_log_pseudo_joint(dv_, terms(pe), data(pe), v_arena_.data() + parent.v, t->unit,
+                                     pd, lazy_scratch_, v_arena_.data() + at);
+        if (!std::isnan(lpj)) {
+            m.v = at;
+        } else {
+            v_arena_.shrink(at);
+            materialise(e);
+            lpj = log_pseudo_joint(dv_, terms(e), data(e), pd, v);
+        }
+    } else {
+        lpj = log_pseudo_joint(dv_, terms(e), data(e), pd, v);
+        const index_t k = terms(e).k;
+        if (terms(e).valid && k > 0) {
+            m.v = v_arena_.grow(static_cast<std::size_t>(k));
+            std::copy(v.begin(), v.begin() + k, v_arena_.data() + m.v);
+        }
+    }
+    m.lpj = lpj;
+    m.evaluated = true;
+    return lpj;
 }
 
 // Posterior quantities of one (patch, state): b = W_A^T (y - W_A mu_A), v = R b (R = L^-1), and
