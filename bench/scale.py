@@ -4,6 +4,11 @@
     python bench/scale.py --sizes 256,512,1376x1032 --threads 2
     python bench/scale.py --quick                  # two small cases (CI smoke)
     python bench/scale.py --sizes em --threads 2   # the real micrographs of ../shared/data/em
+    python bench/scale.py --sizes em/tem_giantvirus_crop1_641.tif --threads 2 --baseline /tmp/old/python
+
+``--baseline DIR`` runs every case a second time, side by side, with the zse package in DIR (the
+python/ folder of another checkout whose compiled zse/_core*.so sits in DIR/zse, e.g. a build of
+main) and reports both rows with the ratio.
 
 Cases are sizes (WxH, or XxYxZ for a volume) of synthetic scenes, or real images named by their
 path under ../shared/data (``em`` names every giant-virus TEM crop and the cryo-ET slice).
@@ -46,6 +51,7 @@ TARGETS = {  # issue targets on 2 cores (issue 20): seconds, MB of peak RSS
 }
 FIELDS = [
     "case",
+    "build",
     "shape",
     "threads",
     "max_iter",
@@ -87,6 +93,17 @@ def make_input(size: str):
     return rng.poisson(np.maximum(clean, 0)).astype(np.float64)
 
 
+def use_baseline(folder: str) -> None:
+    """Import zse from ``folder`` instead of the installed one (editable installs put a finder in
+    front of sys.path, so it is taken out for this process)."""
+    sys.meta_path = [
+        f
+        for f in sys.meta_path
+        if "editable" not in repr(f).lower() and "scikit_build" not in repr(f).lower()
+    ]
+    sys.path.insert(0, folder)
+
+
 def run_one(size: str, threads: int, max_iter: int | None) -> dict:
     import zse
 
@@ -105,6 +122,7 @@ def run_one(size: str, threads: int, max_iter: int | None) -> dict:
         n_patches *= s - p + 1
     return {
         "case": size,
+        "build": "baseline" if os.environ.get("ZSE_BASELINE") else "this",
         "shape": "x".join(map(str, image.shape)),
         "threads": threads,
         "max_iter": model.max_iter,
@@ -131,13 +149,15 @@ def write_report(rows: list[dict], path: Path, command: str) -> None:
         "# Scale: zse.reconstruct at the defaults",
         "",
         f"`{command}` on {platform.machine()}, {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}. Synthetic TEM scenes (`zse.synthetic_tem`, 20 e-/px); "
-        "SSSC at its defaults (H=64, S=32, 100 epochs unless the row says otherwise), patch 6x6 "
-        '(4x4x4 for the volume), `n_train="auto"`, stats mean and var. Peak RSS is the whole '
-        "process (Python, NumPy and zse included).",
+        f"{platform.python_version()}. Synthetic TEM scenes (`zse.synthetic_tem`, 20 e-/px) "
+        "and real micrographs (by their path under ../shared/data); SSSC at its defaults (H=64, "
+        "S=32, 100 epochs unless the row says otherwise), patch 8x8 (4x4x4 for the volume; rows "
+        'measured before 2026-12 used 6x6), `n_train="auto"`, stats mean and var. Peak RSS is '
+        "the whole process (Python, NumPy and zse included). `build` baseline: the same case "
+        "with the package given by --baseline, in the same run.",
         "",
-        "| case | shape | threads | epochs | patches | trained on | fit s | estimate s | total s | peak RSS MB | target |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| case | build | shape | threads | epochs | patches | trained on | fit s | estimate s | total s | peak RSS MB | target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         target = TARGETS.get(r["shape"]) or TARGETS.get(r["case"])
@@ -149,7 +169,7 @@ def write_report(rows: list[dict], path: Path, command: str) -> None:
             )
         )
         lines.append(
-            f"| {r['case']} | {r['shape']} | {r['threads']} | {r['max_iter']} | {int(r['n_patches']):,} | "
+            f"| {r['case']} | {r.get('build') or 'this'} | {r['shape']} | {r['threads']} | {r['max_iter']} | {int(r['n_patches']):,} | "
             f"{int(r['n_train']):,} | {r['fit_seconds']} | {r['estimate_seconds']} | {r['seconds']} | "
             f"{r['peak_rss_mb']} | {t} |"
         )
@@ -162,9 +182,14 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--max-iter", type=int, default=None, help="epochs (default: the model's)")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--baseline", default=None, help="also run every case with the zse package in this folder"
+    )
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one is not None:
+        if os.environ.get("ZSE_BASELINE"):
+            use_baseline(os.environ["ZSE_BASELINE"])
         size, threads = args.one.split("@")
         print(json.dumps(run_one(size, int(threads), args.max_iter)))
         return 0
@@ -174,31 +199,37 @@ def main(argv=None) -> int:
     report = RESULTS / "SCALE_quick.md" if args.quick else REPO / "bench" / "SCALE.md"
     RESULTS.mkdir(parents=True, exist_ok=True)
     rows = [] if args.quick else read_rows(csv_path)
-    done = {(r["case"], r["threads"], r["max_iter"]) for r in rows}
+    done = {(r["case"], r.get("build") or "this", r["threads"], r["max_iter"]) for r in rows}
+    builds = ["this"] + (["baseline"] if args.baseline else [])
     sizes = [
         name for size in args.sizes.split(",") for name in (REAL_EM if size == "em" else [size])
     ]
     for size in sizes:
         for threads in args.threads.split(","):
-            cmd = [sys.executable, __file__, "--one", f"{size}@{threads}"]
-            if args.max_iter is not None:
-                cmd += ["--max-iter", str(args.max_iter)]
-            key_iter = str(args.max_iter if args.max_iter is not None else 100)
-            if (size, threads, key_iter) in done:
-                continue
-            print(f"[scale] {size} at {threads} thread(s) ...", file=sys.stderr, flush=True)
-            result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            if result.returncode != 0:
-                print(result.stderr[-2000:], file=sys.stderr)
-                return 1
-            row = json.loads(result.stdout.strip().splitlines()[-1])
-            row.pop("start_rss_mb", None)
-            print(f"[scale] {row}", file=sys.stderr, flush=True)
-            rows.append({k: str(row[k]) for k in FIELDS})
-            with open(csv_path, "w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=FIELDS)
-                writer.writeheader()
-                writer.writerows(rows)
+            for build in builds:
+                cmd = [sys.executable, __file__, "--one", f"{size}@{threads}"]
+                if args.max_iter is not None:
+                    cmd += ["--max-iter", str(args.max_iter)]
+                key_iter = str(args.max_iter if args.max_iter is not None else 100)
+                if (size, build, threads, key_iter) in done:
+                    continue
+                env = dict(os.environ)
+                env.pop("ZSE_BASELINE", None)
+                if build == "baseline":
+                    env["ZSE_BASELINE"] = str(Path(args.baseline).resolve())
+                print(f"[scale] {size} ({build}) at {threads} thread(s) ...", file=sys.stderr)
+                result = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+                if result.returncode != 0:
+                    print(result.stderr[-2000:], file=sys.stderr)
+                    return 1
+                row = json.loads(result.stdout.strip().splitlines()[-1])
+                row.pop("start_rss_mb", None)
+                print(f"[scale] {row}", file=sys.stderr, flush=True)
+                rows.append({k: str(row[k]) for k in FIELDS})
+                with open(csv_path, "w", newline="") as handle:
+                    writer = csv.DictWriter(handle, fieldnames=FIELDS)
+                    writer.writeheader()
+                    writer.writerows(rows)
     command = "python bench/scale.py" + ("" if not argv else " " + " ".join(argv))
     write_report(rows, report, command)
     print(f"[scale] wrote {report}", file=sys.stderr)
