@@ -469,7 +469,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         type=parse_patch_size,
         default=None,
         help="patch size: 6 or 6x8 for images and stacks, 4x4x4 for a volume "
-        "(default: 6 for sssc, 8 for pmm/gpmm, 4x4x4 for volumes)",
+        "(default: 8, i.e. 8x8, for every model; 4x4x4 for volumes)",
     )
     m = p.add_argument_group("model parameters (see the model's docstring; default: the model's)")
     m.add_argument("--H", type=int, default=None, help="latent units H (sssc; default 64)")
