@@ -535,6 +535,8 @@ double StateCache::evaluate(index_t r, const PatchData& pd, std::vector<double>&
     Met& m = met_[static_cast<std::size_t>(r)];
     const std::int32_t e = m.id;
     const StateTerms* t = e >= kLocal ? &local_[static_cast<std::size_t>(e - kLocal)] : nullptr;
+    if (t != nullptr && t->pending && met_[static_cast<std::size_t>(t->parent_rec)].v == kNoV)
+        materialise(e);  // the parent has no Lambda b to score from (defensive: not reached)
     if (t != nullptr && t->pending) {
         const Met& parent = met_[static_cast<std::size_t>(t->parent_rec)];
         const std::int32_t pe = parent.id;
@@ -561,8 +563,8 @@ double StateCache::evaluate(index_t r, const PatchData& pd, std::vector<double>&
     return lpj;
 }
 
-// Posterior quantities of one (patch, state): b = W_A^T (y - W_A mu_A), v = R b (R = L^-1), and
-// the log-pseudo-joint (ALGORITHM.md §3.2) evaluated from W^T y in O(k^2), without divisions.
+// Posterior quantities of one (patch, state): b = W_A^T (y - W_A mu_A), v = Lambda b, and the
+// log-pseudo-joint (ALGORITHM.md §3.2) evaluated from W^T y in O(k^2), without divisions.
 double log_pseudo_joint(const Derived& dv, const StateTerms& t, const double* data,
                         const PatchData& pd, std::vector<double>& v) {
     if (!t.valid) return kMinusInf;
