@@ -35,11 +35,7 @@ def mpiexec(n_ranks: int, *args: str, timeout: float = 300) -> subprocess.Comple
 @pytest.fixture(scope="module")
 def reference():
     """What one process computes with comm=None (the worker's own functions)."""
-    sys.path.insert(0, str(WORKER.parent))
-    try:
-        import mpi_worker
-    finally:
-        sys.path.pop(0)
+    mpi_worker = _worker_module()
     image = mpi_worker.scene()
     out = {}
     for name, model in mpi_worker.models(None, 1).items():
@@ -132,17 +128,23 @@ def test_team_run_gathers_results_in_rank_order():
     assert team.run(lambda: "mine", gather=False) == "mine"
 
 
+def _worker_module():
+    """tests/mpi_worker.py imported as a module (its scene and models)."""
+    sys.path.insert(0, str(WORKER.parent))
+    try:
+        import mpi_worker
+    finally:
+        sys.path.pop(0)
+    return mpi_worker
+
+
 @needs_mpi
 def test_command_line_under_mpirun_spreads_files_and_shares_one(tmp_path):
     import tifffile
 
     from zse.cli import main
 
-    sys.path.insert(0, str(WORKER.parent))
-    try:
-        import mpi_worker
-    finally:
-        sys.path.pop(0)
+    mpi_worker = _worker_module()
     image = mpi_worker.scene().astype(np.uint16)
     for name in ("a", "b", "c"):
         tifffile.imwrite(tmp_path / f"{name}.tif", image + ord(name) - ord("a"))
@@ -196,11 +198,7 @@ def test_model_file_under_mpirun_matches_one_process(tmp_path):
 
     from zse.cli import main
 
-    sys.path.insert(0, str(WORKER.parent))
-    try:
-        import mpi_worker
-    finally:
-        sys.path.pop(0)
+    mpi_worker = _worker_module()
     tifffile.imwrite(tmp_path / "a.tif", mpi_worker.scene().astype(np.uint16))
     model = tmp_path / "m.zse"
     fit = ["fit", str(tmp_path / "a.tif"), "-o", str(model), "--model", "gpmm", "-q"]
