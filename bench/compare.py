@@ -4,6 +4,10 @@
     python bench/compare.py                      # full table (about 40 min on 2 cores), resumable
     python bench/compare.py --quick              # a few small cases, about a minute (CI runs this)
 
+The zero-shot peers of bench/peers.py (ZS-N2N, Noise2Void, NLM calibrated by Noise2Self, bmnd,
+BM4D) need bench/requirements-peers.txt; without their packages they are skipped and the report
+says so.
+
 Every (case, method) result is appended to the CSV as soon as it is measured, so an interrupted
 run resumes where it stopped (``--fresh`` starts over; a row whose settings differ from the
 current ones is recomputed). At the end the markdown report is written from the whole CSV:
@@ -33,6 +37,7 @@ from typing import Callable
 
 import numpy as np
 
+import peers
 import zse
 from _common import RESULTS, anscombe, inverse_anscombe_unbiased, load, machine_line, psnr, ssim
 
@@ -61,7 +66,7 @@ FIELDS = [
 class Case:
     """One noisy image, its noise model and (if known) its clean reference."""
 
-    group: str  # "gaussian", "poisson", "real pair", "real EM"
+    group: str  # "gaussian", "poisson", "real pair", "real EM", "volume"
     name: str
     make: Callable[[], tuple]  # -> (noisy, clean or None, data_range or None)
     sigma: float | None = None  # noise sigma where known (Poisson: 1, that of the Anscombe domain)
@@ -70,6 +75,8 @@ class Case:
     keep_outputs: bool = False  # save estimates for bench/gallery.py
     note: str = ""
     credit: str = ""  # attribution shown with published pictures
+    volume: bool = False  # a (z, rows, columns) volume: zse's 3-D patches, BM4D; 2-D peers n/a
+    networks: bool = False  # the zero-shot networks (ZS-N2N, Noise2Void) run on it (their cost)
 
 
 def _crop(image, size, top=None, left=None):
@@ -79,7 +86,7 @@ def _crop(image, size, top=None, left=None):
     return image[top : top + size, left : left + size]
 
 
-def gaussian_case(label, path, sigma, crop=None):
+def gaussian_case(label, path, sigma, crop=None, networks=False):
     def make():
         clean = load(path)
         if crop:
@@ -87,17 +94,73 @@ def gaussian_case(label, path, sigma, crop=None):
         noisy = clean + np.random.default_rng(0).normal(0.0, sigma, clean.shape)
         return noisy, clean, 255.0
 
-    return Case("gaussian", f"{label} s{sigma:g}", make, sigma=float(sigma))
+    return Case("gaussian", f"{label} s{sigma:g}", make, sigma=float(sigma), networks=networks)
 
 
-def poisson_case(label, path, dose, crop, top=None, left=None):
+def poisson_case(label, path, dose, crop, top=None, left=None, networks=False):
     def make():
         clean = _crop(load(path), crop, top, left)
         rate = dose * clean / clean.mean()
         counts = np.random.default_rng(0).poisson(rate).astype(np.float64)
         return counts, rate, float(rate.max() - rate.min())
 
-    return Case("poisson", f"{label} d{dose:g}", make, sigma=1.0, counts=True, domain="anscombe")
+    return Case(
+        "poisson",
+        f"{label} d{dose:g}",
+        make,
+        sigma=1.0,
+        counts=True,
+        domain="anscombe",
+        networks=networks,
+    )
+
+
+def phantom_volume(n=64, seed=1):
+    """A synthetic cell-like volume (grey values 0-255): a background ramp, virion-like shells,
+    filled particles of several densities and three filaments, smoothed by a voxel's width."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    z, y, x = np.mgrid[0:n, 0:n, 0:n].astype(np.float64)
+    vol = 60.0 + 40.0 * x / n
+    for _ in range(10):  # shells: radius 5-9 voxels, wall 2 voxels
+        c, r = rng.uniform(8, n - 8, 3), rng.uniform(5, 9)
+        d = np.sqrt((z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2)
+        vol[np.abs(d - r) < 1.0] = 200.0
+    for _ in range(12):  # filled particles
+        c, r = rng.uniform(4, n - 4, 3), rng.uniform(2, 5)
+        d = np.sqrt((z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2)
+        vol[d < r] = rng.uniform(110, 240)
+    for _ in range(3):  # filaments: straight rods of radius 1.5 through the volume
+        p, u = rng.uniform(0, n, 3), rng.normal(size=3)
+        u /= np.linalg.norm(u)
+        q = np.stack([z - p[0], y - p[1], x - p[2]])
+        along = np.tensordot(u, q, axes=1)
+        dist = np.sqrt(np.maximum((q**2).sum(axis=0) - along**2, 0.0))
+        vol[dist < 1.5] = 30.0
+    return gaussian_filter(vol, 0.7)
+
+
+def volume_case(noise, level, n=64):
+    def make():
+        clean = phantom_volume(n)
+        rng = np.random.default_rng(0)
+        if noise == "gaussian":
+            return clean + rng.normal(0.0, level, clean.shape), clean, 255.0
+        rate = level * clean / clean.mean()
+        return rng.poisson(rate).astype(np.float64), rate, float(rate.max() - rate.min())
+
+    if noise == "gaussian":
+        return Case("volume", f"phantom {n}³ s{level:g}", make, sigma=float(level), volume=True)
+    return Case(
+        "volume",
+        f"phantom {n}³ d{level:g}",
+        make,
+        sigma=1.0,
+        counts=True,
+        domain="anscombe",
+        volume=True,
+    )
 
 
 def fluorescence_case(crop=None):
@@ -161,13 +224,23 @@ POISSON_CROP = 256  # crop of the Poisson references (keeps the full table withi
 
 
 def full_cases() -> list[Case]:
-    cases = [gaussian_case(n, p, s) for n, p in SET12.items() for s in (15, 25, 50)]
+    # The zero-shot networks cost minutes per image (bench/peers.py): they run on the 256 x 256
+    # images at the middle noise level of each table.
+    cases = [
+        gaussian_case(n, p, s, networks=s == 25 and p.endswith("_256.png"))
+        for n, p in SET12.items()
+        for s in (15, 25, 50)
+    ]
     cases += [
-        poisson_case(n, p, d, POISSON_CROP, top, left)
+        poisson_case(n, p, d, POISSON_CROP, top, left, networks=d == 2)
         for n, (p, top, left) in HRTEM.items()
         for d in (0.5, 2, 10)
     ]
-    cases += [poisson_case(n, p, d, POISSON_CROP) for n, p in ISBI.items() for d in (5, 20)]
+    cases += [
+        poisson_case(n, p, d, POISSON_CROP, networks=d == 5)
+        for n, p in ISBI.items()
+        for d in (5, 20)
+    ]
     cases.append(fluorescence_case())
     # The whole slice binned 2x2: its noise is spatially correlated over about two pixels (at full
     # resolution SSSC takes it for structure), and binning is what a microscopist does first.
@@ -178,12 +251,13 @@ def full_cases() -> list[Case]:
         real_case(f"TEM giant virus {k} crop 320", f"em/tem_giantvirus_crop{k}_641.tif", crop=320)
         for k in (1, 2)
     ]
+    cases += [volume_case("gaussian", 25), volume_case("poisson", 2)]
     return cases
 
 
 def quick_cases() -> list[Case]:
     return [
-        gaussian_case("house", SET12["house"], 25, crop=96),
+        gaussian_case("house", SET12["house"], 25, crop=96, networks=True),
         poisson_case("HRTEM S3_5", HRTEM["HRTEM S3_5 particle"][0], 2, crop=96),
         fluorescence_case(crop=96),
         real_case(
@@ -195,6 +269,7 @@ def quick_cases() -> list[Case]:
             publishable=True,
             credit=CRYOET_CREDIT,
         ),
+        volume_case("gaussian", 25, n=24),
     ]
 
 
@@ -209,6 +284,8 @@ class Method:
     settings: str = ""
     needs_counts: bool = False  # runs on the raw counts, never on the Anscombe transform
     stats: tuple = field(default=("mean",))
+    # Training a network is not reproducible to 0.01 dB across thread counts: --verify skips it.
+    reproducible: bool = True
 
 
 def zse_methods(quick: bool, n_threads: int) -> list[Method]:
@@ -320,10 +397,14 @@ def _tv(x, sigma):
     return {"mean": denoise_tv_chambolle(x, weight=sigma)}
 
 
-def peer_methods() -> list[Method]:
-    """Peers get the true sigma only where it is known; every other one estimates it from the image."""
-    known = lambda case: case.sigma is not None  # noqa: E731
-    return [
+def peer_methods(quick: bool = False, n_threads: int = 1) -> tuple[list[Method], list[str]]:
+    """The peers, and the names of the optional ones skipped because their packages are missing.
+
+    Peers get the true sigma only where it is known; every other one estimates it from the image.
+    """
+    flat = lambda case: not case.volume  # noqa: E731
+    known = lambda case: case.sigma is not None and not case.volume  # noqa: E731
+    methods = [
         Method(
             "BM3D (true σ)",
             lambda x, case, sigma: _bm3d(x, sigma),
@@ -333,22 +414,112 @@ def peer_methods() -> list[Method]:
         Method(
             "BM3D (blind)",
             lambda x, case, sigma: _bm3d(x, estimate_sigma(x)),
+            flat,
             settings="sigma_psd=estimate_sigma",
         ),
         Method(
             "NLM",
             lambda x, case, sigma: _nlm(x, estimate_sigma(x)),
+            flat,
             settings="fast_mode, patch 5, distance 6, h=0.8 sigma_est",
         ),
         Method(
             "wavelet BayesShrink",
             lambda x, case, sigma: _wavelet(x, estimate_sigma(x)),
+            flat,
             settings="db1, soft, sigma_est, rescale_sigma",
         ),
         Method(
             "TV Chambolle",
             lambda x, case, sigma: _tv(x, estimate_sigma(x)),
+            flat,
             settings="weight=sigma_est",
+        ),
+    ]
+    optional = _zero_shot_peers(quick, n_threads)
+    present = [m for m in optional if peers.available(m.name)]
+    skipped = [m.name for m in optional if not peers.available(m.name)]
+    return methods + present, skipped
+
+
+def _zero_shot_peers(quick: bool, n_threads: int) -> list[Method]:
+    import importlib.metadata
+
+    def version(package):
+        try:
+            return importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            return "?"
+
+    networks = lambda case: case.networks and not case.volume  # noqa: E731
+    flat = lambda case: not case.volume  # noqa: E731
+    # Quick mode keeps the harness alive on CI at a fraction of the schedules: not a result.
+    steps = 50 if quick else peers.ZS_N2N_STEPS
+    epochs = 3 if quick else peers.N2V_EPOCHS
+    patch = 32 if quick else peers.N2V_PATCH
+    torch_threads = f"torch {version('torch')} on the CPU, {n_threads} threads"
+
+    def zs_n2n(x, case, sigma):
+        return {"mean": peers.zs_n2n(x, steps=steps, n_threads=n_threads)}
+
+    def n2v(x, case, sigma):
+        import torch
+
+        torch.set_num_threads(n_threads)
+        return {"mean": peers.noise2void(x, epochs=epochs, patch=patch)}
+
+    def nlm_n2s(x, case, sigma):
+        out, _ = peers.nlm_n2s(x, estimate_sigma(x))
+        return {"mean": out}
+
+    def bm4d(blind):
+        def run(x, case, sigma):
+            return {"mean": peers.bm4d_volume(x, estimate_sigma(x) if blind else sigma)}
+
+        return run
+
+    return [
+        Method(
+            "ZS-N2N",
+            zs_n2n,
+            networks,
+            f"blind; {steps} Adam steps (lr 1e-3, halved at {steps // 2}), 48 channels, "
+            f"{torch_threads}",
+            reproducible=False,
+        ),
+        Method(
+            "Noise2Void (CAREamics)",
+            n2v,
+            networks,
+            f"blind; careamics {version('careamics')} create_n2v_config defaults, "
+            f"{patch}x{patch} patches ({peers.N2V_VAL_PATCHES} to validate), batch "
+            f"{peers.N2V_BATCH}, {epochs} epochs, {torch_threads}",
+            reproducible=False,
+        ),
+        Method(
+            "NLM (N2S-calibrated)",
+            nlm_n2s,
+            flat,
+            "blind; skimage calibrate_denoiser over h = (0.4-1.2) sigma_est, patch 5, distance 6",
+        ),
+        Method(
+            "bmnd (direct Poisson)",
+            lambda x, case, sigma: {"mean": peers.bmnd_poisson(x)},
+            lambda case: case.domain == "anscombe",
+            f"bmnd {version('bmnd')} BM3D/BM4DProfile(noise_model=POISSON) on the counts",
+            needs_counts=True,
+        ),
+        Method(
+            "BM4D (true σ)",
+            bm4d(False),
+            lambda case: case.volume,
+            f"bm4d {version('bm4d')}, sigma_psd = true sigma",
+        ),
+        Method(
+            "BM4D (blind)",
+            bm4d(True),
+            lambda case: case.volume,
+            f"bm4d {version('bm4d')}, sigma_psd = estimate_sigma",
         ),
     ]
 
@@ -371,10 +542,17 @@ def run_method(method: Method, case: Case, noisy):
 # --------------------------------------------------------------------------- metrics
 
 
+def _central_section(image):
+    """A volume's flat-region and sharpness figures are taken on its central section."""
+    image = np.asarray(image)
+    return image[image.shape[0] // 2] if image.ndim == 3 else image
+
+
 def flat_tiles(noisy, tile=16, fraction=0.1):
     """The fraction of tiles with the least structure, judged on a smoothed copy of the noisy image."""
     from scipy.ndimage import gaussian_filter
 
+    noisy = _central_section(noisy)
     smooth = gaussian_filter(noisy, 2.0)
     rows, cols = noisy.shape[0] // tile, noisy.shape[1] // tile
     scores = (
@@ -390,6 +568,7 @@ def flat_tiles(noisy, tile=16, fraction=0.1):
 def flat_noise(image, tiles) -> float:
     """RMS over the flat tiles of the residual standard deviation after removing a fitted plane."""
     positions, tile = tiles
+    image = _central_section(image)
     r, c = np.mgrid[0:tile, 0:tile]
     design = np.column_stack([np.ones(tile * tile), r.ravel(), c.ravel()])
     variances = []
@@ -512,12 +691,13 @@ VAR_PATCH = 8  # the zse models' patch size in the full table
 
 def var_spearman(var, clean, patch: int = VAR_PATCH) -> float:
     """Spearman rank correlation of a variance image with the clean image's local edge energy
-    (|gradient|^2 averaged over the patch): does the variance trace structure, not noise?"""
+    (|gradient|^2 averaged over the patch; over a cube in a volume): does the variance trace
+    structure, not noise?"""
     from scipy.ndimage import uniform_filter
     from scipy.stats import spearmanr
 
-    gy, gx = np.gradient(np.asarray(clean, dtype=np.float64))
-    energy = uniform_filter(gx**2 + gy**2, size=patch)
+    gradients = np.gradient(np.asarray(clean, dtype=np.float64))
+    energy = uniform_filter(sum(g**2 for g in gradients), size=patch)
     return float(spearmanr(np.asarray(var).ravel(), energy.ravel()).statistic)
 
 
@@ -533,6 +713,8 @@ def run(cases, methods, csv_path: Path, verify: bool, rerun: bool = False) -> in
         if method is not None and not method.applies(case):
             return False
         name, settings = (method.name, method.settings) if method else ("noisy", "")
+        if verify and method is not None and not method.reproducible:
+            return False
         if verify:  # results do not depend on the thread count: verify across thread counts too
             same = lambda a, b: re.sub(r", \d+ threads$", "", a) == re.sub(r", \d+ threads$", "", b)  # noqa: E731
             return (case.name, name) in stored and same(
@@ -650,7 +832,14 @@ def main() -> int:
     if args.fresh and csv_path.exists() and not args.verify:
         csv_path.unlink()
     all_cases = quick_cases() if args.quick else full_cases()
-    methods = zse_methods(args.quick, n_threads) + peer_methods()
+    peer_list, skipped = peer_methods(args.quick, n_threads)
+    if skipped:
+        print(
+            f"compare: skipped (packages missing, see bench/requirements-peers.txt): "
+            f"{', '.join(skipped)}",
+            file=sys.stderr,
+        )
+    methods = zse_methods(args.quick, n_threads) + peer_list
     if not args.report_only:
         cases = [
             c for c in all_cases if any(fnmatch.fnmatch(c.name, g) for g in args.cases.split(","))
@@ -667,7 +856,7 @@ def main() -> int:
     if not rows:
         print("compare: no rows to report", file=sys.stderr)
         return 1
-    report_path.write_text(render_report(rows, all_cases, methods, args.quick, n_threads))
+    report_path.write_text(render_report(rows, all_cases, methods, args.quick, n_threads, skipped))
     print(f"compare: wrote {report_path}", file=sys.stderr)
     return 0
 
@@ -714,7 +903,11 @@ def _sigma_note(case: Case) -> str:
 
 def summary(rows, order, method_names) -> list[str]:
     """Mean PSNR per group and method over the cases each method ran on, and zse's margin."""
-    groups = [g for g in ("gaussian", "poisson", "real pair") if any(r["group"] == g for r in rows)]
+    groups = [
+        g
+        for g in ("gaussian", "poisson", "real pair", "volume")
+        if any(r["group"] == g for r in rows)
+    ]
     if not groups:
         return []
     lines = [
@@ -804,7 +997,62 @@ def sigma_and_variance_section(rows, cases) -> list[str]:
     return [*lines, ""]
 
 
-def render_report(rows, cases, methods, quick, n_threads) -> str:
+def peer_margins(rows, order, method_names, skipped) -> list[str]:
+    """Where zse wins and loses against each peer: per peer, the cases both ran, PSNR margins of
+    the best zse model on each case, and the time ratio."""
+    by_key = {(r["case"], r["method"]): r for r in rows}
+    zse_names = [m for m in method_names if m.startswith("zse")]
+    lines = [
+        "## zse against each peer",
+        "",
+        "Per peer, over the cases where it ran and has a reference: the best zse model on each case "
+        "(SSSC, PMM or GPMM, whichever is ahead there) minus the peer, in dB (positive: zse ahead), and "
+        "the peer's time over that zse model's time, summed over those cases.",
+        "",
+        "| peer | cases | zse ahead | mean margin dB | smallest | largest | where zse loses most | "
+        "peer time / zse time |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for peer in [m for m in method_names if not m.startswith("zse")]:
+        margins, peer_s, zse_s = [], 0.0, 0.0
+        for case in order:
+            p = by_key.get((case, peer))
+            if p is None or p["psnr"] == "":
+                continue
+            best = max(
+                (
+                    by_key[(case, z)]
+                    for z in zse_names
+                    if (case, z) in by_key and by_key[(case, z)]["psnr"]
+                ),
+                key=lambda r: float(r["psnr"]),
+                default=None,
+            )
+            if best is None:
+                continue
+            margins.append((float(best["psnr"]) - float(p["psnr"]), case))
+            peer_s += float(p["seconds"])
+            zse_s += float(best["seconds"])
+        if not margins:
+            continue
+        values = np.array([m for m, _ in margins])
+        worst = min(margins)
+        lines.append(
+            f"| {peer} | {len(margins)} | {int((values > 0).sum())} of {len(margins)} | "
+            f"{values.mean():+.2f} | {values.min():+.2f} | {values.max():+.2f} | "
+            f"{worst[1]} ({worst[0]:+.2f}) | {peer_s / zse_s:.2f} |"
+        )
+    if skipped:
+        lines += [
+            "",
+            "Skipped in this run (their packages are not installed; bench/requirements-peers.txt): "
+            + ", ".join(skipped)
+            + ".",
+        ]
+    return [*lines, ""]
+
+
+def render_report(rows, cases, methods, quick, n_threads, skipped=()) -> str:
     import importlib.metadata
 
     import skimage
@@ -857,6 +1105,12 @@ def render_report(rows, cases, methods, quick, n_threads) -> str:
         (
             "real pair",
             "Real pair: FMD confocal raw frame against the 50-frame average (data range 255)",
+        ),
+        (
+            "volume",
+            "Volumes: a synthetic 64³ cell-like phantom (`phantom_volume`: shells, particles, "
+            "filaments) with Gaussian noise (σ = 25, data range 255) and with Poisson noise (dose 2; "
+            "PSNR against the rate); zse with 4×4×4 patches",
         ),
     ]
     out += sigma_and_variance_section(rows, cases)
@@ -942,20 +1196,7 @@ def render_report(rows, cases, methods, quick, n_threads) -> str:
         ]
     seconds = sum(float(r["seconds"]) for r in rows)
     out += [f"Total method time in this table: {seconds / 60:.1f} min.", ""]
-    out += [
-        "## Noise2Void",
-        "",
-        "Not in the table. careamics (0.3.5, the current release, the maintained Noise2Void implementation) pins "
-        "`torch<2.14` and `torchvision<=0.26`; torchvision 0.26.0 requires exactly torch 2.11.0, whose PyPI build is "
-        "the CUDA one (several GB), while the CPU wheel this machine kind provides is torch 2.13.0 (with which "
-        "PyPI's torchvision does not import); pip's resolver, asked for careamics beside torch 2.13.0, was still "
-        "backtracking after 10 minutes. The cost of training was measured instead: `python bench/n2v_step.py` "
-        "times one Adam step of a U-Net of careamics' default N2V shape on these cores. At its figure (seconds per "
-        "step for a batch of 128 patches of 64×64) a training run of the usual length (on the order of a hundred "
-        "such steps per image) costs minutes per image, more than zse's fits, and would not let the "
-        f"{len(order)} cases fit into the hour this suite is allowed.",
-        "",
-    ]
+    out += peer_margins(rows, order, method_names, skipped)
     return "\n".join(out)
 
 
