@@ -25,6 +25,7 @@ from pathlib import Path
 
 # What each kind of file may replace; "output" covers images, previews and run records.
 KINDS = ("output", "checkpoint", "model")
+STAR_MARKER = "# written by zse"  # first line of the STAR files zse relion writes
 SOFTWARE_PREFIX = "zse"  # the TIFF Software tag and PNG "Software" text chunk of zse's files
 MRC_LABEL_PREFIX = "zse:"  # every MRC zse writes carries a label starting with this
 MODEL_FORMAT = "zse-model"
@@ -90,6 +91,9 @@ def written_by_zse(path, kind: str = "output") -> bool:
                 return False
             record = json.loads(path.read_text())
             return isinstance(record, dict) and "zse_version" in record
+        if suffix == ".star":
+            with path.open(errors="replace") as f:
+                return f.readline().startswith(STAR_MARKER)
         from .io import MRC_SUFFIXES
 
         if suffix in MRC_SUFFIXES:

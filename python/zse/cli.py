@@ -704,6 +704,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(max_iter=DEMO_MAX_ITER, func=cmd_demo)
 
+    sub.add_parser(
+        "relion",
+        help="a RELION External job: --o JOB_DIR --in_mics STAR [--j THREADS] [--<option> "
+        "VALUE ...] (zse relion --help)",
+        add_help=False,
+    )
+
     p = sub.add_parser("info", help="print version, OpenMP and thread configuration")
     p.set_defaults(func=cmd_info)
     return parser
@@ -725,6 +732,11 @@ def main(argv=None) -> int:
     """
     import signal
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["relion"]:  # RELION's own option syntax (--o, --in_mics, --j): its parser
+        from . import relion
+
+        return relion.run(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
