@@ -65,7 +65,7 @@ zse::VolumeGrid shape_grid(const std::tuple<zse::index_t, zse::index_t, zse::ind
                            const Patch3& patch);
 py::dict stream_outputs(const zse::VolumeGrid& g, const std::vector<std::string>& stats,
                         const std::string& median_kind, int part, int n_parts,
-                        zse::StreamOutputs& out);
+                        zse::StreamOutputs& out, const py::object& progress = py::none());
 
 // -- patches.cpp -------------------------------------------------------------------------------
 std::string compiler();
@@ -84,7 +84,7 @@ py::dict merge_volume(const ArrayF64& estimates,
 py::dict identity_estimate_volume(const ArrayF64& volume, const Patch3& patch,
                                   const std::vector<std::string>& stats,
                                   const std::string& median_kind, int n_threads, int part,
-                                  int n_parts);
+                                  int n_parts, const py::object& progress);
 py::dict stream_plan(const std::tuple<zse::index_t, zse::index_t, zse::index_t>& shape,
                      const Patch3& patch, bool want_variances, int n_threads);
 py::tuple stream_share(const std::tuple<zse::index_t, zse::index_t, zse::index_t>& shape,
@@ -112,7 +112,7 @@ py::dict mixture_estimate_volume(const ArrayF64& volume, const Patch3& patch, co
                                  const ArrayF64& log_pi, const py::object& alpha, double beta,
                                  double offset, double gain, const std::vector<std::string>& stats,
                                  const std::string& median_kind, int n_threads, int part,
-                                 int n_parts);
+                                 int n_parts, const py::object& progress);
 
 // -- sssc.cpp ----------------------------------------------------------------------------------
 ArrayU64 sssc_init_states(zse::index_t N, zse::index_t S, zse::index_t H, double p_init,
@@ -131,18 +131,16 @@ py::dict sssc_mstep(const zse::SSSCStats& stats, zse::index_t N, const ArrayF64&
 ArrayF64 sssc_log_joint(const ArrayF64& Y, const ArrayF64& W, const ArrayF64& pi,
                         const ArrayF64& mu, const ArrayF64& Psi, double sigma2,
                         const ArrayU64& states, int n_threads);
-py::dict sssc_estimate_volume(const ArrayF64& volume, const Patch3& patch, const ArrayF64& W,
-                              const ArrayF64& pi, const ArrayF64& mu, const ArrayF64& Psi,
-                              double sigma2, const ArrayF64& bias, double scale,
-                              const ArrayU64& train_states, const ArrayI64& train_positions,
-                              zse::index_t n_states, double p_init, std::uint64_t seed,
-                              std::uint64_t fresh_seed, zse::index_t n_parents,
-                              zse::index_t n_children, zse::index_t n_generations,
-                              const std::string& selection, const std::string& mutation,
-                              double bitflip_prob, zse::index_t train_sweeps, bool warm_start,
-                              zse::index_t warm_sweeps, zse::index_t fresh_sweeps,
-                              zse::index_t patience, const std::vector<std::string>& stats,
-                              const std::string& median_kind, int n_threads, int part, int n_parts);
+py::dict sssc_estimate_volume(
+    const ArrayF64& volume, const Patch3& patch, const ArrayF64& W, const ArrayF64& pi,
+    const ArrayF64& mu, const ArrayF64& Psi, double sigma2, const ArrayF64& bias, double scale,
+    const ArrayU64& train_states, const ArrayI64& train_positions, zse::index_t n_states,
+    double p_init, std::uint64_t seed, std::uint64_t fresh_seed, zse::index_t n_parents,
+    zse::index_t n_children, zse::index_t n_generations, const std::string& selection,
+    const std::string& mutation, double bitflip_prob, zse::index_t train_sweeps, bool warm_start,
+    zse::index_t warm_sweeps, zse::index_t fresh_sweeps, zse::index_t patience,
+    const std::vector<std::string>& stats, const std::string& median_kind, int n_threads, int part,
+    int n_parts, const py::object& progress);
 ArrayU64 evo_mutate(const ArrayU64& parents, zse::index_t H, const std::string& mutation,
                     zse::index_t n_children, double bitflip_prob, double crowdedness,
                     std::uint64_t seed);

@@ -142,7 +142,18 @@ zse::VolumeGrid shape_grid(const std::tuple<zse::index_t, zse::index_t, zse::ind
 // n_parts > 1 they hold part `part`'s share of the slices only (rows of a 2-D image; MPI ranks).
 py::dict stream_outputs(const zse::VolumeGrid& g, const std::vector<std::string>& stats,
                         const std::string& median_kind, int part, int n_parts,
-                        zse::StreamOutputs& out) {
+                        zse::StreamOutputs& out, const py::object& progress) {
+    if (!progress.is_none()) {
+        // Runs with the GIL released around the kernel: take it for the call. An exception of
+        // the callable (a cancel) leaves the kernel as error_already_set and reaches Python.
+        // The callable outlives the kernel (an argument of the binding): held by pointer, so
+        // no reference count changes without the GIL.
+        const py::object* callable = &progress;
+        out.on_wave = [callable](zse::index_t done, zse::index_t total) {
+            py::gil_scoped_acquire gil;
+            (*callable)(done, total);
+        };
+    }
     zse::require(median_kind == "average" || median_kind == "lower",
                  "median_kind must be 'average' or 'lower', got '" + median_kind + "'");
     out.median_kind = median_kind == "lower" ? zse::MedianKind::lower : zse::MedianKind::average;

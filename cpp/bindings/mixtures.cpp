@@ -138,7 +138,7 @@ py::dict mixture_estimate_volume(const ArrayF64& volume, const Patch3& patch, co
                                  const ArrayF64& log_pi, const py::object& alpha, double beta,
                                  double offset, double gain, const std::vector<std::string>& stats,
                                  const std::string& median_kind, int n_threads, int part,
-                                 int n_parts) {
+                                 int n_parts, const py::object& progress) {
     const zse::VolumeGrid g = volume_grid(volume, patch);
     ArrayF64 alpha_storage;
     const zse::MixtureParams p = mixture_params(W, log_pi, alpha, beta, alpha_storage);
@@ -153,7 +153,7 @@ py::dict mixture_estimate_volume(const ArrayF64& volume, const Patch3& patch, co
     to_grey.offset = offsets.data();
     to_grey.divide = gain;
     zse::StreamOutputs out;
-    py::dict result = stream_outputs(g, stats, median_kind, part, n_parts, out);
+    py::dict result = stream_outputs(g, stats, median_kind, part, n_parts, out, progress);
     const double* v = volume.data();
     {
         py::gil_scoped_release release;

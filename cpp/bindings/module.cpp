@@ -156,12 +156,12 @@ PYBIND11_MODULE(_core, m) {
           py::arg("variances"), py::arg("median_kind"), py::arg("n_threads"));
     m.def("identity_estimate_volume", &identity_estimate_volume, py::arg("volume").noconvert(),
           py::arg("patch"), py::arg("stats"), py::arg("median_kind"), py::arg("n_threads"),
-          py::arg("part") = 0, py::arg("n_parts") = 1);
+          py::arg("part") = 0, py::arg("n_parts") = 1, py::arg("progress") = py::none());
     m.def("mixture_estimate_volume", &mixture_estimate_volume, py::arg("volume").noconvert(),
           py::arg("patch"), py::arg("W").noconvert(), py::arg("log_pi").noconvert(),
           py::arg("alpha"), py::arg("beta"), py::arg("offset"), py::arg("gain"), py::arg("stats"),
-          py::arg("median_kind"), py::arg("n_threads"), py::arg("part") = 0,
-          py::arg("n_parts") = 1);
+          py::arg("median_kind"), py::arg("n_threads"), py::arg("part") = 0, py::arg("n_parts") = 1,
+          py::arg("progress") = py::none());
     m.def("sssc_estimate_volume", &sssc_estimate_volume,
           "Streamed estimate and merge of every patch of a (Z, R, Q) volume with SSSC",
           py::arg("volume").noconvert(), py::arg("patch"), py::arg("W").noconvert(),
@@ -175,7 +175,7 @@ PYBIND11_MODULE(_core, m) {
           py::arg("warm_sweeps") = 30, py::arg("fresh_sweeps") = 10, py::arg("patience") = 0,
           py::arg("stats") = std::vector<std::string>{"mean", "var"},
           py::arg("median_kind") = "average", py::arg("n_threads") = 1, py::arg("part") = 0,
-          py::arg("n_parts") = 1);
+          py::arg("n_parts") = 1, py::arg("progress") = py::none());
 
     m.def("sssc_mstep", &sssc_mstep, py::arg("stats"), py::arg("N"), py::arg("W").noconvert(),
           py::arg("pi").noconvert(), py::arg("mu").noconvert(), py::arg("Psi").noconvert(),

@@ -133,10 +133,10 @@ py::dict merge_volume(const ArrayF64& estimates,
 py::dict identity_estimate_volume(const ArrayF64& volume, const Patch3& patch,
                                   const std::vector<std::string>& stats,
                                   const std::string& median_kind, int n_threads, int part,
-                                  int n_parts) {
+                                  int n_parts, const py::object& progress) {
     const zse::VolumeGrid g = volume_grid(volume, patch);
     zse::StreamOutputs out;
-    py::dict result = stream_outputs(g, stats, median_kind, part, n_parts, out);
+    py::dict result = stream_outputs(g, stats, median_kind, part, n_parts, out, progress);
     zse::require(out.pvar == nullptr, "the identity model has no predictive variance");
     const zse::index_t D = g.D();
     const zse::RowEstimator identity = [D](const zse::RowJob& job) {

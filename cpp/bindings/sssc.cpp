@@ -132,7 +132,7 @@ py::dict sssc_estimate_volume(
     const std::string& mutation, double bitflip_prob, zse::index_t train_sweeps, bool warm_start,
     zse::index_t warm_sweeps, zse::index_t fresh_sweeps, zse::index_t patience,
     const std::vector<std::string>& stats, const std::string& median_kind, int n_threads, int part,
-    int n_parts) {
+    int n_parts, const py::object& progress) {
     const zse::VolumeGrid g = volume_grid(volume, patch);
     const zse::SSSCParams p = sssc_params(W, pi, mu, Psi, sigma2);
     zse::require(p.D == g.D(), "W must have D = the patch size rows");
@@ -168,7 +168,7 @@ py::dict sssc_estimate_volume(
     to_data.offset = bias.data();
     to_data.multiply = scale;
     zse::StreamOutputs out;
-    py::dict result = stream_outputs(g, stats, median_kind, part, n_parts, out);
+    py::dict result = stream_outputs(g, stats, median_kind, part, n_parts, out, progress);
     const double* v = volume.data();
     {
         py::gil_scoped_release release;

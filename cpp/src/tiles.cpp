@@ -227,6 +227,7 @@ void estimate_and_merge(const double* volume, const VolumeGrid& original,
             },
             8);
         finished = done;
+        if (out.on_wave) out.on_wave(wave_end - band_lo, band_hi - band_lo);
     }
 }
 

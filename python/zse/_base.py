@@ -21,6 +21,7 @@ import numpy as np
 
 from . import _files
 from ._mpi import team_of
+from ._progress import format_seconds, terminal_bar, time_left
 from ._random import seed_from
 from ._threads import effective_n_threads
 
@@ -302,17 +303,40 @@ class EMEstimator(BaseEstimator):
 
         t_start = time.perf_counter()
         epoch = start_epoch - 1
-        for epoch in range(start_epoch, max_iter + 1):
-            if converged:
-                break
-            t = time.perf_counter()
-            objective, message = self._em_epoch(Y, epoch, n_threads)
-            objectives.append(float(objective))
-            seconds.append(time.perf_counter() - t)
-            self._log(f"epoch {epoch}/{max_iter}  {message}  ({seconds[-1]:.2f} s)")
-            converged = self._converged(objectives)
-            if checkpoint is not None and (epoch % every == 0 or epoch == max_iter or converged):
-                self._write_checkpoint(checkpoint, data_id, epoch, objectives, seconds, converged)
+        # A bar on a terminal; elsewhere a line per epoch with the time left (logs, batch jobs).
+        team = getattr(self, "_team", None)
+        bar = None
+        if self.verbose and (team is None or team.is_root) and not converged:
+            bar = terminal_bar(max_iter - start_epoch + 1, f"{type(self).__name__} fit", "epoch")
+        try:
+            for epoch in range(start_epoch, max_iter + 1):
+                if converged:
+                    break
+                t = time.perf_counter()
+                objective, message = self._em_epoch(Y, epoch, n_threads)
+                objectives.append(float(objective))
+                seconds.append(time.perf_counter() - t)
+                if bar is not None:
+                    bar.set_postfix_str(message, refresh=False)
+                    bar.update(1)
+                else:
+                    left = time_left(
+                        time.perf_counter() - t_start,
+                        epoch - start_epoch + 1,
+                        max_iter - start_epoch + 1,
+                    )
+                    tail = f"; about {format_seconds(left)} left" if left else ""
+                    self._log(f"epoch {epoch}/{max_iter}  {message}  ({seconds[-1]:.2f} s{tail})")
+                converged = self._converged(objectives)
+                if checkpoint is not None and (
+                    epoch % every == 0 or epoch == max_iter or converged
+                ):
+                    self._write_checkpoint(
+                        checkpoint, data_id, epoch, objectives, seconds, converged
+                    )
+        finally:
+            if bar is not None:
+                bar.close()
         self.free_energies_ = objectives
         self.epoch_seconds_ = seconds
         self.n_iter_ = len(objectives)

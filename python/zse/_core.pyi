@@ -173,6 +173,7 @@ def identity_estimate_volume(
     n_threads: typing.SupportsInt | typing.SupportsIndex,
     part: typing.SupportsInt | typing.SupportsIndex = 0,
     n_parts: typing.SupportsInt | typing.SupportsIndex = 1,
+    progress: typing.Any = None,
 ) -> dict: ...
 def index_totals(Y: numpy.typing.NDArray[numpy.float64]) -> TotalsIndex: ...
 def kmeans_plusplus(
@@ -261,6 +262,7 @@ def mixture_estimate_volume(
     n_threads: typing.SupportsInt | typing.SupportsIndex,
     part: typing.SupportsInt | typing.SupportsIndex = 0,
     n_parts: typing.SupportsInt | typing.SupportsIndex = 1,
+    progress: typing.Any = None,
 ) -> dict: ...
 def mixture_responsibilities(
     Y: numpy.typing.NDArray[numpy.float64],
@@ -350,6 +352,7 @@ def sssc_estimate_volume(
     n_threads: typing.SupportsInt | typing.SupportsIndex = 1,
     part: typing.SupportsInt | typing.SupportsIndex = 0,
     n_parts: typing.SupportsInt | typing.SupportsIndex = 1,
+    progress: typing.Any = None,
 ) -> dict:
     """
     Streamed estimate and merge of every patch of a (Z, R, Q) volume with SSSC

@@ -246,7 +246,7 @@ class _PoissonMixture(EMEstimator):
         return (est, var) if return_variance else est
 
     def _estimate_volume(
-        self, volume, patch, stats, positions, median_kind, n_threads, share=(0, 1)
+        self, volume, patch, stats, positions, median_kind, n_threads, share=(0, 1), progress=None
     ):
         """Streamed estimate and merge of every patch of a (Z, R, Q) volume (ALGORITHM.md §2.6)."""
         check_n_features(self, int(np.prod(patch)))
@@ -267,6 +267,7 @@ class _PoissonMixture(EMEstimator):
             n_threads,
             part=share[0],
             n_parts=share[1],
+            progress=progress,
         )
 
     def _check_fitted_shapes(self):

@@ -49,12 +49,19 @@ class Identity(BaseEstimator):
         return patches.copy()
 
     def _estimate_volume(
-        self, volume, patch, stats, positions, median_kind, n_threads, share=(0, 1)
+        self, volume, patch, stats, positions, median_kind, n_threads, share=(0, 1), progress=None
     ):
         """Streamed merge of every patch of a (Z, R, Q) volume: the input's statistics."""
         check_is_fitted(self)
         return _core.identity_estimate_volume(
-            volume, patch, stats, median_kind, n_threads, part=share[0], n_parts=share[1]
+            volume,
+            patch,
+            stats,
+            median_kind,
+            n_threads,
+            part=share[0],
+            n_parts=share[1],
+            progress=progress,
         )
 
 

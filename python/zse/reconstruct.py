@@ -14,6 +14,7 @@ from . import _core
 from ._base import BaseEstimator, is_fitted
 from ._memory import available_memory, format_bytes
 from ._mpi import team_of
+from ._progress import Progress
 from ._threads import effective_n_threads
 from ._validation import as_patch_shape, as_stats, as_volume, check_volume_fits
 from .models import choose_model, make_model, supports_variance
@@ -280,14 +281,28 @@ def reconstruct(
         log(f"fitted {type(model).__name__}", t)
 
     t = time.perf_counter()
+    # Bands of rows (slices) estimated: a bar on a terminal, lines in logs (rank 0's share).
+    progress = Progress(
+        "estimating" if team is None else "estimating (rank 0's share)",
+        "band",
+        enabled=verbose and (team is None or team.is_root),
+    )
     if team is not None:
         # Each rank finishes whole bands of rows (slices); rank 0 gathers them in rank order.
-        merged = team.run(
-            lambda: model._estimate_volume(
-                volume3, patch3, list(stats), positions, median_kind, threads, share=team.share
-            ),
-            gather=False,
-        )
+        with progress:
+            merged = team.run(
+                lambda: model._estimate_volume(
+                    volume3,
+                    patch3,
+                    list(stats),
+                    positions,
+                    median_kind,
+                    threads,
+                    share=team.share,
+                    progress=progress,
+                ),
+                gather=False,
+            )
         axis = 1 if volume.ndim == 2 else 0  # rows of the (1, R, Q) view, or slices
         full = {name: team.gather_slices(merged[name], axis) for name in stats}
         log(f"estimated and merged every patch on {team.size} ranks: {', '.join(stats)}", t)
@@ -297,9 +312,10 @@ def reconstruct(
             {name: full[name].reshape(volume.shape) for name in stats}, model, choice
         )
     if streamed:
-        merged = model._estimate_volume(
-            volume3, patch3, list(stats), positions, median_kind, threads
-        )
+        with progress:
+            merged = model._estimate_volume(
+                volume3, patch3, list(stats), positions, median_kind, threads, progress=progress
+            )
         result = {name: merged[name].reshape(volume.shape) for name in stats}
     else:
         result = _estimate_matrix(volume, patch, model, stats, median_kind, threads)

@@ -615,7 +615,7 @@ class SSSC(EMEstimator):
         return stats.log_joint_sum / Y.shape[0] - self._log_scale_per_patch()
 
     def _estimate_volume(
-        self, volume, patch, stats, positions, median_kind, n_threads, share=(0, 1)
+        self, volume, patch, stats, positions, median_kind, n_threads, share=(0, 1), progress=None
     ):
         """Streamed estimate and merge of every patch of a (Z, R, Q) volume (ALGORITHM.md §2.6).
 
@@ -653,5 +653,6 @@ class SSSC(EMEstimator):
             n_threads=n_threads,
             part=share[0],
             n_parts=share[1],
+            progress=progress,
             **self._search_settings(),
         )

@@ -38,6 +38,10 @@ struct StreamOutputs {
     /// slices for volumes) only: one MPI rank's share. slice_end < 0: every slice.
     index_t slice_begin = 0;
     index_t slice_end = -1;
+    /// Called on the calling thread after each wave of bands is merged, outside any parallel
+    /// region, with (bands done, bands in all) of this call: progress for people. It may throw
+    /// to stop the work (a cancel); the outputs are then incomplete.
+    std::function<void(index_t, index_t)> on_wave;
 };
 
 /// Maps an estimate in the model's units back to the data's: e * multiply / divide + offset[d]
