@@ -115,3 +115,34 @@ def test_an_exception_of_the_progress_callable_stops_the_kernel():
         model._estimate_volume(
             volume, (1, 4, 4), ["mean"], np.zeros(0, np.int64), "average", 1, progress=cancel
         )
+
+
+def test_reconstruct_reports_fit_epochs_and_bands_and_results_do_not_change():
+    image = _image((48, 40))
+    calls = []
+    model = zse.SSSC(H=4, n_states=4, n_parents=2, max_iter=3, random_state=0)
+    reported = zse.reconstruct(image, model, patch_size=4, progress=lambda *a: calls.append(a))
+    plain = zse.reconstruct(
+        image, zse.SSSC(H=4, n_states=4, n_parents=2, max_iter=3, random_state=0), patch_size=4
+    )
+    for name in ("mean", "var"):
+        assert np.array_equal(reported[name], plain[name])
+    assert [c for c in calls if c[0] == "fit"] == [("fit", e, 3) for e in (1, 2, 3)]
+    bands = [c for c in calls if c[0] == "estimate"]
+    assert bands and bands[-1][1] == bands[-1][2] and calls.index(bands[0]) > 2
+
+
+@pytest.mark.parametrize("phase", ["fit", "estimate"])
+def test_a_cancel_during_reconstruct_stops_it_and_leaves_the_model_unfitted(phase):
+    class Cancelled(Exception):
+        pass
+
+    def cancel(where, done, total):
+        if where == phase:
+            raise Cancelled(where)
+
+    model = zse.PMM(3, max_iter=4, random_state=0)
+    with pytest.raises(Cancelled, match=phase):
+        zse.reconstruct(_image(), model, patch_size=4, progress=cancel)
+    if phase == "fit":
+        assert not zse._base.is_fitted(model)  # fit leaves the estimator as it was

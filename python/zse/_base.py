@@ -203,7 +203,7 @@ class EMEstimator(BaseEstimator):
         if self.verbose and (team is None or team.is_root):
             print(f"[zse] {type(self).__name__}: {message}", file=sys.stderr, flush=True)
 
-    def fit(self, patches, y=None):
+    def fit(self, patches, y=None, *, progress=None):
         """Learn the model's parameters from the patches (n_patches, n_features).
 
         Parameters
@@ -211,6 +211,9 @@ class EMEstimator(BaseEstimator):
         patches : array_like of shape (n_patches, n_features)
         y : None
             Ignored; present for scikit-learn compatibility.
+        progress : callable, optional
+            Called after every epoch as ``progress(epoch, max_iter)``; an exception it raises
+            stops the fit (the estimator is left as it was).
 
         Returns
         -------
@@ -226,7 +229,7 @@ class EMEstimator(BaseEstimator):
         """
         before = dict(vars(self))
         try:
-            self._fit(patches)
+            self._fit(patches, progress)
         except BaseException:
             vars(self).clear()
             vars(self).update(before)
@@ -265,7 +268,7 @@ class EMEstimator(BaseEstimator):
             _files.check_target(path, kind="checkpoint")
         return path, every, resume
 
-    def _fit(self, patches) -> None:
+    def _fit(self, patches, progress=None) -> None:
         self._check_params()
         checkpoint, every, resume = self._check_checkpoint_params()
         max_iter = int(self.max_iter)
@@ -328,6 +331,8 @@ class EMEstimator(BaseEstimator):
                     tail = f"; about {format_seconds(left)} left" if left else ""
                     self._log(f"epoch {epoch}/{max_iter}  {message}  ({seconds[-1]:.2f} s{tail})")
                 converged = self._converged(objectives)
+                if progress is not None:
+                    progress(epoch, max_iter)
                 if checkpoint is not None and (
                     epoch % every == 0 or epoch == max_iter or converged
                 ):

@@ -127,6 +127,7 @@ def reconstruct(
     n_threads=None,
     verbose=False,
     comm=None,
+    progress=None,
 ) -> dict | None:
     """Denoise an image or volume with a patch model and merge the per-patch estimates.
 
@@ -175,6 +176,10 @@ def reconstruct(
         own ``comm`` is None, it is used for the fit) and estimates its share of the image's
         bands, each with ``n_threads`` threads. Results are bit-identical to one rank with any
         thread count. Needs a zse model. See README "On a cluster".
+    progress : callable, optional
+        ``progress(phase, done, total)``: after every fit epoch (``"fit"``, epochs; zse models)
+        and every wave of estimated bands (``"estimate"``, bands; rank 0's share under MPI). An
+        exception it raises stops the work and reaches the caller (a cancel button).
 
     Returns
     -------
@@ -274,7 +279,10 @@ def reconstruct(
         )
         t = time.perf_counter()
         with _fitting_on(model, comm if team is not None else None):
-            model.fit(train)
+            if isinstance(model, BaseEstimator) and progress is not None:
+                model.fit(train, progress=lambda done, total: progress("fit", done, total))
+            else:
+                model.fit(train)
         del train
         if isinstance(model, BaseEstimator):
             model._record_patch_shape(patch)
@@ -282,14 +290,20 @@ def reconstruct(
 
     t = time.perf_counter()
     # Bands of rows (slices) estimated: a bar on a terminal, lines in logs (rank 0's share).
-    progress = Progress(
+    lines = Progress(
         "estimating" if team is None else "estimating (rank 0's share)",
         "band",
         enabled=verbose and (team is None or team.is_root),
     )
+
+    def bands(done: int, total: int) -> None:
+        lines(done, total)
+        if progress is not None and (team is None or team.is_root):
+            progress("estimate", done, total)
+
     if team is not None:
         # Each rank finishes whole bands of rows (slices); rank 0 gathers them in rank order.
-        with progress:
+        with lines:
             merged = team.run(
                 lambda: model._estimate_volume(
                     volume3,
@@ -299,7 +313,7 @@ def reconstruct(
                     median_kind,
                     threads,
                     share=team.share,
-                    progress=progress,
+                    progress=bands,
                 ),
                 gather=False,
             )
@@ -312,9 +326,9 @@ def reconstruct(
             {name: full[name].reshape(volume.shape) for name in stats}, model, choice
         )
     if streamed:
-        with progress:
+        with lines:
             merged = model._estimate_volume(
-                volume3, patch3, list(stats), positions, median_kind, threads, progress=progress
+                volume3, patch3, list(stats), positions, median_kind, threads, progress=bands
             )
         result = {name: merged[name].reshape(volume.shape) for name in stats}
     else:
