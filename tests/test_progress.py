@@ -146,3 +146,14 @@ def test_a_cancel_during_reconstruct_stops_it_and_leaves_the_model_unfitted(phas
         zse.reconstruct(_image(), model, patch_size=4, progress=cancel)
     if phase == "fit":
         assert not zse._base.is_fitted(model)  # fit leaves the estimator as it was
+
+
+@pytest.mark.parametrize("cls", [zse.SSSC, zse.PMM, zse.GPMM])
+def test_every_model_fit_reports_its_epochs(cls):
+    rng = np.random.default_rng(0)
+    rates = rng.gamma(2.0, 3.0, size=(400, 1)) * rng.uniform(0.5, 1.5, size=(1, 9))
+    patches = rng.poisson(rates).astype(np.float64)  # over-dispersed: GPMM's alpha stays finite
+    model = cls(H=3, n_states=4, n_parents=2, max_iter=2) if cls is zse.SSSC else cls(3, max_iter=2)
+    calls = []
+    model.fit(patches, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 2), (2, 2)]
