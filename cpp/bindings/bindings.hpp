@@ -87,8 +87,6 @@ py::dict identity_estimate_volume(const ArrayF64& volume, const Patch3& patch,
                                   int n_parts, const py::object& progress);
 py::dict stream_plan(const std::tuple<zse::index_t, zse::index_t, zse::index_t>& shape,
                      const Patch3& patch, bool want_variances, int n_threads);
-py::tuple stream_share(const std::tuple<zse::index_t, zse::index_t, zse::index_t>& shape,
-                       const Patch3& patch, int part, int n_parts);
 py::tuple chunk_share_patches(const std::string& kernel, zse::index_t N, int part, int n_parts);
 
 // -- mixtures.cpp ------------------------------------------------------------------------------
@@ -137,7 +135,7 @@ py::dict sssc_estimate_volume(
     const ArrayU64& train_states, const ArrayI64& train_positions, zse::index_t n_states,
     double p_init, std::uint64_t seed, std::uint64_t fresh_seed, zse::index_t n_parents,
     zse::index_t n_children, zse::index_t n_generations, const std::string& selection,
-    const std::string& mutation, double bitflip_prob, zse::index_t train_sweeps, bool warm_start,
+    const std::string& mutation, double bitflip_prob, zse::index_t train_sweeps,
     zse::index_t warm_sweeps, zse::index_t fresh_sweeps, zse::index_t patience,
     const std::vector<std::string>& stats, const std::string& median_kind, int n_threads, int part,
     int n_parts, const py::object& progress);

@@ -142,9 +142,6 @@ PYBIND11_MODULE(_core, m) {
     m.def("chunk_share_patches", &chunk_share_patches,
           "The patches [begin, end) of part `part`'s chunks of an E-step over N patches",
           py::arg("kernel"), py::arg("N"), py::arg("part"), py::arg("n_parts"));
-    m.def("stream_share", &stream_share,
-          "The output slices (rows of an image) [first, last) that part `part` finishes",
-          py::arg("shape"), py::arg("patch"), py::arg("part"), py::arg("n_parts"));
     m.def("stream_plan", &stream_plan,
           "Bands, wave and buffer sizes of the streamed estimation (for memory estimates)",
           py::arg("shape"), py::arg("patch"), py::arg("want_variances"), py::arg("n_threads"));
@@ -171,8 +168,8 @@ PYBIND11_MODULE(_core, m) {
           py::arg("n_states"), py::arg("p_init"), py::arg("seed"), py::arg("fresh_seed"),
           py::arg("n_parents") = 10, py::arg("n_children") = 2, py::arg("n_generations") = 1,
           py::arg("selection") = "fit", py::arg("mutation") = "randflip",
-          py::arg("bitflip_prob") = 0.0, py::arg("train_sweeps") = 1, py::arg("warm_start") = true,
-          py::arg("warm_sweeps") = 30, py::arg("fresh_sweeps") = 10, py::arg("patience") = 0,
+          py::arg("bitflip_prob") = 0.0, py::arg("train_sweeps") = 1, py::arg("warm_sweeps") = 30,
+          py::arg("fresh_sweeps") = 10, py::arg("patience") = 0,
           py::arg("stats") = std::vector<std::string>{"mean", "var"},
           py::arg("median_kind") = "average", py::arg("n_threads") = 1, py::arg("part") = 0,
           py::arg("n_parts") = 1, py::arg("progress") = py::none());

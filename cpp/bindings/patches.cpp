@@ -164,12 +164,6 @@ py::dict stream_plan(const std::tuple<zse::index_t, zse::index_t, zse::index_t>&
     return d;
 }
 
-py::tuple stream_share(const std::tuple<zse::index_t, zse::index_t, zse::index_t>& shape,
-                       const Patch3& patch, int part, int n_parts) {
-    const zse::SliceRange r = zse::slices_of_part(shape_grid(shape, patch), part, n_parts);
-    return py::make_tuple(r.first, r.last);
-}
-
 py::tuple chunk_share_patches(const std::string& kernel, zse::index_t N, int part, int n_parts) {
     zse::require(kernel == "sssc" || kernel == "mixture", "kernel must be 'sssc' or 'mixture'");
     const zse::FixedChunks chunks = kernel == "sssc" ? zse::sssc_chunks(N) : zse::mixture_chunks(N);

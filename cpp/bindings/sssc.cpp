@@ -129,7 +129,7 @@ py::dict sssc_estimate_volume(
     const ArrayU64& train_states, const ArrayI64& train_positions, zse::index_t n_states,
     double p_init, std::uint64_t seed, std::uint64_t fresh_seed, zse::index_t n_parents,
     zse::index_t n_children, zse::index_t n_generations, const std::string& selection,
-    const std::string& mutation, double bitflip_prob, zse::index_t train_sweeps, bool warm_start,
+    const std::string& mutation, double bitflip_prob, zse::index_t train_sweeps,
     zse::index_t warm_sweeps, zse::index_t fresh_sweeps, zse::index_t patience,
     const std::vector<std::string>& stats, const std::string& median_kind, int n_threads, int part,
     int n_parts, const py::object& progress) {
@@ -157,7 +157,6 @@ py::dict sssc_estimate_volume(
     opt.train_states = train_states.data();
     opt.n_train = M;
     opt.train_sweeps = train_sweeps;
-    opt.warm_start = warm_start;
     opt.warm_sweeps = warm_sweeps;
     opt.fresh_sweeps = fresh_sweeps;
     opt.patience = patience;

@@ -29,7 +29,7 @@ void sparseflip_one(std::uint64_t* child, index_t H, index_t words, const EvoCon
     const double alpha = (Hd - m) * (Hd * p - (target - m)) / ((target - m + Hd * p) * m + eps);
     double p0 = Hd * p / (Hd + (alpha - 1.0) * m + eps);
     double p1 = alpha * p0;
-    // Far from the target crowdedness the formulas leave [0, 1] (ALGORITHM.md §9.9): clamp.
+    // Far from the target crowdedness the formulas leave [0, 1] (ALGORITHM.md §8.9): clamp.
     p0 = std::clamp(std::isfinite(p0) ? p0 : 0.0, 0.0, 1.0);
     p1 = std::clamp(std::isfinite(p1) ? p1 : 1.0, 0.0, 1.0);
     std::uint64_t flips[4] = {0, 0, 0, 0};

@@ -61,7 +61,7 @@ void finish_chunk(Workspace& ws, SSSCStats& acc, index_t H, index_t D) {
 // tvlearn/evo semantics (ALGORITHM.md §4.2-§4.6): generation 0 selects parents from K_n, later
 // generations from the previous generation's children; only children not seen before are
 // evaluated and become candidates; K_n keeps the S best of old and new. (state, lpj) pairs always
-// travel together (pitfall §9.4).
+// travel together (pitfall §8.4).
 void EStepRunner::evolve(const PatchJob& job, StateCache& cache, Workspace& ws,
                          SSSCStats& counters) const {
     Rng rng(opt_.seed, opt_.epoch, job.stream);

@@ -68,9 +68,9 @@ void sssc_estimate_volume(const double* volume, const VolumeGrid& grid, const SS
                     opt.train_states + static_cast<std::size_t>(sl.cursor) * set_size;
                 std::copy(learned, learned + set_size, sl.current.begin());
                 pj.n_sweeps = opt.train_sweeps;
-            } else if (opt.warm_start && t > 0 && sl.has_prev) {
+            } else if (t > 0 && sl.has_prev) {
                 pj.n_sweeps = opt.warm_sweeps;  // `current` still holds the left neighbour's set
-            } else if (opt.warm_start && t == 0 && sl.has_row_start) {
+            } else if (t == 0 && sl.has_row_start) {
                 std::copy(sl.row_start.begin(), sl.row_start.end(), sl.current.begin());
                 pj.n_sweeps = opt.warm_sweeps;
             } else {

@@ -18,7 +18,7 @@ SSSCUpdate sssc_mstep(const SSSCStats& st, index_t N, const SSSCParams& old, boo
     u.mu.assign(old.mu, old.mu + H);
     u.Psi.assign(old.Psi, old.Psi + H * H);
 
-    // Units with no posterior mass keep their parameters (pitfall §9.11) and are reported.
+    // Units with no posterior mass keep their parameters (pitfall §8.11) and are reported.
     std::vector<index_t> alive;
     for (index_t h = 0; h < H; ++h) {
         if (st.a_s[h] > 1e-8 && st.B_szsz[h * H + h] > 0.0) alive.push_back(h);

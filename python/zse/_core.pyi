@@ -40,7 +40,6 @@ __all__: list[str] = [
     "sssc_log_joint",
     "sssc_mstep",
     "stream_plan",
-    "stream_share",
     "sum_log_factorials",
     "sum_mixture_stats",
     "sum_sssc_stats",
@@ -343,7 +342,6 @@ def sssc_estimate_volume(
     mutation: str = "randflip",
     bitflip_prob: typing.SupportsFloat | typing.SupportsIndex = 0.0,
     train_sweeps: typing.SupportsInt | typing.SupportsIndex = 1,
-    warm_start: bool = True,
     warm_sweeps: typing.SupportsInt | typing.SupportsIndex = 30,
     fresh_sweeps: typing.SupportsInt | typing.SupportsIndex = 10,
     patience: typing.SupportsInt | typing.SupportsIndex = 0,
@@ -402,24 +400,6 @@ def stream_plan(
 ) -> dict:
     """
     Bands, wave and buffer sizes of the streamed estimation (for memory estimates)
-    """
-
-def stream_share(
-    shape: tuple[
-        typing.SupportsInt | typing.SupportsIndex,
-        typing.SupportsInt | typing.SupportsIndex,
-        typing.SupportsInt | typing.SupportsIndex,
-    ],
-    patch: tuple[
-        typing.SupportsInt | typing.SupportsIndex,
-        typing.SupportsInt | typing.SupportsIndex,
-        typing.SupportsInt | typing.SupportsIndex,
-    ],
-    part: typing.SupportsInt | typing.SupportsIndex,
-    n_parts: typing.SupportsInt | typing.SupportsIndex,
-) -> tuple:
-    """
-    The output slices (rows of an image) [first, last) that part `part` finishes
     """
 
 def sum_log_factorials(

@@ -644,7 +644,6 @@ class SSSC(EMEstimator):
             seed=self._seed,
             fresh_seed=(self._seed + 1) % 2**64,
             train_sweeps=1,
-            warm_start=True,
             warm_sweeps=int(self.n_warm_sweeps),
             fresh_sweeps=int(self.n_estimate_sweeps),
             patience=int(self.search_patience),

@@ -100,10 +100,9 @@ struct SSSCImageOptions {
     const std::uint64_t* train_states = nullptr;
     index_t n_train = 0;
     index_t train_sweeps = 1;
-    /// Other patches start from their left (or upper) neighbour's final states when
-    /// `warm_start`, with `warm_sweeps` sweeps; a band's first patch starts from fresh states
-    /// with `fresh_sweeps` sweeps.
-    bool warm_start = true;
+    /// Other patches start from their left (or upper) neighbour's final states, with
+    /// `warm_sweeps` sweeps; a band's first patch starts from fresh states with `fresh_sweeps`
+    /// sweeps.
     index_t warm_sweeps = 1;
     index_t fresh_sweeps = 10;
     /// A warm or fresh search ends early after `patience` sweeps in a row that left the patch's
