@@ -2,7 +2,7 @@
 zse.reconstruct, stacks and volumes with the input's scale, cancel, and the MRC reader.
 
 Needs ``pip install ".[napari]" pytest-qt`` and a display (CI: ``xvfb-run -a python -m pytest
-tests/napari``); skipped otherwise.
+tests/napari_plugin``); skipped otherwise.
 """
 
 from __future__ import annotations
