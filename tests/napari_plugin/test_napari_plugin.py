@@ -1,8 +1,9 @@
 """The napari plugin, headless: the widget from napari's plugin menu, runs that equal
 zse.reconstruct, stacks and volumes with the input's scale, cancel, and the MRC reader.
 
-Needs ``pip install ".[napari]" pytest-qt`` and a display (CI: ``xvfb-run -a python -m pytest
-tests/napari_plugin``); skipped otherwise.
+Needs ``pip install ".[napari]" pytest-qt`` and a display; skipped otherwise. CI (.ci/run):
+``xvfb-run -a python -m pytest -o "filterwarnings=ignore::DeprecationWarning" -p
+napari.utils._testsupport tests/napari_plugin``.
 """
 
 from __future__ import annotations
