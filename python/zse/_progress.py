@@ -47,8 +47,8 @@ class Progress:
     """Progress of one phase whose total is known once the work reports it.
 
     ``update(done, total)`` is what the kernels' ``progress`` callables receive (bands of the
-    streamed estimate). On a terminal: a tqdm bar; otherwise a plain line at most every
-    ``every_s`` seconds and at the end, each with the time left.
+    streamed estimate). On a terminal: a tqdm bar; otherwise a plain line every ``every_s``
+    seconds and at the end, each with the time left.
     """
 
     def __init__(self, label: str, unit: str, *, enabled: bool = True, stream=None, every_s=10.0):
@@ -64,7 +64,7 @@ class Progress:
             return
         if self._bar is None and self._last_line is None:
             self._bar = terminal_bar(total, self.label, self.unit, self.stream)
-            self._last_line = float("-inf")
+            self._last_line = self._start  # a phase shorter than every_s gets its last line only
         if self._bar is not None:
             self._bar.update(done - self._bar.n)
             return
