@@ -100,7 +100,7 @@ def _output_dir(job_dir: Path, image: str) -> Path:
     return job_dir / Path(*relative.parts[:-1]) if len(relative.parts) > 1 else job_dir
 
 
-def _finished(out_dir: Path, stem: str, names: list[str]) -> bool:
+def _finished(out_dir: Path, names: list[str]) -> bool:
     """Every output of a previous run is there and zse's (its run record is written last)."""
     return all((out_dir / n).is_file() and _files.written_by_zse(out_dir / n) for n in names)
 
@@ -179,7 +179,7 @@ def _run(args, extra, job_dir: Path, log) -> int:
         out_dir, stem = outputs[image]
         fmt = output_format(path, options)
         names = output_names(stem, options.stats, fmt, fields=False)
-        if _finished(out_dir, stem, names):
+        if _finished(out_dir, names):
             skipped += 1
             continue
         options.output = str(out_dir)
