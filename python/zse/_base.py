@@ -307,7 +307,7 @@ class EMEstimator(BaseEstimator):
         t_start = time.perf_counter()
         epoch = start_epoch - 1
         # A bar on a terminal; elsewhere a line per epoch with the time left (logs, batch jobs).
-        team = getattr(self, "_team", None)
+        team = self._team
         bar = None
         if self.verbose and (team is None or team.is_root) and not converged:
             bar = terminal_bar(max_iter - start_epoch + 1, f"{type(self).__name__} fit", "epoch")
