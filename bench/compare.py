@@ -330,7 +330,7 @@ def zse_methods(quick: bool, n_threads: int) -> list[Method]:
         kw = ", ".join(f"{k}={v}" for k, v in sssc_kw.items()) + f", {patch}x{patch}"
     else:
         d = zse.SSSC().get_params()
-        p = zse.reconstruct.__globals__["DEFAULT_PATCH_SIZE"]
+        p = zse.SSSC.default_patch(2)[0]
         kw = (
             f"defaults: H={d['H']}, n_states={d['n_states']}, n_parents={d['n_parents']}, "
             f"n_children={d['n_children']}, max_iter={d['max_iter']}, updates={d['updates']}, "

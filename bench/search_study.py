@@ -20,7 +20,7 @@ import numpy as np
 import zse
 from _common import load
 from zse._threads import effective_n_threads
-from zse.reconstruct import auto_train_size, training_positions
+from zse.reconstruct import training_positions
 
 
 def study(spec: str, settings, crop: int | None, n_threads):
@@ -37,7 +37,7 @@ def study(spec: str, settings, crop: int | None, n_threads):
     patch = (1, 8, 8)
     volume = np.ascontiguousarray(image[None], dtype=np.float64)
     n_patches = (image.shape[0] - 7) * (image.shape[1] - 7)
-    positions = training_positions(n_patches, "auto", 0, auto_train_size(model))
+    positions = training_positions(n_patches, "auto", 0, model.auto_train_size)
     t = time.perf_counter()
     model.fit(zse._core.gather_patches(volume, patch, positions, n_threads))
     fit_s = time.perf_counter() - t
@@ -60,7 +60,7 @@ def study(spec: str, settings, crop: int | None, n_threads):
         warm, patience = (int(v) for v in setting.split(":"))
         model.set_params(n_warm_sweeps=warm, search_patience=patience)
         t = time.perf_counter()
-        out = model._estimate_volume(volume, patch, ["mean"], positions, "average", n_threads)
+        out = model.estimate_volume(volume, patch, ["mean"], positions, "average", n_threads)
         seconds = time.perf_counter() - t
         mean = out["mean"].reshape(image.shape)
         line = (

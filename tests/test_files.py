@@ -13,9 +13,9 @@ import tifffile
 
 import zse
 from zse import _files
-from zse._base import CheckpointError
 from zse.cli import main
-from zse.model_io import ModelFileError
+from zse.models import CheckpointError
+from zse.models.files import ModelFileError
 
 
 def run_zse(*args, cwd):

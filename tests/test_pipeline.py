@@ -186,7 +186,7 @@ def test_search_patience_ends_searches_early_and_only_when_it_can():
     outs = {}
     for patience in (0, 7, 1):
         model.set_params(search_patience=patience)
-        outs[patience] = model._estimate_volume(
+        outs[patience] = model.estimate_volume(
             image[None], (1, 8, 8), ["mean"], np.zeros(0, np.int64), "average", 2
         )["mean"][0]
     np.testing.assert_array_equal(outs[0], outs[7])
@@ -209,10 +209,10 @@ def test_training_positions_are_seeded_sorted_and_distinct():
 
 
 def test_auto_training_size_is_the_models():
-    from zse.reconstruct import AUTO_TRAIN_MAX, auto_train_size
+    from zse.models import AUTO_TRAIN_MAX
 
-    assert auto_train_size(zse.SSSC()) == zse.SSSC.auto_train_size < AUTO_TRAIN_MAX
-    assert auto_train_size(zse.GPMM(4)) == auto_train_size(zse.Identity()) == AUTO_TRAIN_MAX
+    assert zse.SSSC().auto_train_size == zse.SSSC.auto_train_size < AUTO_TRAIN_MAX
+    assert zse.GPMM(4).auto_train_size == zse.Identity().auto_train_size == AUTO_TRAIN_MAX
     image = np.random.default_rng(0).normal(size=(140, 140))  # 137^2 = 18769 patches of 4x4
     model = zse.SSSC(4, n_states=4, n_parents=2, n_children=1, max_iter=1, random_state=0)
     zse.reconstruct(image, model, patch_size=4, stats=("mean",))

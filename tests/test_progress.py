@@ -112,7 +112,7 @@ def test_an_exception_of_the_progress_callable_stops_the_kernel():
     volume = _image((64, 40)).reshape(1, 64, 40)
     model = zse.PMM(3, max_iter=2, random_state=0).fit(zse.extract_patches(volume[0], 4)[:200])
     with pytest.raises(Cancelled, match="stopped by the user"):
-        model._estimate_volume(
+        model.estimate_volume(
             volume, (1, 4, 4), ["mean"], np.zeros(0, np.int64), "average", 1, progress=cancel
         )
 
@@ -145,7 +145,7 @@ def test_a_cancel_during_reconstruct_stops_it_and_leaves_the_model_unfitted(phas
     with pytest.raises(Cancelled, match=phase):
         zse.reconstruct(_image(), model, patch_size=4, progress=cancel)
     if phase == "fit":
-        assert not zse._base.is_fitted(model)  # fit leaves the estimator as it was
+        assert not zse.models.is_fitted(model)  # fit leaves the estimator as it was
 
 
 @pytest.mark.parametrize("cls", [zse.SSSC, zse.PMM, zse.GPMM])

@@ -45,7 +45,7 @@ def test_reconstruct_does_not_modify_input(rng):
 class NoisyEstimates(zse.Identity):
     """Patch + a known per-patch offset: makes the variance image non-trivial and predictable."""
 
-    _provides_variance = True
+    provides_variance = True
 
     def estimate(self, patches, *, return_variance=False):
         est = super().estimate(patches) + np.arange(len(patches))[:, None] % 2

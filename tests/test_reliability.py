@@ -24,8 +24,8 @@ from PIL import Image
 
 import zse
 from zse import io
-from zse._base import CheckpointError
 from zse.cli import main
+from zse.models import CheckpointError
 
 # -- helpers ------------------------------------------------------------------------------------
 
@@ -590,7 +590,7 @@ def test_existing_outputs_are_refused_before_any_work(tmp_path, small_tif, monke
     out = tmp_path / "o"
     out.mkdir()
     (out / "in_mean.tif").write_bytes(b"old")
-    monkeypatch.setattr(zse._workflow, "reconstruct", lambda *a, **k: pytest.fail("work started"))
+    monkeypatch.setattr(zse.cli.run, "reconstruct", lambda *a, **k: pytest.fail("work started"))
     assert main(["denoise", str(small_tif), "-o", str(out), "-q"]) == 2
     assert "exists and is not a zse output" in capsys.readouterr().err
     assert (out / "in_mean.tif").read_bytes() == b"old"
@@ -634,7 +634,7 @@ def test_internal_errors_exit_1_with_a_report_hint(tmp_path, small_tif, monkeypa
     def bug(*args, **kwargs):
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr(zse._workflow, "reconstruct", bug)
+    monkeypatch.setattr(zse.cli.run, "reconstruct", bug)
     assert main(["denoise", str(small_tif), "-o", str(tmp_path / "o"), "-q"]) == 1
     err = capsys.readouterr().err
     assert (

@@ -14,7 +14,7 @@ from PIL import Image
 import zse
 from zse.cli import main
 from zse.counts import bin_image, count_evidence
-from zse.model_io import MODEL_FORMAT, ModelFileError
+from zse.models.files import MODEL_FORMAT, ModelFileError
 
 FAST_SSSC = ["--H", "4", "--n-states", "4", "--n-parents", "2", "--max-iter", "2"]
 FAST_GPMM = ["--n-components", "4", "--max-iter", "2"]
@@ -500,7 +500,7 @@ def test_bin_equals_a_numpy_block_mean_for_images_and_stacks():
 
 def test_fields_picture_orders_fields_by_weight(tmp_path):
     model = zse.PMM(5, max_iter=2, random_state=0).fit(zse.extract_patches(counts_image(), 6))
-    mosaic = zse.io.fields_mosaic(model, (6, 6), scale=2)
+    mosaic = zse.io.fields_mosaic(*model.fields_image(), (6, 6), scale=2)
     assert mosaic.dtype == np.uint8 and mosaic.shape == (2 * 13 + 1, 3 * 13 + 1)  # 3 x 2 grid
     strongest = model.W_[np.argmax(model.pi_)].reshape(6, 6)
     tile = mosaic[1:13:2, 1:13:2].astype(float)

@@ -12,15 +12,12 @@ from . import _core
 __version__ = _core.__version__
 
 from . import io  # noqa: E402
-from ._base import NotFittedError  # noqa: E402
 from ._mpi import RankError  # noqa: E402
 from .data import psnr, synthetic_tem  # noqa: E402
-from .mixtures import GPMM, PMM  # noqa: E402
-from .model_io import ModelFileError, load_model, save_model  # noqa: E402
-from .models import Identity  # noqa: E402
+from .models import GPMM, PMM, SSSC, Identity, NotFittedError  # noqa: E402
+from .models.files import ModelFileError, load_model, save_model  # noqa: E402
 from .patches import extract_patches, merge_patches  # noqa: E402
 from .reconstruct import reconstruct  # noqa: E402
-from .sssc import SSSC  # noqa: E402
 
 
 def show_config(file=None) -> None:

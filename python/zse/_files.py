@@ -94,7 +94,7 @@ def written_by_zse(path, kind: str = "output") -> bool:
         if suffix == ".star":
             with path.open(errors="replace") as f:
                 return f.readline().startswith(STAR_MARKER)
-        from .io import MRC_SUFFIXES
+        from .io.read import MRC_SUFFIXES
 
         if suffix in MRC_SUFFIXES:
             return any(label.startswith(MRC_LABEL_PREFIX) for label in _mrc_labels(path))

@@ -18,7 +18,7 @@ import numpy as np
 import zse
 
 from .models import choose_model
-from .reconstruct import DEFAULT_PATCH_SIZE
+from .models.base import DEFAULT_PATCH_SIZE
 
 MODELS = ("auto", "sssc", "gpmm", "pmm", "model file")
 STATS = ("mean", "var", "median", "pvar", "count")

@@ -3,7 +3,6 @@ image and merge the estimates while streaming over it (ALGORITHM.md §2.6)."""
 
 from __future__ import annotations
 
-import contextlib
 import numbers
 import sys
 import time
@@ -11,30 +10,16 @@ import time
 import numpy as np
 
 from . import _core
-from ._base import BaseEstimator, is_fitted
 from ._memory import available_memory, format_bytes
 from ._mpi import team_of
 from ._progress import Progress
 from ._threads import effective_n_threads
 from ._validation import as_patch_shape, as_stats, as_volume, check_volume_fits
-from .models import choose_model, make_model, supports_variance
+from .models import AUTO_TRAIN_MAX, as_model, choose_model, is_fitted, make_model
 
-DEFAULT_PATCH_SIZE = 8
-DEFAULT_PATCH_SIZE_3D = 4
-# "auto" trains on every patch position up to this many, on a seeded random subset beyond
-# (bench/README.md, "Image-native pipeline": the estimation search of the other patches is
-# warm-started from their neighbours); a model class may name its own (``auto_train_size``).
-AUTO_TRAIN_MAX = 65536
 # Variances of values beyond these magnitudes over- or underflow float64 (squares of 1e154).
 _SQUARE_SAFE_MAX = 1e150
 _SQUARE_SAFE_MIN = 1e-150
-
-
-def auto_train_size(model) -> int:
-    """Training patches ``n_train="auto"`` gives ``model``: its class's ``auto_train_size``
-    (SSSC: 16 384, where more epochs on fewer patches win, bench/README.md "ES3C quality"),
-    else ``AUTO_TRAIN_MAX``."""
-    return int(getattr(type(model), "auto_train_size", AUTO_TRAIN_MAX))
 
 
 def training_positions(
@@ -66,13 +51,6 @@ def training_positions(
     return np.ascontiguousarray(chosen[:count] if len(chosen) > count else chosen)
 
 
-def _seed_of(model) -> int:
-    state = getattr(model, "random_state", None)
-    if isinstance(state, numbers.Integral) and not isinstance(state, bool) and state >= 0:
-        return int(state)
-    return 0
-
-
 def estimate_peak_memory(shape, patch, stats, model, n_train: int, n_threads: int) -> dict:
     """Bytes the streamed reconstruction needs at its peak, by part (before any work)."""
     voxels = int(np.prod(shape))
@@ -86,13 +64,7 @@ def estimate_peak_memory(shape, patch, stats, model, n_train: int, n_threads: in
         "streaming buffers": plan["ring_bytes"] + plan["scratch_bytes"] * plan["wave"],
         "training patches": 8 * n_train * D * 2,  # the gathered patches and the model's copy
     }
-    S = getattr(model, "n_states", None)
-    H = getattr(model, "H", None)
-    if isinstance(S, int) and isinstance(H, int):
-        parts["training state sets"] = 8 * n_train * S * ((H + 63) // 64)
-    C = getattr(model, "n_components", None)
-    if isinstance(C, int):
-        parts["mixture blocks"] = 8 * C * D * 4
+    parts.update(as_model(model).memory_parts(n_train, D))
     parts["total"] = sum(parts.values())
     return parts
 
@@ -211,15 +183,14 @@ def reconstruct(
             name, evidence = choose_model(volume)
             choice = {"model": name, **evidence}
         model = make_model(name)
-    if not (callable(getattr(model, "fit", None)) and callable(getattr(model, "estimate", None))):
-        msg = f"model must have fit(patches) and estimate(patches) methods, got {model!r}"
-        raise TypeError(msg)
-    default = DEFAULT_PATCH_SIZE if volume.ndim == 2 else DEFAULT_PATCH_SIZE_3D
+    given = model
+    model = as_model(model)
+    default = model.default_patch(volume.ndim)
     patch = as_patch_shape(default if patch_size is None else patch_size, volume.ndim)
     check_volume_fits(volume.shape, patch)
-    if "pvar" in stats and not supports_variance(model):
+    if "pvar" in stats and not model.provides_variance:
         msg = (
-            f"stat 'pvar' needs a model with a predictive variance; {type(model).__name__} has none"
+            f"stat 'pvar' needs a model with a predictive variance; {type(given).__name__} has none"
         )
         raise ValueError(msg)
     if median_kind not in ("average", "lower"):
@@ -241,27 +212,27 @@ def reconstruct(
     n_patches = int(np.prod([s - p + 1 for s, p in zip(volume.shape, patch)]))
     D = int(np.prod(patch))
 
-    fitted_features = getattr(model, "n_features_in_", None) if is_fitted(model) else None
-    if fitted_features is not None and fitted_features != D:
+    fitted = is_fitted(model)
+    if fitted and model.n_features_in_ is not None and model.n_features_in_ != D:
         msg = (
-            f"the model was fitted on patches of {fitted_features} pixels, but patch_size "
+            f"the model was fitted on patches of {model.n_features_in_} pixels, but patch_size "
             f"{'x'.join(map(str, patch))} gives {D}"
         )
         raise ValueError(msg)
-    if fitted_features is not None and isinstance(model, BaseEstimator):
+    if fitted:
         model._check_patch_shape(patch)
     positions = (
-        training_positions(n_patches, n_train, _seed_of(model), auto_train_size(model))
-        if fitted_features is None
-        else np.zeros(0, dtype=np.int64)
+        np.zeros(0, dtype=np.int64)
+        if fitted
+        else training_positions(n_patches, n_train, model.fit_seed(), model.auto_train_size)
     )
-    streamed = _has_streamed_estimate(model)
+    streamed = model.streams()
     if not streamed and volume.ndim == 3:
-        msg = f"{type(model).__name__} has no streamed estimate; volumes need a zse model"
+        msg = f"{type(given).__name__} has no streamed estimate; volumes need a zse model"
         raise TypeError(msg)
     team = team_of(comm)
     if team is not None and not streamed:
-        msg = f"{type(model).__name__} has no streamed estimate; MPI (comm=) needs a zse model"
+        msg = f"{type(given).__name__} has no streamed estimate; MPI (comm=) needs a zse model"
         raise TypeError(msg)
     _check_memory(volume.shape, patch, stats, model, len(positions), threads, streamed)
 
@@ -269,7 +240,7 @@ def reconstruct(
         if verbose and (team is None or team.is_root):
             print(f"[zse] {message} ({time.perf_counter() - start:.2f} s)", file=sys.stderr)
 
-    if fitted_features is None:
+    if not fitted:
         t = time.perf_counter()
         train = _core.gather_patches(volume3, patch3, positions, threads)
         log(
@@ -278,15 +249,12 @@ def reconstruct(
             t,
         )
         t = time.perf_counter()
-        with _fitting_on(model, comm if team is not None else None):
-            if isinstance(model, BaseEstimator) and progress is not None:
-                model.fit(train, progress=lambda done, total: progress("fit", done, total))
-            else:
-                model.fit(train)
+        epochs = None if progress is None else (lambda done, total: progress("fit", done, total))
+        with model.fitting_on(comm if team is not None else None):
+            model.fit(train, progress=epochs)
         del train
-        if isinstance(model, BaseEstimator):
-            model._record_patch_shape(patch)
-        log(f"fitted {type(model).__name__}", t)
+        model._record_patch_shape(patch)
+        log(f"fitted {type(given).__name__}", t)
 
     t = time.perf_counter()
     # Bands of rows (slices) estimated: a bar on a terminal, lines in logs (rank 0's share).
@@ -301,69 +269,27 @@ def reconstruct(
         if progress is not None and (team is None or team.is_root):
             progress("estimate", done, total)
 
+    share = (0, 1) if team is None else team.share
+
+    def estimate():
+        return model.estimate_volume(
+            volume3, patch3, list(stats), positions, median_kind, threads, share, bands
+        )
+
+    # Under MPI each rank finishes whole bands of rows (slices); rank 0 gathers them in rank
+    # order.
+    with lines:
+        merged = estimate() if team is None else team.run(estimate, gather=False)
     if team is not None:
-        # Each rank finishes whole bands of rows (slices); rank 0 gathers them in rank order.
-        with lines:
-            merged = team.run(
-                lambda: model._estimate_volume(
-                    volume3,
-                    patch3,
-                    list(stats),
-                    positions,
-                    median_kind,
-                    threads,
-                    share=team.share,
-                    progress=bands,
-                ),
-                gather=False,
-            )
         axis = 1 if volume.ndim == 2 else 0  # rows of the (1, R, Q) view, or slices
-        full = {name: team.gather_slices(merged[name], axis) for name in stats}
-        log(f"estimated and merged every patch on {team.size} ranks: {', '.join(stats)}", t)
+        merged = {name: team.gather_slices(merged[name], axis) for name in stats}
         if not team.is_root:
             return None
-        return Reconstruction(
-            {name: full[name].reshape(volume.shape) for name in stats}, model, choice
-        )
-    if streamed:
-        with lines:
-            merged = model._estimate_volume(
-                volume3, patch3, list(stats), positions, median_kind, threads, progress=bands
-            )
-        result = {name: merged[name].reshape(volume.shape) for name in stats}
-    else:
-        result = _estimate_matrix(volume, patch, model, stats, median_kind, threads)
-    log(f"estimated and merged every patch: {', '.join(stats)}", t)
-    return Reconstruction(result, model, choice)
-
-
-@contextlib.contextmanager
-def _fitting_on(model, comm):
-    """Fits ``model`` on ``comm``'s ranks when its own ``comm`` is unset (then restores it)."""
-    if comm is None or getattr(model, "comm", "absent") is not None:
-        yield
-        return
-    model.comm = comm
-    try:
-        yield
-    finally:
-        model.comm = None
-
-
-def _has_streamed_estimate(model) -> bool:
-    """True when the model's streamed estimate is the one that goes with its ``estimate``.
-
-    A subclass that overrides ``estimate`` (but inherits ``_estimate_volume``) gets the matrix
-    path, so its own estimate is what is used.
-    """
-
-    def owner(name):
-        for cls in type(model).__mro__:
-            if name in vars(cls):
-                return cls
-        return None
-
-    return owner("_estimate_volume") is not None and owner("_estimate_volume") is owner("estimate")
+    where = "" if team is None else f" on {team.size} ranks"
+    log(f"estimated and merged every patch{where}: {', '.join(stats)}", t)
+    return Reconstruction(
+        {name: merged[name].reshape(volume.shape) for name in stats}, given, choice
+    )
 
 
 def _check_memory(shape, patch, stats, model, n_train, n_threads, streamed) -> None:
@@ -382,28 +308,3 @@ def _check_memory(shape, patch, stats, model, n_train, n_threads, streamed) -> N
             "doubles the streaming buffers), fewer threads, or crop/bin the image"
         )
         raise MemoryError(msg)
-
-
-def _estimate_matrix(image, patch, model, stats, median_kind, n_threads) -> dict:
-    """The (n_patches, D) path for models without a streamed estimate (2-D only)."""
-    from .patches import extract_patches, merge_patches
-
-    patches = extract_patches(image, patch, n_threads=n_threads)
-    if "pvar" in stats:
-        estimates, predictive = model.estimate(patches, return_variance=True)
-    else:
-        estimates, predictive = model.estimate(patches), None
-    del patches
-    merge_stats = [s for s in stats if s != "pvar"]
-    if "pvar" in stats and "var" not in merge_stats:
-        merge_stats.append("var")
-    merged = merge_patches(
-        estimates, image.shape, patch, merge_stats, median_kind=median_kind, n_threads=n_threads
-    )
-    if predictive is not None:
-        # Law of total variance over the patches covering a pixel (ALGORITHM.md §2.5, V2).
-        mean_predictive = merge_patches(
-            predictive, image.shape, patch, ("mean",), n_threads=n_threads
-        )["mean"]
-        merged["pvar"] = mean_predictive + merged["var"]
-    return {name: merged[name] for name in stats}

@@ -123,18 +123,21 @@ def run(argv: list[str]) -> int:
     try:
         return _run(args, extra, job_dir, log)
     except Exception as error:  # noqa: BLE001 - RELION needs the failure marker whatever failed
-        from .cli import _error_code
+        from .cli.errors import error_code
 
         log(f"failed: {type(error).__name__}: {error}")
         (job_dir / FAILURE).touch()
-        return _error_code(error)
+        return error_code(error)
     finally:
         log_file.close()
 
 
 def _run(args, extra, job_dir: Path, log) -> int:
-    from ._workflow import denoise_one, output_format, output_names
-    from .cli import _model_params, _resolve_threads
+    from dataclasses import replace
+
+    from .cli.commands import note, resolve_threads
+    from .cli.request import request_from_args
+    from .cli.run import denoise_one, output_format, output_names
 
     if args.in_movies:
         msg = (
@@ -151,12 +154,14 @@ def _run(args, extra, job_dir: Path, log) -> int:
         msg = f"{star_path} has no {column} column in a data_{block_name} block"
         raise ValueError(msg)
     table = blocks[block_name]
-    options = _denoise_options(extra, job_dir, args.j, volume=option == "in_tomograms")
-    _resolve_threads(options)
-    options.n_inputs = 1
     # An unfinished micrograph of an earlier run is redone over its own leftovers (the file rule
     # still refuses to replace anything zse did not write).
-    options.overwrite = True
+    options = resolve_threads(
+        request_from_args(
+            _denoise_options(extra, job_dir, args.j, volume=option == "in_tomograms"),
+            overwrite=True,
+        )
+    )
     started = time.perf_counter()
     log(
         f"zse {__version__}: {len(table)} {option[3:].replace('mics', 'micrographs')} of "
@@ -182,15 +187,15 @@ def _run(args, extra, job_dir: Path, log) -> int:
         if _finished(out_dir, names):
             skipped += 1
             continue
-        options.output = str(out_dir)
+        one = replace(options, inputs=(path,), output=out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         t = time.perf_counter()
         try:
             denoise_one(
                 path,
                 stem,
-                options,
-                model_params=lambda name: _model_params(options, name),
+                one,
+                note=lambda message, one=one: note(one, message),
                 log=lambda message: None,
                 inputs=_files.Inputs([path]),
             )

@@ -11,12 +11,49 @@ import warnings
 
 import numpy as np
 
-from . import _core
-from ._base import CheckpointError, EMEstimator, check_is_fitted, check_n_features, fingerprint
-from ._threads import effective_n_threads
-from ._validation import as_patches, check_int
+from .. import _core
+from .._threads import effective_n_threads
+from .._validation import as_patches, check_int
+from .base import check_is_fitted, check_n_features, fingerprint
+from .checkpoints import CheckpointError
+from .em import EMEstimator, em_parameters
+from .params import Int, Param, Real
 
 _TINY = np.finfo(np.float64).tiny
+
+MIXTURE_PARAMETERS = (
+    Param(
+        "n_components",
+        256,
+        Int(1),
+        "mixture components C",
+        doc="Must not exceed the number of patches.",
+        positional=True,
+    ),
+    Param(
+        "gain",
+        1.0,
+        Real(0.0, low_open=True),
+        "counts per grey level",
+        doc="Grey values are turned into counts as (value - offset) * gain; estimates are turned "
+        "back. Negative counts are an error; non-integer counts give a warning. On the command "
+        "line it also serves the count test of --model auto.",
+        estimation=True,
+    ),
+    Param(
+        "offset",
+        0.0,
+        Real(),
+        "detector dark level in grey values",
+        estimation=True,
+    ),
+    *em_parameters(
+        max_iter=50,
+        tol_help="stop early when the relative change of the log-likelihood per patch falls "
+        "below tol",
+        verbose_help="print the log-likelihood and time of every epoch",
+    ),
+)
 
 
 class _PoissonMixture(EMEstimator):
@@ -27,7 +64,7 @@ class _PoissonMixture(EMEstimator):
     cannot be counts and are refused; other non-integer data give a warning.
     """
 
-    _provides_variance = True
+    provides_variance = True
     _model_file_fields = {
         **EMEstimator._model_file_fields,
         "W_": "array",
@@ -36,46 +73,10 @@ class _PoissonMixture(EMEstimator):
         "n_dead_components_": "count",
     }
 
-    # PMM's signature; GPMM adds its shape parameters and passes these on.
-    def __init__(
-        self,
-        n_components=256,
-        *,
-        max_iter=50,
-        tol=None,
-        gain=1.0,
-        offset=0.0,
-        random_state=None,
-        n_threads=None,
-        verbose=False,
-        checkpoint=None,
-        checkpoint_every=10,
-        resume=False,
-        comm=None,
-    ):
-        self.n_components = n_components
-        self.max_iter = max_iter
-        self.tol = tol
-        self.gain = gain
-        self.offset = offset
-        self.random_state = random_state
-        self.n_threads = n_threads
-        self.verbose = verbose
-        self.checkpoint = checkpoint
-        self.checkpoint_every = checkpoint_every
-        self.resume = resume
-        self.comm = comm
-
     # -- conversion between grey values and counts -------------------------------------------
     def _check_gain_offset(self):
-        gain, offset = float(self.gain), float(self.offset)
-        if not (np.isfinite(gain) and gain > 0):
-            msg = f"gain must be finite and > 0, got {self.gain!r}"
-            raise ValueError(msg)
-        if not np.isfinite(offset):
-            msg = f"offset must be finite, got {self.offset!r}"
-            raise ValueError(msg)
-        return gain, offset
+        values = self._check_params()
+        return float(values["gain"]), float(values["offset"])
 
     def _to_counts(self, patches) -> np.ndarray:
         patches = as_patches(patches)
@@ -112,14 +113,6 @@ class _PoissonMixture(EMEstimator):
         return None
 
     # -- EM hooks (see EMEstimator) ------------------------------------------------------------
-    def _check_params(self):
-        check_int(self.n_components, "n_components", 1)
-        check_int(self.max_iter, "max_iter", 1)
-        self._check_gain_offset()
-        if self.tol is not None and not (np.isfinite(float(self.tol)) and float(self.tol) >= 0):
-            msg = f"tol must be None or a finite number >= 0, got {self.tol!r}"
-            raise ValueError(msg)
-
     def _fit_data(self, patches):
         Y = self._to_counts(patches)
         N = Y.shape[0]
@@ -155,7 +148,7 @@ class _PoissonMixture(EMEstimator):
 
     def _state_arrays(self):
         arrays = {"W": self.W_, "pi": self.pi_, "last_R": self._last_R}
-        if hasattr(self, "alpha_"):
+        if "alpha_" in vars(self):
             arrays["alpha"] = np.asarray(self.alpha_, dtype=np.float64)
             arrays["alpha_capped"] = np.bool_(self.alpha_capped_)
         return arrays
@@ -245,8 +238,8 @@ class _PoissonMixture(EMEstimator):
                 var /= gain * gain
         return (est, var) if return_variance else est
 
-    def _estimate_volume(
-        self, volume, patch, stats, positions, median_kind, n_threads, share=(0, 1), progress=None
+    def _stream_volume(
+        self, volume, patch, stats, positions, median_kind, n_threads, share, progress
     ):
         """Streamed estimate and merge of every patch of a (Z, R, Q) volume (ALGORITHM.md §2.6)."""
         check_n_features(self, int(np.prod(patch)))
@@ -278,6 +271,30 @@ class _PoissonMixture(EMEstimator):
         if not (np.all(self.W_ > 0) and np.all(self.pi_ > 0)):
             msg = "W_ and pi_ must be positive"
             raise ValueError(msg)
+
+    def summary(self) -> dict:
+        summary = super().summary()
+        if "pi_" in vars(self):
+            weights = np.sort(np.asarray(self.pi_))[::-1]
+            summary["mixture"] = {
+                "n_components": int(len(weights)),
+                "largest_weights": [float(w) for w in weights[:5]],
+                "n_dead_components": int(vars(self).get("n_dead_components_", 0)),
+                "alpha": self._alpha_summary(),
+            }
+        return summary
+
+    def _alpha_summary(self):
+        return None
+
+    def fields_image(self):
+        """The component means W_, heaviest first, each from its minimum to its maximum."""
+        check_is_fitted(self)
+        order = np.argsort(-np.asarray(self.pi_), kind="stable")
+        return np.asarray(self.W_, dtype=np.float64)[order], "range"
+
+    def memory_parts(self, n_train: int, n_features: int) -> dict:
+        return {"mixture blocks": 8 * int(self.n_components) * n_features * 4}
 
     def _draw_components(self, n, rng):
         return rng.choice(len(self.pi_), size=n, p=self.pi_ / self.pi_.sum())
@@ -338,26 +355,7 @@ class PMM(_PoissonMixture):
 
     Parameters
     ----------
-    n_components : int
-        Number of mixture components C (must not exceed the number of patches).
-    max_iter : int
-        Number of EM epochs (full passes over all patches).
-    tol : float, optional
-        Stop early when the relative change of the log-likelihood per patch falls below this.
-    gain, offset : float
-        Grey values are turned into counts as ``(value - offset) * gain``; estimates are turned
-        back. Negative counts are an error; non-integer counts give a warning.
-    random_state : None, int or numpy.random.Generator
-        Seed of the k-means++ initialisation.
-    n_threads : int, optional
-        Threads of the C++ kernels; results do not depend on it.
-    verbose : bool
-        Print the log-likelihood and time of every epoch.
-    checkpoint, checkpoint_every, resume
-        Periodic checkpoints and bit-identical resume, as for :class:`zse.SSSC`.
-    comm : mpi4py communicator, optional
-        Train on several MPI ranks (bit-identical results for any ranks and threads), as for
-        :class:`zse.SSSC`.
+    <parameters>
 
     Attributes
     ----------
@@ -377,6 +375,8 @@ class PMM(_PoissonMixture):
         Components that received (almost) no responsibility in the last epoch.
     """
 
+    parameters = MIXTURE_PARAMETERS
+
     def _init_params(self, Y, seeds):
         C = seeds.shape[0]
         self.W_ = np.maximum(seeds, self._w_floor_counts)
@@ -390,181 +390,3 @@ class PMM(_PoissonMixture):
         W[alive] = stats["S"][alive] / R[alive, None]
         self.W_ = np.maximum(W, self._w_floor_counts)
         self.pi_ = np.maximum(R / N, _TINY)
-
-
-class GPMM(_PoissonMixture):
-    """Gamma-Poisson mixture model of image patches (exact EM, z integrated out).
-
-    A patch comes from component c with a random brightness z ~ Gamma(alpha, beta=1):
-    y_d | c, z ~ Poisson(z W_cd). Integrating z out gives a negative-multinomial likelihood with
-    exact posteriors; the denoised patch is E[z W_c | y] (Monk, Savin & Lücke, Sci. Rep. 2018;
-    ALGORITHM.md §6). beta is fixed to 1 because only the product z W is identifiable.
-
-    Parameters
-    ----------
-    n_components : int
-        Number of mixture components C.
-    max_iter, tol, gain, offset, random_state, n_threads, verbose
-        As for :class:`PMM`.
-    checkpoint, checkpoint_every, resume, comm
-        As for :class:`PMM`.
-    learn_alpha : bool
-        Learn the Gamma shape alpha by a bracketed root find of its profile equation
-        (otherwise keep the initial value).
-    class_alpha : bool
-        One shape per component instead of a global one.
-    alpha_init : float, optional
-        Initial shape; default: a moment estimate from the patch totals.
-    alpha_max : float
-        Cap for alpha. The equation has no finite root when the patch totals are not
-        over-dispersed within components; alpha is then set to the cap (the model becomes a PMM)
-        and ``alpha_capped_`` reports it.
-
-    Attributes
-    ----------
-    W_ : ndarray of shape (n_components, n_features)
-    pi_ : ndarray of shape (n_components,)
-    alpha_ : float, or ndarray of shape (n_components,) with ``class_alpha``
-    alpha_capped_ : bool
-    log_likelihoods_, free_energies_, epoch_seconds_, n_iter_, n_dead_components_
-        As for :class:`PMM`.
-    """
-
-    _model_file_fields = {
-        **_PoissonMixture._model_file_fields,
-        "alpha_": "float_or_array",
-        "alpha_capped_": "bool",
-    }
-
-    def __init__(
-        self,
-        n_components=256,
-        *,
-        max_iter=50,
-        tol=None,
-        learn_alpha=True,
-        class_alpha=False,
-        alpha_init=None,
-        alpha_max=1e6,
-        gain=1.0,
-        offset=0.0,
-        random_state=None,
-        n_threads=None,
-        verbose=False,
-        checkpoint=None,
-        checkpoint_every=10,
-        resume=False,
-        comm=None,
-    ):
-        super().__init__(
-            n_components,
-            max_iter=max_iter,
-            tol=tol,
-            gain=gain,
-            offset=offset,
-            random_state=random_state,
-            n_threads=n_threads,
-            verbose=verbose,
-            checkpoint=checkpoint,
-            checkpoint_every=checkpoint_every,
-            resume=resume,
-            comm=comm,
-        )
-        self.learn_alpha = learn_alpha
-        self.class_alpha = class_alpha
-        self.alpha_init = alpha_init
-        self.alpha_max = alpha_max
-
-    _ALPHA_MIN = 1e-6
-
-    def _sample_rates(self, components, rng):
-        alpha = np.broadcast_to(np.asarray(self.alpha_, dtype=np.float64), self.pi_.shape)
-        z = rng.gamma(alpha[components], 1.0)
-        return z[:, None] * self.W_[components]
-
-    def _check_fitted_shapes(self):
-        super()._check_fitted_shapes()
-        alpha = np.asarray(self.alpha_, dtype=np.float64)
-        if alpha.shape not in ((), (int(self.n_components),)) or not np.all(alpha > 0):
-            msg = f"alpha_ must be a positive scalar or one per component, got shape {alpha.shape}"
-            raise ValueError(msg)
-        self.alpha_ = float(alpha) if alpha.ndim == 0 else alpha
-
-    def _alpha_array(self):
-        return np.broadcast_to(np.asarray(self.alpha_, dtype=np.float64), self.W_.shape[:1]).copy()
-
-    def _init_params(self, Y, seeds):
-        C = seeds.shape[0]
-        if not (np.isfinite(self.alpha_max) and self.alpha_max > self._ALPHA_MIN):
-            msg = f"alpha_max must be finite and > {self._ALPHA_MIN}, got {self.alpha_max!r}"
-            raise ValueError(msg)
-        totals = Y.sum(axis=1)
-        if self.alpha_init is None:
-            mean, var = totals.mean(), totals.var()
-            alpha = mean * mean / max(var - mean, 1e-12 * mean)
-        else:
-            alpha = float(self.alpha_init)
-            if not (np.isfinite(alpha) and alpha > 0):
-                msg = f"alpha_init must be finite and > 0, got {self.alpha_init!r}"
-                raise ValueError(msg)
-        alpha = float(np.clip(alpha, 1e-3, self.alpha_max))
-        self.alpha_ = np.full(C, alpha) if self.class_alpha else alpha
-        self.alpha_capped_ = False
-        self._totals = _core.index_totals(Y) if self.learn_alpha else None
-        # W = m / E[z]: the seeds are patches, i.e. samples of z W.
-        self.W_ = np.maximum(seeds / alpha, self._w_floor_counts / alpha)
-        self.pi_ = np.full(C, 1.0 / C)
-
-    def _histogram_request(self):
-        # The per-class histogram of patch totals feeds the class-specific alpha update.
-        want_hist = bool(self.learn_alpha and self.class_alpha)
-        return want_hist, self._totals if want_hist else None
-
-    def _mstep(self, stats, N, n_threads):
-        R, T, S = stats["R"], stats["T"], stats["S"]
-        self._last_R = R
-        alive = R > 0
-        if self.learn_alpha:
-            values = self._totals.values
-            if self.class_alpha:
-                hist = stats["hist"]
-                alpha = np.array(self.alpha_, dtype=np.float64)
-                capped = np.zeros(len(R), dtype=bool)
-                for c in np.flatnonzero(alive):  # one 1-D root find per component
-                    alpha[c], capped[c] = _core.solve_alpha(
-                        values,
-                        np.ascontiguousarray(hist[c]),
-                        R[c : c + 1].copy(),
-                        T[c : c + 1].copy(),
-                        self._ALPHA_MIN,
-                        float(self.alpha_max),
-                    )
-                self.alpha_ = alpha
-                self.alpha_capped_ = bool(capped.any())
-            else:
-                self.alpha_, self.alpha_capped_ = _core.solve_alpha(
-                    values, self._totals.counts, R, T, self._ALPHA_MIN, float(self.alpha_max)
-                )
-        alpha = np.asarray(self.alpha_, dtype=np.float64)
-        alpha_c = np.broadcast_to(alpha, R.shape)
-        W = self.W_.copy()
-        # Closed-form W for the profile alpha (§6.5):
-        # W_c = (beta / alpha_c) * (weighted mean patch).
-        W[alive] = S[alive] / (R[alive] * alpha_c[alive])[:, None]
-        self.W_ = np.maximum(W, (self._w_floor_counts / alpha_c)[:, None])
-        self.pi_ = np.maximum(R / N, _TINY)
-
-    def _finish(self, Y):
-        super()._finish(Y)
-        self._totals = None
-
-    def fit(self, patches, y=None, *, progress=None):
-        super().fit(patches, y, progress=progress)
-        if self.alpha_capped_:
-            warnings.warn(
-                f"GPMM: alpha reached its cap alpha_max={self.alpha_max:g}: the patch totals are "
-                "not over-dispersed within components, so the model behaves like a PMM",
-                UserWarning,
-                stacklevel=2,
-            )
-        return self

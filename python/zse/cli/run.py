@@ -1,186 +1,28 @@
-"""What the command line does with each input file: read it with its header, decide image, stack
-or volume, pick the model (``--model auto``), denoise, and write ``<stem>_<stat>.<ext>``,
-previews, ``<stem>_fields.png`` and ``<stem>.zse.json`` as one output set.
-
-Kept apart from :mod:`zse.cli` (argument parsing and exit codes) so that each input's work is a
-plain function of its options.
+"""What the command line does with each input file: pick the model (``--model auto``), denoise,
+and write ``<stem>_<stat>.<ext>``, previews, ``<stem>_fields.png`` and ``<stem>.zse.json`` as one
+output set. Every function takes the typed request (:class:`zse.cli.request.Request`).
 """
 
 from __future__ import annotations
 
-import glob
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__, _files, io
-from .counts import bin_image
-from .models import choose_model as pick_model
-from .models import make_model
-from .reconstruct import DEFAULT_PATCH_SIZE_3D, reconstruct
+from .. import __version__, _files, io
+from ..models import choose_model as pick_model
+from ..models import make_model, model_class
+from ..reconstruct import reconstruct
+from .errors import UsageError
+from .inputs import load
+from .request import Request, model_params
 
-# Patch sizes by model when none is given: 8 x 8 (the settings of the bench tables; for SSSC
-# bench/README.md "ES3C quality" compares 6 x 6), volumes 4 x 4 x 4.
-DEFAULT_PATCH = {"sssc": (8, 8), "pmm": (8, 8), "gpmm": (8, 8), "identity": (8, 8)}
 MRC_OUT_SUFFIXES = (".mrc", ".mrcs", ".map", ".st", ".ali", ".rec")
 
 
-class InputError(ValueError):
-    """An input (file or pattern) that cannot be processed."""
-
-
-def expand_inputs(patterns) -> list[Path]:
-    """Files named or matched by ``patterns`` (globs expanded), sorted, duplicates removed."""
-    found: dict[Path, Path] = {}
-    for pattern in patterns:
-        if any(ch in pattern for ch in "*?[") and not Path(pattern).exists():
-            matches = sorted(glob.glob(pattern))
-            if not matches:
-                msg = f"no file matches {pattern!r}"
-                raise InputError(msg)
-        else:
-            matches = [pattern]
-        for match in matches:
-            path = Path(match)
-            found.setdefault(path.resolve(), path)
-    return [found[key] for key in sorted(found)]
-
-
-def output_stems(paths) -> dict[Path, str]:
-    """Each input's output stem (its file name without suffix); clashes are errors."""
-    stems: dict[str, Path] = {}
-    for path in paths:
-        stem = path.stem
-        if stem in stems:
-            msg = (
-                f"{stems[stem]} and {path} would write the same outputs ({stem}_*): "
-                "denoise them into different output folders"
-            )
-            raise InputError(msg)
-        stems[stem] = path
-    return {path: stem for stem, path in stems.items()}
-
-
-@dataclass
-class Loaded:
-    """An input read for denoising."""
-
-    data: np.ndarray  # float64: (rows, cols) or (sections, rows, cols)
-    kind: str  # "image", "stack" (sections denoised as images) or "volume"
-    info: io.ImageInfo
-    record: dict = field(default_factory=dict)
-
-
-def load(path: Path, options) -> Loaded:
-    """Read ``path`` as an image, a stack of sections or a volume, with crop and binning."""
-    info = io.read_info(path)
-    wants_volume = bool(options.volume) or (
-        options.patch_size is not None and len(options.patch_size) == 3
-    )
-    record = {
-        "path": str(path.resolve()),
-        "file_kind": info.kind,
-        "n_sections": info.n_sections,
-        "voxel_size_A": list(info.voxel_size) if info.voxel_size else None,
-    }
-    if options.page is not None or info.kind == "image":
-        if wants_volume and info.kind == "image":
-            msg = f"{path} is a 2-D image; a 3-D patch size or --volume needs a volume"
-            raise InputError(msg)
-        data, kind = io.read_image(path, page=options.page), "image"
-        record["page"] = options.page
-        if options.page:
-            _move_origin(info, 0, 0, options.page)  # one section of a stack: a crop in z
-    else:
-        data = io.read_volume(path)
-        kind = "volume" if wants_volume or info.kind == "volume" else "stack"
-    record["dtype"], record["shape"] = str(data.dtype), list(data.shape)
-    if kind == "volume" and (options.crop or options.bin != 1 or options.decimate != 1):
-        msg = "--crop, --bin and --decimate apply to images and stacks, not to volumes"
-        raise InputError(msg)
-    if options.crop:
-        rows, cols = parse_crop(options.crop, data.shape[-2:])
-        data = data[..., rows, cols]
-        record["crop"] = [rows.start, rows.stop, cols.start, cols.stop]
-        _move_origin(info, cols.start, rows.start)
-    notes = []
-    if options.bin > 1:
-        data, cropped = bin_image(data, options.bin)
-        record["bin"] = options.bin
-        if any(cropped):
-            notes.append(
-                f"--bin {options.bin}: the last {cropped[0]} row(s) and {cropped[1]} "
-                "column(s) do not fill a block and were cropped"
-            )
-        _scale_pixels(info, options.bin, point_samples=False)
-    if options.decimate > 1:
-        data = data[..., :: options.decimate, :: options.decimate]
-        record["decimate"] = options.decimate
-        _scale_pixels(info, options.decimate, point_samples=True)
-    if info.origin is not None:
-        record["origin_A"] = list(info.origin)
-    data = np.ascontiguousarray(data, dtype=np.float64)
-    record["processed_shape"], record["kind"], record["notes"] = list(data.shape), kind, notes
-    return Loaded(data, kind, info, record)
-
-
-# The MRC header after --crop, --bin and --decimate follows IMOD (trimvol, newstack, binvol):
-# the header's origin is the negative of the physical coordinate (in Å) of the first pixel's
-# lower-left corner, so a feature keeps its coordinates. A crop from column x0, row y0 moves
-# the origin by -(x0, y0) pixels (--page k: by -k sections); binning by n keeps the corner
-# (origin unchanged) and scales the pixel size by n; keeping every n-th pixel makes each kept
-# sample the centre of an n times larger pixel, whose corner lies (n - 1) / 2 old pixels before
-# the sample's own corner.
-def _move_origin(info: io.ImageInfo, x0: int, y0: int, z0: int = 0) -> None:
-    if info.origin is None or info.voxel_size is None:
-        return
-    (ox, oy, oz), (vx, vy, vz) = info.origin, info.voxel_size
-    info.origin = (ox - x0 * vx, oy - y0 * vy, oz - z0 * vz)
-
-
-def _scale_pixels(info: io.ImageInfo, factor: int, *, point_samples: bool) -> None:
-    if info.voxel_size is None:
-        return
-    vx, vy, vz = info.voxel_size
-    if point_samples and info.origin is not None:
-        ox, oy, oz = info.origin
-        shift = (factor - 1) / 2
-        info.origin = (ox + shift * vx, oy + shift * vy, oz)
-    info.voxel_size = (vx * factor, vy * factor, vz)
-
-
-class UsageError(ValueError):
-    """A command-line value that cannot be used."""
-
-
-def parse_crop(text: str, shape) -> tuple[slice, slice]:
-    """``"y0:y1,x0:x1"`` (ends may be left empty) -> slices; out-of-range crops are errors."""
-    axes = text.split(",")
-    if len(axes) != 2:
-        raise UsageError(f"--crop must look like y0:y1,x0:x1, got {text!r}")
-    slices = []
-    for axis_text, size, axis in zip(axes, shape, ("y", "x")):
-        ends = axis_text.split(":")
-        if len(ends) != 2:
-            raise UsageError(f"--crop must look like y0:y1,x0:x1, got {text!r}")
-        try:
-            start = int(ends[0]) if ends[0].strip() else 0
-            stop = int(ends[1]) if ends[1].strip() else size
-        except ValueError:
-            raise UsageError(f"--crop bounds must be integers, got {text!r}") from None
-        if not 0 <= start < stop <= size:
-            raise UsageError(
-                f"--crop {axis} range {start}:{stop} is empty or outside the image "
-                f"(0:{size} along {axis}); nothing is clipped silently"
-            )
-        slices.append(slice(start, stop))
-    return slices[0], slices[1]
-
-
-def choose_model(options, data: np.ndarray) -> tuple[str, dict | None]:
+def choose_model(options: Request, data: np.ndarray) -> tuple[str, dict | None]:
     """The model name and, for ``auto``, the evidence it was chosen on (the library's rule,
     :func:`zse.models.choose_model`)."""
     if options.model != "auto":
@@ -210,10 +52,8 @@ def patch_for(kind: str, model_name: str, options, fitted_patch=None) -> tuple:
         patch = given
     elif fitted_patch is not None:
         patch = tuple(fitted_patch)
-    elif kind == "volume":
-        patch = (DEFAULT_PATCH_SIZE_3D,) * 3
     else:
-        patch = DEFAULT_PATCH.get(model_name, (8, 8))
+        patch = model_class(model_name).default_patch(3 if kind == "volume" else 2)
     if kind == "stack" and len(patch) == 2:
         return (1, *patch)
     return patch
@@ -270,35 +110,6 @@ def planned_files(paths, stems, options) -> list:
     return planned
 
 
-def model_summary(model) -> dict:
-    """What the .zse.json says about a model: its name, settings and what it learned."""
-    params = model.get_params() if hasattr(model, "get_params") else {}
-    summary = {
-        "name": type(model).__name__,
-        "params": {
-            k: (v if isinstance(v, (int, float, str, bool, type(None))) else repr(v))
-            for k, v in params.items()
-            if k != "comm"
-        },
-    }
-    for attr in ("free_energies_", "log_likelihoods_", "n_iter_", "converged_"):
-        value = getattr(model, attr, None)
-        if value is not None:
-            summary[attr.rstrip("_")] = np.asarray(value).tolist()
-    if hasattr(model, "sigma2_"):
-        summary["learned_sigma"] = float(np.sqrt(model.sigma2_))
-        summary["n_dead_units"] = int(getattr(model, "n_dead_units_", 0))
-    if hasattr(model, "pi_") and hasattr(model, "n_components"):
-        weights = np.sort(np.asarray(model.pi_))[::-1]
-        summary["mixture"] = {
-            "n_components": int(len(weights)),
-            "largest_weights": [float(w) for w in weights[:5]],
-            "n_dead_components": int(getattr(model, "n_dead_components_", 0)),
-            "alpha": (np.asarray(model.alpha_).tolist() if hasattr(model, "alpha_") else None),
-        }
-    return summary
-
-
 def write_outputs(outputs, stem, loaded, results, stats, fmt, model, patch, record):
     """Every file of one input into an open :class:`zse.io.OutputSet`."""
     t = time.perf_counter()
@@ -315,7 +126,8 @@ def write_outputs(outputs, stem, loaded, results, stats, fmt, model, patch, reco
             io.write_tiff(target, array, info=loaded.info)
         io.write_preview_png(outputs.path(f"{stem}_{stat}.png"), _preview(array))
     if f"{stem}_fields.png" in outputs.names:
-        io.write_fields_png(outputs.path(f"{stem}_fields.png"), model, patch)
+        fields, style = model.fields_image()
+        io.write_fields_png(outputs.path(f"{stem}_fields.png"), fields, style, patch)
     record["timings_s"]["write"] = round(time.perf_counter() - t, 4)
     io.write_json(outputs.path(f"{stem}.zse.json"), record)
 
@@ -325,16 +137,12 @@ def _preview(array: np.ndarray) -> np.ndarray:
     return array[array.shape[0] // 2] if array.ndim == 3 else array
 
 
-def has_fields(model) -> bool:
-    return hasattr(model, "W_")
-
-
 def denoise_one(
     path: Path,
     stem: str,
-    options,
+    options: Request,
     *,
-    model_params,
+    note=None,
     fitted=None,
     comm=None,
     log=None,
@@ -342,13 +150,13 @@ def denoise_one(
 ) -> dict:
     """Denoise one input file into ``options.output``; returns its run record.
 
-    ``model_params(model_name)`` gives the model options of the command line.
+    ``note(message)`` reports the defaults a model lowers for small settings.
     ``fitted``: a model loaded from ``--model-file`` (applied, not refitted; with
     ``--per-section`` applied to each section). Under MPI (``comm``), every rank reads and
     computes, rank 0 writes. ``inputs``: every file the call reads (default: this input and the
     model file); no output replaces one of them.
     """
-    from ._mpi import team_of
+    from .._mpi import team_of
 
     team = team_of(comm)
     is_root = team is None or team.is_root
@@ -363,7 +171,7 @@ def denoise_one(
     evidence = None
     if fitted is not None:
         model_name = type(fitted).__name__.lower()
-        patch = patch_for(loaded.kind, model_name, options, getattr(fitted, "patch_size_", None))
+        patch = patch_for(loaded.kind, model_name, options, fitted.fitted_patch())
     else:
         model_name, evidence = choose_model(options, loaded.data)
         if evidence is not None:
@@ -372,7 +180,7 @@ def denoise_one(
     fmt = output_format(path, options)
     stats = tuple(options.stats)
     per_section = loaded.kind == "stack" and options.per_section
-    fields = (fitted is not None and has_fields(fitted)) or (
+    fields = (fitted is not None and fitted.fields_image() is not None) or (
         fitted is None and model_name != "identity"
     )
     names = output_names(stem, stats, fmt, fields)
@@ -386,12 +194,12 @@ def denoise_one(
     )
 
     def new_model(section=None):
-        params = model_params(model_name)
-        if params.get("checkpoint"):
-            params["checkpoint"] = checkpoint_for(
-                params["checkpoint"], stem, getattr(options, "n_inputs", 1), section
-            )
         try:
+            params = model_params(options, model_name, note)
+            if params.get("checkpoint"):
+                params["checkpoint"] = checkpoint_for(
+                    params["checkpoint"], stem, options.n_inputs, section
+                )
             return make_model(
                 model_name,
                 options=params,
@@ -451,7 +259,7 @@ def denoise_one(
     record.update(
         {
             "input": loaded.record,
-            "model": model_summary(model),
+            "model": model.summary(),
             "model_choice": evidence,
             "model_file": str(options.model_file) if options.model_file else None,
             "per_section": bool(per_section),
@@ -485,7 +293,7 @@ def denoise_one(
 def base_record(command: str) -> dict:
     import platform
 
-    from . import _core
+    from .. import _core
 
     return {
         "zse_version": __version__,
@@ -521,10 +329,9 @@ def training_patches(paths, options):
     the first input. Inputs are read one at a time (a first pass counts their patches, a second
     gathers them), so memory holds one input and the training patches, not every input at once.
     Returns the patches, the patch size, the model name and the choice's evidence."""
-    from . import _core
-    from ._threads import effective_n_threads
-    from .models import _registry
-    from .reconstruct import AUTO_TRAIN_MAX, training_positions
+    from .. import _core
+    from .._threads import effective_n_threads
+    from ..reconstruct import training_positions
 
     def as_volume(item):
         return item.data if item.data.ndim == 3 else item.data[None]
@@ -548,7 +355,7 @@ def training_patches(paths, options):
         msg = f"{small} is smaller than the {'x'.join(map(str, patch))} patch"
         raise UsageError(msg)
     total = sum(counts)
-    auto = int(getattr(_registry()[model_name], "auto_train_size", AUTO_TRAIN_MAX))
+    auto = model_class(model_name).auto_train_size
     budget = min(total, auto if options.n_train == "auto" else int(options.n_train))
     pieces = []
     for i, (path, n) in enumerate(zip(paths, counts)):

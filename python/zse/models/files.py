@@ -23,24 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .base import check_is_fitted
+
 MODEL_FORMAT = "zse-model"
 MODEL_VERSION = 1
-# Settings of how a fit runs, not of what it learned: not stored.
-_RUN_PARAMS = frozenset(
-    {"n_threads", "verbose", "checkpoint", "checkpoint_every", "resume", "comm"}
-)
 
 
 class ModelFileError(ValueError):
     """A model file that cannot be used (corrupt, of another format or version, inconsistent)."""
-
-
-def _registry() -> dict:
-    from .mixtures import GPMM, PMM
-    from .models import Identity
-    from .sssc import SSSC
-
-    return {cls.__name__: cls for cls in (SSSC, PMM, GPMM, Identity)}
 
 
 def _field_value(name: str, kind: str, value, where: str):
@@ -103,26 +93,26 @@ def save_model(model, path, *, patch_size=None, overwrite: bool = True) -> Path:
     -------
     Path
     """
-    from . import __version__
-    from ._base import check_is_fitted
-    from .io import _prepare_output, _write_atomically
+    from .. import __version__
+    from ..io.write import _prepare_output, _write_atomically
+    from . import class_by_name
 
-    if type(model).__name__ not in _registry() or not isinstance(
-        model, _registry()[type(model).__name__]
-    ):
+    registered = class_by_name(type(model).__name__)
+    if registered is None or not isinstance(model, registered):
         msg = f"only zse models can be saved, got {type(model).__name__}"
         raise TypeError(msg)
     check_is_fitted(model)
     if patch_size is None:
-        patch_size = getattr(model, "patch_size_", None)  # known when reconstruct fitted it
+        patch_size = model.fitted_patch()  # known when reconstruct fitted it
     if patch_size is not None:
         patch_size = [int(p) for p in patch_size]
         if int(np.prod(patch_size)) != int(model.n_features_in_):
             msg = f"patch_size {patch_size} does not have the model's {model.n_features_in_} pixels"
             raise ValueError(msg)
     params = {}
+    stored = set(model.stored_params())
     for name, value in model.get_params().items():
-        if name in _RUN_PARAMS:
+        if name not in stored:
             continue
         if name == "random_state" and not isinstance(value, (int, type(None))):
             value = None  # a Generator: the seed actually used is saved with the state
@@ -230,15 +220,17 @@ def load_model(path):
     set on the model. A problem raises :class:`ModelFileError` naming the file and the field.
     The patch extents it was trained on (when saved) are in ``model.patch_size_``.
     """
+    from . import REGISTRY, class_by_name
+
     meta, arrays = _read(path)
-    registry = _registry()
     name = meta["model"]
-    if name not in registry:
-        msg = f"{path} holds a model of unknown kind {name!r}; known: {sorted(registry)}"
+    cls = class_by_name(name)
+    if cls is None:
+        known = sorted(c.__name__ for c in REGISTRY.values())
+        msg = f"{path} holds a model of unknown kind {name!r}; known: {known}"
         raise ModelFileError(msg)
-    cls = registry[name]
     params = meta["params"]
-    accepted = set(cls._param_names()) - _RUN_PARAMS
+    accepted = set(cls.stored_params())
     for key, value in params.items():
         if key not in accepted:
             msg = f"{path}: {key!r} is not a parameter of {name} that a model file holds"

@@ -11,11 +11,14 @@ import warnings
 
 import numpy as np
 
-from . import _core
-from ._base import CheckpointError, EMEstimator, check_is_fitted, check_n_features, fingerprint
-from ._scaling import data_scaling
-from ._threads import effective_n_threads
-from ._validation import as_patches, check_int
+from .. import _core
+from .._scaling import data_scaling
+from .._threads import effective_n_threads
+from .._validation import as_patches, check_int
+from .base import check_is_fitted, check_n_features, fingerprint
+from .checkpoints import CheckpointError
+from .em import EMEstimator, em_parameters
+from .params import Choice, Int, Param, Real
 
 SELECTIONS = ("fit", "rand")
 MUTATIONS = ("randflip", "sparseflip", "cross", "cross_randflip", "cross_sparseflip")
@@ -24,6 +27,105 @@ INITS = ("evo", "patches")
 # Epochs over which the stopping rule averages the free-energy gain (ES3C's free energy moves in
 # small steps and occasionally dips when a search replaces states).
 TOL_WINDOW = 5
+
+SSSC_PARAMETERS = (
+    Param("H", 64, Int(1, 256), "latent units (generative fields)", positional=True),
+    Param(
+        "n_states",
+        32,
+        Int(1),
+        "states S kept per patch",
+        doc="At most 2^H; S = 2^H gives exact EM.",
+    ),
+    Param("n_parents", 10, Int(1), "parents drawn per generation of the state search (<= S)"),
+    Param("n_children", 2, Int(1), "children per parent (flip mutations)"),
+    Param("n_generations", 1, Int(1), "generations of the state search per epoch"),
+    Param(
+        "selection",
+        "fit",
+        Choice(SELECTIONS),
+        "parent selection",
+        doc="Fitness-proportional without replacement, or uniform.",
+        cli="advanced",
+    ),
+    Param("mutation", "randflip", Choice(MUTATIONS), "mutation operator", cli="advanced"),
+    Param(
+        "bitflip_prob",
+        None,
+        Real(0.0, 1.0, low_open=True, high_open=True, none_ok=True),
+        "overall bit-flip probability of the sparseflip mutations (required by them)",
+        cli="advanced",
+    ),
+    Param(
+        "p_init",
+        None,
+        Real(0.0, 1.0, low_open=True, high_open=True, none_ok=True),
+        "probability of an active unit in the initial states",
+        cli="advanced",
+        default_text="1/H",
+    ),
+    Param(
+        "updates",
+        "reference",
+        Choice(UPDATES),
+        "M-step variant",
+        doc="The published updates (full Psi, sigma2 from outer products of posterior means, "
+        "which over-estimates the noise and smooths a little more), or exact EM with a diagonal "
+        "Psi and the exact sigma2 (the free energy cannot decrease with all states; about 30% "
+        "faster). The default is the one with the higher mean PSNR on bench/denoise_table.py "
+        "(29.20 vs 29.17 dB on house, peppers and cameraman at sigma 15, 25, 50; see "
+        "bench/README.md).",
+        cli="advanced",
+    ),
+    Param(
+        "init",
+        "evo",
+        Choice(INITS),
+        "initial parameters",
+        doc="tvlearn/evo's standard one (every field near the mean patch plus noise; "
+        "ALGORITHM.md §3.7), or data-driven: the bias is the mean patch and the fields are H "
+        "distinct training patches minus the mean, drawn with the seed (§3.7).",
+        cli="advanced",
+    ),
+    Param(
+        "n_estimate_sweeps",
+        10,
+        Int(1),
+        "search sweeps for patches not trained on, from fresh states",
+        doc="In estimate, score, and for the first patch of a band in zse.reconstruct.",
+        learned=False,
+        estimation=True,
+    ),
+    Param(
+        "n_warm_sweeps",
+        30,
+        Int(0),
+        "search sweeps for a patch started from its neighbour's states",
+        doc="The neighbour shares all but one row or column of pixels with it (ALGORITHM.md "
+        "§2.6). Measured on boat, sigma 25, 512x512, trained on 65 536 of 255 025 patches (30 "
+        "epochs): 0 sweeps 27.68 dB, 2: 28.22, 5: 28.37, 15: 28.55, 40: 28.70; trained on "
+        "every patch 28.63 (bench/README.md).",
+        learned=False,
+        estimation=True,
+    ),
+    Param(
+        "search_patience",
+        0,
+        Int(0),
+        "end a patch's estimation search after this many sweeps in a row that left its "
+        "states unchanged (0: every sweep)",
+        doc="ALGORITHM.md §4.9.",
+        learned=False,
+        estimation=True,
+    ),
+    *em_parameters(
+        max_iter=100,
+        tol_help="stop early when the free energy gained less than tol nats per pixel and "
+        "epoch, averaged over the last 5 epochs",
+        verbose_help="print the free energy, noise level, search statistics and time of every "
+        "epoch",
+    ),
+)
 
 
 class SSSC(EMEstimator):
@@ -44,68 +146,7 @@ class SSSC(EMEstimator):
 
     Parameters
     ----------
-    H : int
-        Number of latent units (generative fields), 1..256.
-    n_states : int
-        States S kept per patch (at most 2^H; S = 2^H gives exact EM).
-    n_parents, n_children, n_generations : int
-        Evolutionary search per epoch: parents drawn per generation, children per parent
-        (flip mutations), generations.
-    selection : {"fit", "rand"}
-        Parent selection: fitness-proportional without replacement, or uniform.
-    mutation : {"randflip", "sparseflip", "cross", "cross_randflip", "cross_sparseflip"}
-    bitflip_prob : float, optional
-        Overall bit-flip probability of the sparseflip operators (required by them).
-    p_init : float, optional
-        Probability of an active unit in the initial states (default 1/H).
-    max_iter : int
-        EM epochs.
-    updates : {"reference", "exact"}
-        M-step variant: the published updates (full Psi, sigma2 from outer products of posterior
-        means, which over-estimates the noise and smooths a little more), or exact EM with a
-        diagonal Psi and the exact sigma2 (the free energy cannot decrease with all states; about
-        30% faster). The default is the one with the higher mean PSNR on bench/denoise_table.py
-        (29.20 vs 29.17 dB on house, peppers and cameraman at sigma 15, 25, 50; see
-        bench/README.md).
-    init : {"evo", "patches"}
-        Initial parameters: tvlearn/evo's standard one (every field near the mean patch plus
-        noise; ALGORITHM.md §3.7), or data-driven: the bias is the mean patch and the fields are
-        H distinct training patches minus the mean, drawn with the seed (§3.7).
-    tol : float, optional
-        Stop early when the free energy gained less than ``tol`` nats per pixel and epoch,
-        averaged over the last 5 epochs (unit-independent; None runs ``max_iter`` epochs).
-    n_estimate_sweeps : int
-        Evolutionary sweeps (with the learned parameters fixed) used to find states for patches
-        other than the training patches from fresh states (in :meth:`estimate`, :meth:`score`,
-        and for the first patch of a band in :func:`zse.reconstruct`).
-    n_warm_sweeps : int
-        Sweeps for a patch that :func:`zse.reconstruct` starts from its neighbour's final
-        states (the patches that share all but one row or column of pixels with it;
-        ALGORITHM.md §2.6). Measured on boat, sigma 25, 512x512, trained on 65 536 of 255 025
-        patches (30 epochs): 0 sweeps 27.68 dB, 2: 28.22, 5: 28.37, 15: 28.55, 40: 28.70;
-        trained on every patch 28.63 (bench/README.md).
-    search_patience : int
-        :func:`zse.reconstruct` ends a patch's warm (or fresh) search early once this many
-        sweeps in a row left its state set unchanged (ALGORITHM.md §4.9); 0 runs every sweep.
-    random_state : None, int or numpy.random.Generator
-    n_threads : int, optional
-        Threads of the C++ kernels; results do not depend on it.
-    verbose : bool
-        Print the free energy, noise level, search statistics and time of every epoch.
-    checkpoint : str or path-like, optional
-        File to which the training state is written (atomically) every ``checkpoint_every``
-        epochs and after the last epoch.
-    checkpoint_every : int
-        Epochs between checkpoints.
-    resume : bool
-        Continue from ``checkpoint`` when it exists (bit-identical to an uninterrupted run;
-        a checkpoint of other data or settings is refused). ``max_iter`` may be raised to
-        extend a finished run.
-    comm : mpi4py communicator, optional
-        Train on several MPI ranks: every rank calls ``fit`` with the same patches and runs the
-        E-step of its share of them (with its own ``n_threads``); the learned parameters are
-        bit-identical to a run on one rank, for any number of ranks and threads. Every rank
-        ends with the fitted model. See README "On a cluster".
+    <parameters>
 
     Attributes
     ----------
@@ -135,7 +176,8 @@ class SSSC(EMEstimator):
         The training patches' final state sets (packed bits).
     """
 
-    _provides_variance = True
+    parameters = SSSC_PARAMETERS
+    provides_variance = True
     # What a model file holds (zse.model_io); K_ belongs to the training image and is not saved.
     _model_file_fields = {
         **EMEstimator._model_file_fields,
@@ -157,102 +199,52 @@ class SSSC(EMEstimator):
     # patches beat fewer epochs on all of them in equal time (bench/README.md, "ES3C quality").
     auto_train_size = 16384
 
-    def __init__(
-        self,
-        H=64,
-        *,
-        n_states=32,
-        n_parents=10,
-        n_children=2,
-        n_generations=1,
-        selection="fit",
-        mutation="randflip",
-        bitflip_prob=None,
-        p_init=None,
-        max_iter=100,
-        updates="reference",
-        init="evo",
-        tol=None,
-        n_estimate_sweeps=10,
-        n_warm_sweeps=30,
-        search_patience=0,
-        random_state=None,
-        n_threads=None,
-        verbose=False,
-        checkpoint=None,
-        checkpoint_every=10,
-        resume=False,
-        comm=None,
-    ):
-        self.H = H
-        self.n_states = n_states
-        self.n_parents = n_parents
-        self.n_children = n_children
-        self.n_generations = n_generations
-        self.selection = selection
-        self.mutation = mutation
-        self.bitflip_prob = bitflip_prob
-        self.p_init = p_init
-        self.max_iter = max_iter
-        self.updates = updates
-        self.init = init
-        self.tol = tol
-        self.n_estimate_sweeps = n_estimate_sweeps
-        self.n_warm_sweeps = n_warm_sweeps
-        self.search_patience = search_patience
-        self.random_state = random_state
-        self.n_threads = n_threads
-        self.verbose = verbose
-        self.checkpoint = checkpoint
-        self.checkpoint_every = checkpoint_every
-        self.resume = resume
-        self.comm = comm
-
     # -- checks and initialisation -----------------------------------------------------------
-    def _check_params(self):
-        H = check_int(self.H, "H", 1, 256)
-        S = check_int(self.n_states, "n_states", 1)
+    def _check_relations(self, values):
+        H, S = values["H"], values["n_states"]
         if H < 63 and S > 2**H:
             msg = f"n_states={S} exceeds the 2^H={2**H} possible states; use n_states <= {2**H}"
             raise ValueError(msg)
-        n_parents = check_int(self.n_parents, "n_parents", 1)
-        if n_parents > S:
-            msg = f"n_parents={n_parents} exceeds n_states={S}; use n_parents <= {S}"
+        if values["n_parents"] > S:
+            msg = f"n_parents={values['n_parents']} exceeds n_states={S}; use n_parents <= {S}"
             raise ValueError(msg)
-        check_int(self.n_children, "n_children", 1)
-        check_int(self.n_generations, "n_generations", 1)
-        check_int(self.max_iter, "max_iter", 1)
-        check_int(self.n_estimate_sweeps, "n_estimate_sweeps", 1)
-        check_int(self.n_warm_sweeps, "n_warm_sweeps", 0)
-        check_int(self.search_patience, "search_patience", 0)
-        if self.selection not in SELECTIONS:
-            msg = f"selection must be one of {SELECTIONS}, got {self.selection!r}"
+        if values["mutation"] == "randflip" and values["n_children"] > H:
+            msg = f"randflip needs n_children <= H, got {values['n_children']} > {H}"
             raise ValueError(msg)
-        if self.mutation not in MUTATIONS:
-            msg = f"mutation must be one of {MUTATIONS}, got {self.mutation!r}"
+        if "sparseflip" in values["mutation"] and values["bitflip_prob"] is None:
+            msg = f"mutation {values['mutation']!r} needs bitflip_prob in (0, 1)"
             raise ValueError(msg)
-        if self.mutation == "randflip" and self.n_children > H:
-            msg = f"randflip needs n_children <= H, got {self.n_children} > {H}"
-            raise ValueError(msg)
-        if "sparseflip" in self.mutation and not (
-            self.bitflip_prob is not None and 0 < float(self.bitflip_prob) < 1
-        ):
-            msg = f"mutation {self.mutation!r} needs bitflip_prob in (0, 1)"
-            raise ValueError(msg)
-        if self.updates not in UPDATES:
-            msg = f"updates must be one of {UPDATES}, got {self.updates!r}"
-            raise ValueError(msg)
-        p_init = 1.0 / H if self.p_init is None else float(self.p_init)
-        if not 0 < p_init < 1:
-            msg = f"p_init must be in (0, 1), got {self.p_init!r}"
-            raise ValueError(msg)
-        if self.init not in INITS:
-            msg = f"init must be one of {INITS}, got {self.init!r}"
-            raise ValueError(msg)
-        if self.tol is not None and not (np.isfinite(float(self.tol)) and float(self.tol) >= 0):
-            msg = f"tol must be None or a finite number >= 0, got {self.tol!r}"
-            raise ValueError(msg)
-        return H, S, p_init
+
+    def _search_shape(self):
+        """H, S and the initial states' unit probability, after checking every parameter."""
+        values = self._check_params()
+        H = values["H"]
+        p_init = 1.0 / H if values["p_init"] is None else float(values["p_init"])
+        return H, values["n_states"], p_init
+
+    @classmethod
+    def fitting_defaults(cls, given: dict) -> list[tuple]:
+        """Defaults that a small H or S cannot take (more states than 2^H, more parents than
+        states, more single-bit children than units), lowered to the largest valid value.
+
+        ``given`` holds the parameters a user set; returns ``(name, value, reason)`` for each
+        default to lower. Values the user gave are never changed.
+        """
+        defaults = {row.name: row.default for row in cls.parameters}
+        H = given.get("H", defaults["H"])
+        lowered = []
+        if not (isinstance(H, int) and 1 <= H < 63):
+            return lowered
+        S = given.get("n_states", defaults["n_states"])
+        if "n_states" not in given and defaults["n_states"] > 2**H:
+            S = 2**H
+            lowered.append(("n_states", S, f"H={H} has {S} states in all"))
+        if "n_parents" not in given and defaults["n_parents"] > S:
+            lowered.append(("n_parents", S, f"n_states={S}"))
+        mutation = given.get("mutation", defaults["mutation"])
+        if "n_children" not in given and mutation == "randflip" and defaults["n_children"] > H:
+            lowered.append(("n_children", H, f"H={H}"))
+        return lowered
 
     @staticmethod
     def _patch_params(Y, H, rng):
@@ -369,7 +361,7 @@ class SSSC(EMEstimator):
         return Y
 
     def _initialise(self, Y, seed, n_threads):
-        H, S, p_init = self._check_params()
+        H, S, p_init = self._search_shape()
         self.data_offset_, self.data_scale_ = self._fit_scaling
         self._bias_std = np.zeros(Y.shape[1])
         self._work = self._centred(Y)  # the patches the kernels see, refreshed every epoch
@@ -519,6 +511,23 @@ class SSSC(EMEstimator):
         self.K_ = np.zeros((0, int(self.n_states), words), dtype=np.uint64)
 
     # -- public API ----------------------------------------------------------------------------
+    def summary(self) -> dict:
+        summary = super().summary()
+        if "sigma2_" in vars(self):
+            summary["learned_sigma"] = float(np.sqrt(self.sigma2_))
+            summary["n_dead_units"] = int(self.n_dead_units_)
+        return summary
+
+    def fields_image(self):
+        """The columns of W_, most probable unit first, each shown symmetric about zero."""
+        check_is_fitted(self)
+        order = np.argsort(-np.asarray(self.pi_), kind="stable")
+        return np.asarray(self.W_, dtype=np.float64).T[order], "symmetric"
+
+    def memory_parts(self, n_train: int, n_features: int) -> dict:
+        H, S = int(self.H), int(self.n_states)
+        return {"training state sets": 8 * n_train * S * ((H + 63) // 64)}
+
     def sample(self, n_samples=1, random_state=None):
         """Draw patches from the learned generative model (ALGORITHM.md §3.1).
 
@@ -614,8 +623,8 @@ class SSSC(EMEstimator):
         ]
         return stats.log_joint_sum / Y.shape[0] - self._log_scale_per_patch()
 
-    def _estimate_volume(
-        self, volume, patch, stats, positions, median_kind, n_threads, share=(0, 1), progress=None
+    def _stream_volume(
+        self, volume, patch, stats, positions, median_kind, n_threads, share, progress
     ):
         """Streamed estimate and merge of every patch of a (Z, R, Q) volume (ALGORITHM.md §2.6).
 
@@ -623,7 +632,7 @@ class SSSC(EMEstimator):
         exactly those patches (their learned state sets are the starting point there).
         """
         check_n_features(self, int(np.prod(patch)))
-        H, S, p_init = self._check_params()
+        H, S, p_init = self._search_shape()
         if len(positions) != self.K_.shape[0]:
             positions = np.zeros(0, dtype=np.int64)
         states = self.K_ if len(positions) else np.zeros((0, S, self.K_.shape[2]), np.uint64)
