@@ -172,3 +172,26 @@ def test_foreign_model_is_wrapped_not_probed():
     out = zse.reconstruct(image, Halves(), patch_size=3, stats="mean")
     assert isinstance(out.model, Halves) and out.model.n_features_in_ == 9
     assert abs(out["mean"] - image / 2).max() < 1e-9
+
+
+def test_no_binding_takes_more_than_ten_arguments():
+    """The compiled entry points take option structs whole (bindings.hpp), not their fields."""
+    stub = ast.parse((PACKAGE / "_core.pyi").read_text())
+    too_many = []
+    for node in ast.walk(stub):
+        if isinstance(node, ast.FunctionDef) and not node.name.startswith("__"):
+            args = node.args
+            n = len(args.posonlyargs) + len(args.args) + len(args.kwonlyargs)
+            n -= 1 if args.args and args.args[0].arg == "self" else 0
+            if n > 10:
+                too_many.append(f"{node.name} ({n})")
+    assert not too_many
+
+
+def test_option_structs_refuse_unknown_fields():
+    from zse import _core
+
+    assert _core.SearchOptions(n_parents=3).n_parents == 3
+    assert _core.SearchOptions().n_children == 2  # the struct's own default
+    with pytest.raises(AttributeError):
+        _core.SearchOptions(n_parent=3)

@@ -74,10 +74,11 @@ def test_kernels_report_every_band_and_results_do_not_change(shape):
     volume = _image(shape).reshape((1, *shape) if len(shape) == 2 else shape)
     patch = (1, 4, 4) if len(shape) == 2 else (2, 4, 4)
     calls = []
-    with_progress = _core.identity_estimate_volume(
-        volume, patch, ["mean", "var"], "average", 2, progress=lambda d, t: calls.append((d, t))
+    reporting = _core.StreamRequest(
+        stats=["mean", "var"], progress=lambda d, t: calls.append((d, t))
     )
-    plain = _core.identity_estimate_volume(volume, patch, ["mean", "var"], "average", 2)
+    with_progress = _core.identity_estimate_volume(volume, patch, reporting, 2)
+    plain = _core.identity_estimate_volume(volume, patch, _core.StreamRequest(), 2)
     for name in ("mean", "var"):
         assert np.array_equal(with_progress[name], plain[name])
     done = [d for d, _ in calls]

@@ -25,7 +25,7 @@ def sample_sssc(rng, N, W, pi, mu, Psi, sigma2):
 
 
 def core_params(p):
-    return (
+    return _core.SSSCModel(
         np.ascontiguousarray(p["W"]),
         p["pi"],
         p["mu"],
@@ -39,7 +39,7 @@ def test_log_joint_equals_direct_gaussian_density(rng):
     p = random_params(rng, D, H)
     Y = rng.normal(size=(25, D)) * 2
     states = np.vstack([np.zeros(H, bool), rng.random((30, H)) < 0.4, np.ones(H, bool)])
-    got = _core.sssc_log_joint(Y, *core_params(p), reference.pack_states(states), 2)
+    got = _core.sssc_log_joint(Y, core_params(p), reference.pack_states(states), 2)
     expected = reference.sssc_log_joint(Y, p["W"], p["pi"], p["mu"], p["Psi"], p["sigma2"], states)
     np.testing.assert_allclose(got, expected, rtol=1e-11, atol=1e-10)
 
@@ -52,7 +52,7 @@ def test_log_joint_with_more_than_64_units(rng):
     states = np.zeros((3, H), bool)
     states[1, [3, 65]] = True
     states[2, [0, 64, 69]] = True
-    got = _core.sssc_log_joint(Y, *core_params(p), reference.pack_states(states), 1)
+    got = _core.sssc_log_joint(Y, core_params(p), reference.pack_states(states), 1)
     expected = reference.sssc_log_joint(Y, p["W"], p["pi"], p["mu"], p["Psi"], p["sigma2"], states)
     np.testing.assert_allclose(got, expected, rtol=1e-11, atol=1e-10)
 
@@ -223,15 +223,11 @@ def test_state_sets_stay_unique_and_the_best_state_is_never_lost(toy_sssc):
     for epoch in range(1, 6):
         out = _core.sssc_estep(
             Y,
-            *args,
+            args,
             K,
-            seed=7,
-            epoch=epoch,
-            n_parents=4,
-            n_children=2,
-            n_generations=2,
-            want_lpj=True,
-            n_threads=2,
+            _core.SearchOptions(n_parents=4, n_children=2, n_generations=2),
+            _core.EStepRequest(seed=7, epoch=epoch, want_lpj=True),
+            2,
         )
         best = out["lpj"].max(axis=1)
         states = reference.unpack_states(K, H)
@@ -258,12 +254,16 @@ def test_terms_built_from_the_parent_equal_terms_from_scratch(rng, diagonal_psi)
     args = core_params(p)
     for epoch in range(1, 4):
         out = _core.sssc_estep(
-            Y, *args, K, seed=5, epoch=epoch, n_parents=6, n_children=3, n_generations=2,
-            want_lpj=True, n_threads=1,
-        )  # fmt: skip
+            Y,
+            args,
+            K,
+            _core.SearchOptions(n_parents=6, n_children=3, n_generations=2),
+            _core.EStepRequest(seed=5, epoch=epoch, want_lpj=True),
+            1,
+        )
     k = reference.unpack_states(K, H).sum(axis=2)
     assert k.mean() > 3  # children of 3+ units, built from their parents
-    scratch = np.vstack([_core.sssc_log_joint(Y[n : n + 1], *args, K[n], 1) for n in range(len(Y))])
+    scratch = np.vstack([_core.sssc_log_joint(Y[n : n + 1], args, K[n], 1) for n in range(len(Y))])
     offset = scratch - out["lpj"]  # log_joint = lpj + a constant of the parameters
     np.testing.assert_allclose(offset, offset[0, 0], rtol=0, atol=1e-9 * np.abs(scratch).max())
 

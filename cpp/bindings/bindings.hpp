@@ -33,6 +33,57 @@ using ArrayU64 = py::array_t<std::uint64_t, py::array::c_style>;
 using ArrayI64 = py::array_t<std::int64_t, py::array::c_style>;
 using Patch3 = std::tuple<zse::index_t, zse::index_t, zse::index_t>;
 
+// -- the option structs, bound once (module.cpp) and taken whole by the entry points -------------
+
+// SSSC's parameters in the kernels' (standardised) units; `bias` and `scale` map a patch of the
+// data to those units and an estimate back (the streamed estimate only; ALGORITHM.md §3.10).
+struct SSSCModel {
+    ArrayF64 W, pi, mu, Psi;
+    double sigma2 = 1.0;
+    py::object bias = py::none();
+    double scale = 1.0;
+};
+
+// A Poisson (alpha None) or Gamma-Poisson mixture's parameters.
+struct MixtureModel {
+    ArrayF64 W, log_pi;
+    py::object alpha = py::none();
+    double beta = 1.0;
+};
+
+// The evolutionary search's settings (ALGORITHM.md §4.9), as SSSC's parameters name them.
+struct SearchOptions {
+    zse::index_t n_parents = 10, n_children = 2, n_generations = 1;
+    std::string selection = "fit", mutation = "randflip";
+    double bitflip_prob = 0.0;
+};
+
+// What one SSSC E-step over a patch matrix does and returns.
+struct EStepRequest {
+    std::uint64_t seed = 0, epoch = 0;
+    bool evolve = true;
+    zse::index_t n_sweeps = 1;
+    bool want_stats = false, want_estimates = false, want_variance = false, want_lpj = false;
+};
+
+// Where the streamed SSSC estimate starts each patch's search, and how long it searches
+// (ALGORITHM.md §2.6).
+struct VolumeSearch {
+    zse::index_t n_states = 32;
+    double p_init = 0.0;
+    std::uint64_t seed = 0, fresh_seed = 1;
+    zse::index_t train_sweeps = 1, warm_sweeps = 30, fresh_sweeps = 10, patience = 0;
+};
+
+// The outputs of a streamed estimate: statistics, median kind, this rank's share of the bands
+// and the progress callable (called with the GIL after every wave).
+struct StreamRequest {
+    std::vector<std::string> stats{"mean", "var"};
+    std::string median_kind = "average";
+    int part = 0, n_parts = 1;
+    py::object progress = py::none();
+};
+
 template <class T>
 ArrayF64 vector_to_array(const std::vector<T>& v) {
     ArrayF64 out(static_cast<py::ssize_t>(v.size()));
@@ -44,28 +95,23 @@ ArrayF64 vector_to_array(const std::vector<T>& v) {
 zse::PatchGrid make_grid(zse::index_t rows, zse::index_t cols, zse::index_t patch_rows,
                          zse::index_t patch_cols);
 void require_shape(const ArrayF64& a, std::initializer_list<zse::index_t> shape, const char* name);
-zse::MixtureParams mixture_params(const ArrayF64& Y, const ArrayF64& W, const ArrayF64& log_pi,
-                                  const py::object& alpha, double beta, ArrayF64& alpha_storage);
+zse::MixtureParams mixture_params(const ArrayF64& Y, const MixtureModel& model,
+                                  ArrayF64& alpha_storage);
 // The same without patches (the streamed estimate reads them from the volume).
-zse::MixtureParams mixture_params(const ArrayF64& W, const ArrayF64& log_pi,
-                                  const py::object& alpha, double beta, ArrayF64& alpha_storage);
+zse::MixtureParams mixture_params(const MixtureModel& model, ArrayF64& alpha_storage);
 zse::ChunkShare chunk_share(const zse::FixedChunks& chunks, const py::object& share);
 py::dict mixture_stats_dict(const zse::MixtureStats& st, zse::index_t C, zse::index_t D,
                             zse::index_t K);
-zse::SSSCParams sssc_params(const ArrayF64& W, const ArrayF64& pi, const ArrayF64& mu,
-                            const ArrayF64& Psi, double sigma2);
+zse::SSSCParams sssc_params(const SSSCModel& model);
 zse::Selection parse_selection(const std::string& s);
 zse::Mutation parse_mutation(const std::string& s);
-zse::EvoConfig evo_config(const zse::SSSCParams& p, zse::index_t n_parents, zse::index_t n_children,
-                          zse::index_t n_generations, const std::string& selection,
-                          const std::string& mutation, double bitflip_prob);
+zse::EvoConfig evo_config(const zse::SSSCParams& p, const SearchOptions& search);
 ArrayF64 copy_matrix(const std::vector<double>& v, zse::index_t rows, zse::index_t cols);
 zse::VolumeGrid volume_grid(const ArrayF64& volume, const Patch3& patch);
 zse::VolumeGrid shape_grid(const std::tuple<zse::index_t, zse::index_t, zse::index_t>& shape,
                            const Patch3& patch);
-py::dict stream_outputs(const zse::VolumeGrid& g, const std::vector<std::string>& stats,
-                        const std::string& median_kind, int part, int n_parts,
-                        zse::StreamOutputs& out, const py::object& progress = py::none());
+py::dict stream_outputs(const zse::VolumeGrid& g, const StreamRequest& request,
+                        zse::StreamOutputs& out);
 
 // -- patches.cpp -------------------------------------------------------------------------------
 std::string compiler();
@@ -82,9 +128,7 @@ py::dict merge_volume(const ArrayF64& estimates,
                       const Patch3& patch, const std::vector<std::string>& stats,
                       const py::object& variances, const std::string& median_kind, int n_threads);
 py::dict identity_estimate_volume(const ArrayF64& volume, const Patch3& patch,
-                                  const std::vector<std::string>& stats,
-                                  const std::string& median_kind, int n_threads, int part,
-                                  int n_parts, const py::object& progress);
+                                  const StreamRequest& stream, int n_threads);
 py::dict stream_plan(const std::tuple<zse::index_t, zse::index_t, zse::index_t>& shape,
                      const Patch3& patch, bool want_variances, int n_threads);
 py::tuple chunk_share_patches(const std::string& kernel, zse::index_t N, int part, int n_parts);
@@ -92,53 +136,37 @@ py::tuple chunk_share_patches(const std::string& kernel, zse::index_t N, int par
 // -- mixtures.cpp ------------------------------------------------------------------------------
 zse::TotalsIndex index_totals(const ArrayF64& Y);
 ArrayF64 sum_log_factorials(const ArrayF64& Y, int n_threads);
-py::object mixture_estep(const ArrayF64& Y, const ArrayF64& W, const ArrayF64& log_pi,
-                         const py::object& alpha, double beta, const ArrayF64& log_factorials,
-                         const zse::TotalsIndex* totals, bool want_hist, int n_threads,
-                         const py::object& share);
+py::object mixture_estep(const ArrayF64& Y, const MixtureModel& model,
+                         const ArrayF64& log_factorials, const zse::TotalsIndex* totals,
+                         bool want_hist, int n_threads, const py::object& share);
 py::dict sum_mixture_stats(std::vector<zse::MixtureStats> partials, zse::index_t C, zse::index_t D,
                            zse::index_t K);
-py::tuple mixture_estimate(const ArrayF64& Y, const ArrayF64& W, const ArrayF64& log_pi,
-                           const py::object& alpha, double beta, bool want_variance, int n_threads);
-ArrayF64 mixture_responsibilities(const ArrayF64& Y, const ArrayF64& W, const ArrayF64& log_pi,
-                                  const py::object& alpha, double beta, int n_threads);
+py::tuple mixture_estimate(const ArrayF64& Y, const MixtureModel& model, bool want_variance,
+                           int n_threads);
+ArrayF64 mixture_responsibilities(const ArrayF64& Y, const MixtureModel& model, int n_threads);
 py::array_t<std::int64_t> kmeans_plusplus(const ArrayF64& Y, zse::index_t C, std::uint64_t seed,
                                           int n_threads, zse::index_t max_candidates);
 py::tuple solve_alpha(const ArrayF64& values, const ArrayF64& weights, const ArrayF64& R,
                       const ArrayF64& T, double alpha_min, double alpha_max);
-py::dict mixture_estimate_volume(const ArrayF64& volume, const Patch3& patch, const ArrayF64& W,
-                                 const ArrayF64& log_pi, const py::object& alpha, double beta,
-                                 double offset, double gain, const std::vector<std::string>& stats,
-                                 const std::string& median_kind, int n_threads, int part,
-                                 int n_parts, const py::object& progress);
+py::dict mixture_estimate_volume(const ArrayF64& volume, const Patch3& patch,
+                                 const MixtureModel& model, double offset, double gain,
+                                 const StreamRequest& stream, int n_threads);
 
 // -- sssc.cpp ----------------------------------------------------------------------------------
 ArrayU64 sssc_init_states(zse::index_t N, zse::index_t S, zse::index_t H, double p_init,
                           std::uint64_t seed, int n_threads);
-py::dict sssc_estep(const ArrayF64& Y, const ArrayF64& W, const ArrayF64& pi, const ArrayF64& mu,
-                    const ArrayF64& Psi, double sigma2, ArrayU64& K, std::uint64_t seed,
-                    std::uint64_t epoch, bool evolve, zse::index_t n_sweeps, zse::index_t n_parents,
-                    zse::index_t n_children, zse::index_t n_generations,
-                    const std::string& selection, const std::string& mutation, double bitflip_prob,
-                    bool want_stats, bool want_estimates, bool want_variance, bool want_lpj,
-                    int n_threads, const py::object& share);
+py::dict sssc_estep(const ArrayF64& Y, const SSSCModel& model, ArrayU64& K,
+                    const SearchOptions& search, const EStepRequest& request, int n_threads,
+                    const py::object& share);
 zse::SSSCStats sum_sssc_stats(std::vector<zse::SSSCStats> partials, zse::index_t H, zse::index_t D);
-py::dict sssc_mstep(const zse::SSSCStats& stats, zse::index_t N, const ArrayF64& W,
-                    const ArrayF64& pi, const ArrayF64& mu, const ArrayF64& Psi, double sigma2,
+py::dict sssc_mstep(const zse::SSSCStats& stats, zse::index_t N, const SSSCModel& model,
                     bool exact);
-ArrayF64 sssc_log_joint(const ArrayF64& Y, const ArrayF64& W, const ArrayF64& pi,
-                        const ArrayF64& mu, const ArrayF64& Psi, double sigma2,
-                        const ArrayU64& states, int n_threads);
-py::dict sssc_estimate_volume(
-    const ArrayF64& volume, const Patch3& patch, const ArrayF64& W, const ArrayF64& pi,
-    const ArrayF64& mu, const ArrayF64& Psi, double sigma2, const ArrayF64& bias, double scale,
-    const ArrayU64& train_states, const ArrayI64& train_positions, zse::index_t n_states,
-    double p_init, std::uint64_t seed, std::uint64_t fresh_seed, zse::index_t n_parents,
-    zse::index_t n_children, zse::index_t n_generations, const std::string& selection,
-    const std::string& mutation, double bitflip_prob, zse::index_t train_sweeps,
-    zse::index_t warm_sweeps, zse::index_t fresh_sweeps, zse::index_t patience,
-    const std::vector<std::string>& stats, const std::string& median_kind, int n_threads, int part,
-    int n_parts, const py::object& progress);
+ArrayF64 sssc_log_joint(const ArrayF64& Y, const SSSCModel& model, const ArrayU64& states,
+                        int n_threads);
+py::dict sssc_estimate_volume(const ArrayF64& volume, const Patch3& patch, const SSSCModel& model,
+                              const ArrayU64& train_states, const ArrayI64& train_positions,
+                              const SearchOptions& search, const VolumeSearch& plan,
+                              const StreamRequest& stream, int n_threads);
 ArrayU64 evo_mutate(const ArrayU64& parents, zse::index_t H, const std::string& mutation,
                     zse::index_t n_children, double bitflip_prob, double crowdedness,
                     std::uint64_t seed);

@@ -16,16 +16,19 @@ void require_shape(const ArrayF64& a, std::initializer_list<zse::index_t> shape,
 }
 
 // Checks the arrays that describe a mixture and points a MixtureParams at them (no copies).
-zse::MixtureParams mixture_params(const ArrayF64& Y, const ArrayF64& W, const ArrayF64& log_pi,
-                                  const py::object& alpha, double beta, ArrayF64& alpha_storage) {
+zse::MixtureParams mixture_params(const ArrayF64& Y, const MixtureModel& model,
+                                  ArrayF64& alpha_storage) {
     zse::require(Y.ndim() == 2, "patches must be 2-D");
-    const zse::MixtureParams p = mixture_params(W, log_pi, alpha, beta, alpha_storage);
+    const zse::MixtureParams p = mixture_params(model, alpha_storage);
     zse::require(Y.shape(1) == p.D, "patches and W have different numbers of pixels");
     return p;
 }
 
-zse::MixtureParams mixture_params(const ArrayF64& W, const ArrayF64& log_pi,
-                                  const py::object& alpha, double beta, ArrayF64& alpha_storage) {
+zse::MixtureParams mixture_params(const MixtureModel& model, ArrayF64& alpha_storage) {
+    const ArrayF64& W = model.W;
+    const ArrayF64& log_pi = model.log_pi;
+    const py::object& alpha = model.alpha;
+    const double beta = model.beta;
     zse::require(W.ndim() == 2, "W must be 2-D (C, D)");
     zse::MixtureParams p;
     p.C = W.shape(0);
@@ -65,8 +68,8 @@ py::dict mixture_stats_dict(const zse::MixtureStats& st, zse::index_t C, zse::in
     return out;
 }
 
-zse::SSSCParams sssc_params(const ArrayF64& W, const ArrayF64& pi, const ArrayF64& mu,
-                            const ArrayF64& Psi, double sigma2) {
+zse::SSSCParams sssc_params(const SSSCModel& model) {
+    const ArrayF64 &W = model.W, &pi = model.pi, &mu = model.mu, &Psi = model.Psi;
     zse::require(W.ndim() == 2, "W must be 2-D (D, H)");
     zse::SSSCParams p;
     p.D = W.shape(0);
@@ -78,7 +81,7 @@ zse::SSSCParams sssc_params(const ArrayF64& W, const ArrayF64& pi, const ArrayF6
     p.pi = pi.data();
     p.mu = mu.data();
     p.Psi = Psi.data();
-    p.sigma2 = sigma2;
+    p.sigma2 = model.sigma2;
     return p;
 }
 
@@ -98,20 +101,18 @@ zse::Mutation parse_mutation(const std::string& s) {
 }
 
 // The evolutionary search settings, checked; sparseflip's target crowdedness is sum(pi).
-zse::EvoConfig evo_config(const zse::SSSCParams& p, zse::index_t n_parents, zse::index_t n_children,
-                          zse::index_t n_generations, const std::string& selection,
-                          const std::string& mutation, double bitflip_prob) {
-    zse::require(n_parents >= 1 && n_children >= 1 && n_generations >= 1,
+zse::EvoConfig evo_config(const zse::SSSCParams& p, const SearchOptions& search) {
+    zse::require(search.n_parents >= 1 && search.n_children >= 1 && search.n_generations >= 1,
                  "n_parents, n_children and n_generations must be >= 1");
     zse::EvoConfig evo;
-    evo.n_parents = n_parents;
-    evo.n_children = n_children;
-    evo.n_generations = n_generations;
-    evo.selection = parse_selection(selection);
-    evo.mutation = parse_mutation(mutation);
-    zse::require(evo.mutation != zse::Mutation::randflip || n_children <= p.H,
+    evo.n_parents = search.n_parents;
+    evo.n_children = search.n_children;
+    evo.n_generations = search.n_generations;
+    evo.selection = parse_selection(search.selection);
+    evo.mutation = parse_mutation(search.mutation);
+    zse::require(evo.mutation != zse::Mutation::randflip || search.n_children <= p.H,
                  "randflip needs n_children <= H");
-    evo.bitflip_prob = bitflip_prob;
+    evo.bitflip_prob = search.bitflip_prob;
     evo.crowdedness = 0.0;
     for (zse::index_t h = 0; h < p.H; ++h) evo.crowdedness += p.pi[h];
     return evo;
@@ -140,13 +141,15 @@ zse::VolumeGrid shape_grid(const std::tuple<zse::index_t, zse::index_t, zse::ind
 
 // Allocates the requested output volumes (with the GIL held) and points `out` at them. With
 // n_parts > 1 they hold part `part`'s share of the slices only (rows of a 2-D image; MPI ranks).
-py::dict stream_outputs(const zse::VolumeGrid& g, const std::vector<std::string>& stats,
-                        const std::string& median_kind, int part, int n_parts,
-                        zse::StreamOutputs& out, const py::object& progress) {
+py::dict stream_outputs(const zse::VolumeGrid& g, const StreamRequest& request,
+                        zse::StreamOutputs& out) {
+    const std::vector<std::string>& stats = request.stats;
+    const std::string& median_kind = request.median_kind;
+    const py::object& progress = request.progress;
     if (!progress.is_none()) {
         // Runs with the GIL released around the kernel: take it for the call. An exception of
         // the callable (a cancel) leaves the kernel as error_already_set and reaches Python.
-        // The callable outlives the kernel (an argument of the binding): held by pointer, so
+        // The callable outlives the kernel (in an argument of the binding): held by pointer, so
         // no reference count changes without the GIL.
         const py::object* callable = &progress;
         out.on_wave = [callable](zse::index_t done, zse::index_t total) {
@@ -157,7 +160,7 @@ py::dict stream_outputs(const zse::VolumeGrid& g, const std::vector<std::string>
     zse::require(median_kind == "average" || median_kind == "lower",
                  "median_kind must be 'average' or 'lower', got '" + median_kind + "'");
     out.median_kind = median_kind == "lower" ? zse::MedianKind::lower : zse::MedianKind::average;
-    const zse::SliceRange range = zse::slices_of_part(g, part, n_parts);
+    const zse::SliceRange range = zse::slices_of_part(g, request.part, request.n_parts);
     out.slice_begin = range.first;
     out.slice_end = range.last;
     const bool image = g.Z == 1 && g.Pz == 1;  // slices are rows

@@ -24,12 +24,11 @@ ArrayF64 sum_log_factorials(const ArrayF64& Y, int n_threads) {
     return out;
 }
 
-py::object mixture_estep(const ArrayF64& Y, const ArrayF64& W, const ArrayF64& log_pi,
-                         const py::object& alpha, double beta, const ArrayF64& log_factorials,
-                         const zse::TotalsIndex* totals, bool want_hist, int n_threads,
-                         const py::object& share) {
+py::object mixture_estep(const ArrayF64& Y, const MixtureModel& model,
+                         const ArrayF64& log_factorials, const zse::TotalsIndex* totals,
+                         bool want_hist, int n_threads, const py::object& share) {
     ArrayF64 alpha_storage;
-    const zse::MixtureParams p = mixture_params(Y, W, log_pi, alpha, beta, alpha_storage);
+    const zse::MixtureParams p = mixture_params(Y, model, alpha_storage);
     require_shape(log_factorials, {Y.shape(0)}, "log_factorials");
     zse::require(!want_hist || totals != nullptr, "want_hist needs the totals index");
     const double* y = Y.data();
@@ -60,11 +59,10 @@ py::dict sum_mixture_stats(std::vector<zse::MixtureStats> partials, zse::index_t
     return mixture_stats_dict(st, C, D, K);
 }
 
-py::tuple mixture_estimate(const ArrayF64& Y, const ArrayF64& W, const ArrayF64& log_pi,
-                           const py::object& alpha, double beta, bool want_variance,
+py::tuple mixture_estimate(const ArrayF64& Y, const MixtureModel& model, bool want_variance,
                            int n_threads) {
     ArrayF64 alpha_storage;
-    const zse::MixtureParams p = mixture_params(Y, W, log_pi, alpha, beta, alpha_storage);
+    const zse::MixtureParams p = mixture_params(Y, model, alpha_storage);
     const zse::index_t N = Y.shape(0);
     ArrayF64 est({N, p.D});
     py::object var = py::none();
@@ -83,10 +81,9 @@ py::tuple mixture_estimate(const ArrayF64& Y, const ArrayF64& W, const ArrayF64&
     return py::make_tuple(est, var);
 }
 
-ArrayF64 mixture_responsibilities(const ArrayF64& Y, const ArrayF64& W, const ArrayF64& log_pi,
-                                  const py::object& alpha, double beta, int n_threads) {
+ArrayF64 mixture_responsibilities(const ArrayF64& Y, const MixtureModel& model, int n_threads) {
     ArrayF64 alpha_storage;
-    const zse::MixtureParams p = mixture_params(Y, W, log_pi, alpha, beta, alpha_storage);
+    const zse::MixtureParams p = mixture_params(Y, model, alpha_storage);
     const zse::index_t N = Y.shape(0);
     ArrayF64 r({N, p.C});
     const double* y = Y.data();
@@ -134,14 +131,12 @@ py::tuple solve_alpha(const ArrayF64& values, const ArrayF64& weights, const Arr
     return py::make_tuple(alpha, capped);
 }
 
-py::dict mixture_estimate_volume(const ArrayF64& volume, const Patch3& patch, const ArrayF64& W,
-                                 const ArrayF64& log_pi, const py::object& alpha, double beta,
-                                 double offset, double gain, const std::vector<std::string>& stats,
-                                 const std::string& median_kind, int n_threads, int part,
-                                 int n_parts, const py::object& progress) {
+py::dict mixture_estimate_volume(const ArrayF64& volume, const Patch3& patch,
+                                 const MixtureModel& model, double offset, double gain,
+                                 const StreamRequest& stream, int n_threads) {
     const zse::VolumeGrid g = volume_grid(volume, patch);
     ArrayF64 alpha_storage;
-    const zse::MixtureParams p = mixture_params(W, log_pi, alpha, beta, alpha_storage);
+    const zse::MixtureParams p = mixture_params(model, alpha_storage);
     zse::require(p.D == g.D(), "W must be (C, D) with D the patch size");
     zse::require(gain > 0.0 && std::isfinite(gain) && std::isfinite(offset),
                  "gain must be finite and > 0, offset finite");
@@ -153,7 +148,7 @@ py::dict mixture_estimate_volume(const ArrayF64& volume, const Patch3& patch, co
     to_grey.offset = offsets.data();
     to_grey.divide = gain;
     zse::StreamOutputs out;
-    py::dict result = stream_outputs(g, stats, median_kind, part, n_parts, out, progress);
+    py::dict result = stream_outputs(g, stream, out);
     const double* v = volume.data();
     {
         py::gil_scoped_release release;

@@ -4,6 +4,23 @@
 
 using namespace zse_py;
 
+namespace {
+
+// An option struct's constructor from keyword arguments: each sets the field of that name (an
+// unknown name raises AttributeError); the defaults are the struct's own, declared once.
+template <class T>
+py::class_<T>& with_keyword_init(py::class_<T>& cls) {
+    cls.def(py::init([](const py::kwargs& fields) {
+        T value;
+        py::object view = py::cast(&value, py::return_value_policy::reference);
+        for (const auto& item : fields) py::setattr(view, item.first, item.second);
+        return value;
+    }));
+    return cls;
+}
+
+}  // namespace
+
 PYBIND11_MODULE(_core, m) {
     m.doc() = "zse compiled core (private; use the zse package)";
     m.attr("__version__") = ZSE_VERSION;
@@ -18,6 +35,63 @@ PYBIND11_MODULE(_core, m) {
           py::arg("estimates").noconvert(), py::arg("image_rows"), py::arg("image_cols"),
           py::arg("patch_rows"), py::arg("patch_cols"), py::arg("stats"), py::arg("weights"),
           py::arg("median_kind"), py::arg("n_threads"));
+
+    // ---- option structs (bindings.hpp), taken whole by the entry points ---------------------
+    py::class_<SSSCModel>(m, "SSSCModel", "SSSC's parameters in the kernels' units (private)")
+        .def(py::init([](ArrayF64 W, ArrayF64 pi, ArrayF64 mu, ArrayF64 Psi, double sigma2,
+                         py::object bias, double scale) {
+                 return SSSCModel{W, pi, mu, Psi, sigma2, bias, scale};
+             }),
+             py::arg("W").noconvert(), py::arg("pi").noconvert(), py::arg("mu").noconvert(),
+             py::arg("Psi").noconvert(), py::arg("sigma2"), py::arg("bias") = py::none(),
+             py::arg("scale") = 1.0)
+        .def_readonly("W", &SSSCModel::W)
+        .def_readonly("sigma2", &SSSCModel::sigma2)
+        .def_readonly("scale", &SSSCModel::scale);
+    py::class_<MixtureModel>(m, "MixtureModel", "A (Gamma-)Poisson mixture's parameters (private)")
+        .def(py::init([](ArrayF64 W, ArrayF64 log_pi, py::object alpha, double beta) {
+                 return MixtureModel{W, log_pi, alpha, beta};
+             }),
+             py::arg("W").noconvert(), py::arg("log_pi").noconvert(),
+             py::arg("alpha") = py::none(), py::arg("beta") = 1.0)
+        .def_readonly("W", &MixtureModel::W);
+    py::class_<SearchOptions> search(m, "SearchOptions", "The evolutionary search (private)");
+    with_keyword_init(search)
+        .def_readwrite("n_parents", &SearchOptions::n_parents)
+        .def_readwrite("n_children", &SearchOptions::n_children)
+        .def_readwrite("n_generations", &SearchOptions::n_generations)
+        .def_readwrite("selection", &SearchOptions::selection)
+        .def_readwrite("mutation", &SearchOptions::mutation)
+        .def_readwrite("bitflip_prob", &SearchOptions::bitflip_prob);
+    py::class_<EStepRequest> estep(m, "EStepRequest", "What an SSSC E-step returns (private)");
+    with_keyword_init(estep)
+        .def_readwrite("seed", &EStepRequest::seed)
+        .def_readwrite("epoch", &EStepRequest::epoch)
+        .def_readwrite("evolve", &EStepRequest::evolve)
+        .def_readwrite("n_sweeps", &EStepRequest::n_sweeps)
+        .def_readwrite("want_stats", &EStepRequest::want_stats)
+        .def_readwrite("want_estimates", &EStepRequest::want_estimates)
+        .def_readwrite("want_variance", &EStepRequest::want_variance)
+        .def_readwrite("want_lpj", &EStepRequest::want_lpj);
+    py::class_<VolumeSearch> plan(m, "VolumeSearch",
+                                  "Starts and lengths of the streamed searches (private)");
+    with_keyword_init(plan)
+        .def_readwrite("n_states", &VolumeSearch::n_states)
+        .def_readwrite("p_init", &VolumeSearch::p_init)
+        .def_readwrite("seed", &VolumeSearch::seed)
+        .def_readwrite("fresh_seed", &VolumeSearch::fresh_seed)
+        .def_readwrite("train_sweeps", &VolumeSearch::train_sweeps)
+        .def_readwrite("warm_sweeps", &VolumeSearch::warm_sweeps)
+        .def_readwrite("fresh_sweeps", &VolumeSearch::fresh_sweeps)
+        .def_readwrite("patience", &VolumeSearch::patience);
+    py::class_<StreamRequest> stream(m, "StreamRequest",
+                                     "Outputs, share and progress of a streamed estimate (private)");
+    with_keyword_init(stream)
+        .def_readwrite("stats", &StreamRequest::stats)
+        .def_readwrite("median_kind", &StreamRequest::median_kind)
+        .def_readwrite("part", &StreamRequest::part)
+        .def_readwrite("n_parts", &StreamRequest::n_parts)
+        .def_readwrite("progress", &StreamRequest::progress);
 
     py::class_<zse::TotalsIndex>(m, "TotalsIndex", "Distinct patch totals (private)")
         .def_property_readonly("values",
@@ -45,19 +119,16 @@ PYBIND11_MODULE(_core, m) {
             }));
     m.def("mixture_estep", &mixture_estep,
           "Exact E-step; with share=(part, n_parts) the per-chunk statistics of that part only",
-          py::arg("Y").noconvert(), py::arg("W").noconvert(), py::arg("log_pi").noconvert(),
-          py::arg("alpha"), py::arg("beta"), py::arg("log_factorials").noconvert(),
+          py::arg("Y").noconvert(), py::arg("model"), py::arg("log_factorials").noconvert(),
           py::arg("totals"), py::arg("want_hist"), py::arg("n_threads"),
           py::arg("share") = py::none());
     m.def("sum_mixture_stats", &sum_mixture_stats,
           "Sums per-chunk statistics in chunk order (the same sums as mixture_estep)",
           py::arg("partials"), py::arg("C"), py::arg("D"), py::arg("K"));
-    m.def("mixture_estimate", &mixture_estimate, py::arg("Y").noconvert(), py::arg("W").noconvert(),
-          py::arg("log_pi").noconvert(), py::arg("alpha"), py::arg("beta"),
+    m.def("mixture_estimate", &mixture_estimate, py::arg("Y").noconvert(), py::arg("model"),
           py::arg("want_variance"), py::arg("n_threads"));
     m.def("mixture_responsibilities", &mixture_responsibilities, py::arg("Y").noconvert(),
-          py::arg("W").noconvert(), py::arg("log_pi").noconvert(), py::arg("alpha"),
-          py::arg("beta"), py::arg("n_threads"));
+          py::arg("model"), py::arg("n_threads"));
     m.def("kmeans_plusplus", &kmeans_plusplus, py::arg("Y").noconvert(), py::arg("C"),
           py::arg("seed"), py::arg("n_threads"), py::arg("max_candidates") = 0);
     m.def("solve_alpha", &solve_alpha, py::arg("values").noconvert(),
@@ -123,19 +194,12 @@ PYBIND11_MODULE(_core, m) {
     m.def("sssc_init_states", &sssc_init_states, py::arg("N"), py::arg("S"), py::arg("H"),
           py::arg("p_init"), py::arg("seed"), py::arg("n_threads"));
 
-    // The model and the state sets by position; everything else by keyword, with defaults.
     m.def("sssc_estep", &sssc_estep,
           "Truncated E-step (optionally with the evolutionary search) over patches Y (N, D); "
           "K (N, S, words) is updated in place. Returns a dict with 'stats' (or 'chunk_stats' "
           "with share=(part, n_parts)) and the requested 'estimates', 'variance', 'lpj'",
-          py::arg("Y").noconvert(), py::arg("W").noconvert(), py::arg("pi").noconvert(),
-          py::arg("mu").noconvert(), py::arg("Psi").noconvert(), py::arg("sigma2"),
-          py::arg("K").noconvert(), py::kw_only(), py::arg("seed"), py::arg("epoch"),
-          py::arg("evolve") = true, py::arg("n_sweeps") = 1, py::arg("n_parents") = 10,
-          py::arg("n_children") = 2, py::arg("n_generations") = 1, py::arg("selection") = "fit",
-          py::arg("mutation") = "randflip", py::arg("bitflip_prob") = 0.0,
-          py::arg("want_stats") = false, py::arg("want_estimates") = false,
-          py::arg("want_variance") = false, py::arg("want_lpj") = false, py::arg("n_threads") = 1,
+          py::arg("Y").noconvert(), py::arg("model"), py::arg("K").noconvert(),
+          py::arg("search"), py::arg("request"), py::arg("n_threads"),
           py::arg("share") = py::none());
 
     // --- volumes and streamed estimation (ALGORITHM.md §2.6) ---------------------------------
@@ -152,35 +216,21 @@ PYBIND11_MODULE(_core, m) {
           py::arg("estimates").noconvert(), py::arg("shape"), py::arg("patch"), py::arg("stats"),
           py::arg("variances"), py::arg("median_kind"), py::arg("n_threads"));
     m.def("identity_estimate_volume", &identity_estimate_volume, py::arg("volume").noconvert(),
-          py::arg("patch"), py::arg("stats"), py::arg("median_kind"), py::arg("n_threads"),
-          py::arg("part") = 0, py::arg("n_parts") = 1, py::arg("progress") = py::none());
+          py::arg("patch"), py::arg("stream"), py::arg("n_threads"));
     m.def("mixture_estimate_volume", &mixture_estimate_volume, py::arg("volume").noconvert(),
-          py::arg("patch"), py::arg("W").noconvert(), py::arg("log_pi").noconvert(),
-          py::arg("alpha"), py::arg("beta"), py::arg("offset"), py::arg("gain"), py::arg("stats"),
-          py::arg("median_kind"), py::arg("n_threads"), py::arg("part") = 0, py::arg("n_parts") = 1,
-          py::arg("progress") = py::none());
+          py::arg("patch"), py::arg("model"), py::arg("offset"), py::arg("gain"),
+          py::arg("stream"), py::arg("n_threads"));
     m.def("sssc_estimate_volume", &sssc_estimate_volume,
           "Streamed estimate and merge of every patch of a (Z, R, Q) volume with SSSC",
-          py::arg("volume").noconvert(), py::arg("patch"), py::arg("W").noconvert(),
-          py::arg("pi").noconvert(), py::arg("mu").noconvert(), py::arg("Psi").noconvert(),
-          py::arg("sigma2"), py::kw_only(), py::arg("bias").noconvert(), py::arg("scale"),
+          py::arg("volume").noconvert(), py::arg("patch"), py::arg("model"),
           py::arg("train_states").noconvert(), py::arg("train_positions").noconvert(),
-          py::arg("n_states"), py::arg("p_init"), py::arg("seed"), py::arg("fresh_seed"),
-          py::arg("n_parents") = 10, py::arg("n_children") = 2, py::arg("n_generations") = 1,
-          py::arg("selection") = "fit", py::arg("mutation") = "randflip",
-          py::arg("bitflip_prob") = 0.0, py::arg("train_sweeps") = 1, py::arg("warm_sweeps") = 30,
-          py::arg("fresh_sweeps") = 10, py::arg("patience") = 0,
-          py::arg("stats") = std::vector<std::string>{"mean", "var"},
-          py::arg("median_kind") = "average", py::arg("n_threads") = 1, py::arg("part") = 0,
-          py::arg("n_parts") = 1, py::arg("progress") = py::none());
+          py::arg("search"), py::arg("plan"), py::arg("stream"), py::arg("n_threads"));
 
-    m.def("sssc_mstep", &sssc_mstep, py::arg("stats"), py::arg("N"), py::arg("W").noconvert(),
-          py::arg("pi").noconvert(), py::arg("mu").noconvert(), py::arg("Psi").noconvert(),
-          py::arg("sigma2"), py::arg("exact"));
+    m.def("sssc_mstep", &sssc_mstep, py::arg("stats"), py::arg("N"), py::arg("model"),
+          py::arg("exact"));
 
-    m.def("sssc_log_joint", &sssc_log_joint, py::arg("Y").noconvert(), py::arg("W").noconvert(),
-          py::arg("pi").noconvert(), py::arg("mu").noconvert(), py::arg("Psi").noconvert(),
-          py::arg("sigma2"), py::arg("states").noconvert(), py::arg("n_threads"));
+    m.def("sssc_log_joint", &sssc_log_joint, py::arg("Y").noconvert(), py::arg("model"),
+          py::arg("states").noconvert(), py::arg("n_threads"));
 
     m.def("evo_mutate", &evo_mutate, py::arg("parents").noconvert(), py::arg("H"),
           py::arg("mutation"), py::arg("n_children"), py::arg("bitflip_prob"),

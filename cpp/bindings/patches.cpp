@@ -111,7 +111,10 @@ py::dict merge_volume(const ArrayF64& estimates,
         var = var_storage.data();
     }
     zse::StreamOutputs out;
-    py::dict result = stream_outputs(g, stats, median_kind, 0, 1, out);
+    StreamRequest request;
+    request.stats = stats;
+    request.median_kind = median_kind;
+    py::dict result = stream_outputs(g, request, out);
     zse::require(out.pvar == nullptr || var != nullptr, "pvar needs the variances");
     const double* e = estimates.data();
     const zse::index_t D = g.D();
@@ -131,12 +134,10 @@ py::dict merge_volume(const ArrayF64& estimates,
 }
 
 py::dict identity_estimate_volume(const ArrayF64& volume, const Patch3& patch,
-                                  const std::vector<std::string>& stats,
-                                  const std::string& median_kind, int n_threads, int part,
-                                  int n_parts, const py::object& progress) {
+                                  const StreamRequest& stream, int n_threads) {
     const zse::VolumeGrid g = volume_grid(volume, patch);
     zse::StreamOutputs out;
-    py::dict result = stream_outputs(g, stats, median_kind, part, n_parts, out, progress);
+    py::dict result = stream_outputs(g, stream, out);
     zse::require(out.pvar == nullptr, "the identity model has no predictive variance");
     const zse::index_t D = g.D();
     const zse::RowEstimator identity = [D](const zse::RowJob& job) {

@@ -17,40 +17,35 @@ ArrayU64 sssc_init_states(zse::index_t N, zse::index_t S, zse::index_t H, double
     return K;
 }
 
-py::dict sssc_estep(const ArrayF64& Y, const ArrayF64& W, const ArrayF64& pi, const ArrayF64& mu,
-                    const ArrayF64& Psi, double sigma2, ArrayU64& K, std::uint64_t seed,
-                    std::uint64_t epoch, bool evolve, zse::index_t n_sweeps, zse::index_t n_parents,
-                    zse::index_t n_children, zse::index_t n_generations,
-                    const std::string& selection, const std::string& mutation, double bitflip_prob,
-                    bool want_stats, bool want_estimates, bool want_variance, bool want_lpj,
-                    int n_threads, const py::object& share) {
-    const zse::SSSCParams p = sssc_params(W, pi, mu, Psi, sigma2);
+py::dict sssc_estep(const ArrayF64& Y, const SSSCModel& model, ArrayU64& K,
+                    const SearchOptions& search, const EStepRequest& request, int n_threads,
+                    const py::object& share) {
+    const zse::SSSCParams p = sssc_params(model);
     zse::require(Y.ndim() == 2 && Y.shape(1) == p.D, "patches must be (N, D) with D = W.shape[0]");
     const zse::index_t N = Y.shape(0);
     zse::require(K.ndim() == 3 && K.shape(0) == N && K.shape(2) == zse::state_words(p.H),
                  "K must have shape (N, S, words) matching the patches and H");
     const zse::index_t S = K.shape(1);
-    zse::require(n_sweeps >= 1, "n_sweeps must be >= 1");
+    zse::require(request.n_sweeps >= 1, "n_sweeps must be >= 1");
     zse::EStepOptions opt;
-    opt.seed = seed;
-    opt.epoch = epoch;
-    opt.evolve = evolve;
-    opt.n_sweeps = n_sweeps;
-    opt.evo =
-        evo_config(p, n_parents, n_children, n_generations, selection, mutation, bitflip_prob);
-    opt.want_stats = want_stats;
+    opt.seed = request.seed;
+    opt.epoch = request.epoch;
+    opt.evolve = request.evolve;
+    opt.n_sweeps = request.n_sweeps;
+    opt.evo = evo_config(p, search);
+    opt.want_stats = request.want_stats;
     py::dict out;
-    if (want_estimates) {
+    if (request.want_estimates) {
         ArrayF64 est({N, p.D});
         opt.estimates = est.mutable_data();
         out["estimates"] = est;
-        if (want_variance) {
+        if (request.want_variance) {
             ArrayF64 var({N, p.D});
             opt.variance = var.mutable_data();
             out["variance"] = var;
         }
     }
-    if (want_lpj) {
+    if (request.want_lpj) {
         ArrayF64 lpj({N, S});
         opt.lpj_out = lpj.mutable_data();
         out["lpj"] = lpj;
@@ -85,10 +80,9 @@ zse::SSSCStats sum_sssc_stats(std::vector<zse::SSSCStats> partials, zse::index_t
     return total;
 }
 
-py::dict sssc_mstep(const zse::SSSCStats& stats, zse::index_t N, const ArrayF64& W,
-                    const ArrayF64& pi, const ArrayF64& mu, const ArrayF64& Psi, double sigma2,
+py::dict sssc_mstep(const zse::SSSCStats& stats, zse::index_t N, const SSSCModel& model,
                     bool exact) {
-    const zse::SSSCParams p = sssc_params(W, pi, mu, Psi, sigma2);
+    const zse::SSSCParams p = sssc_params(model);
     zse::SSSCUpdate u;
     {
         py::gil_scoped_release release;
@@ -104,10 +98,9 @@ py::dict sssc_mstep(const zse::SSSCStats& stats, zse::index_t N, const ArrayF64&
     return out;
 }
 
-ArrayF64 sssc_log_joint(const ArrayF64& Y, const ArrayF64& W, const ArrayF64& pi,
-                        const ArrayF64& mu, const ArrayF64& Psi, double sigma2,
-                        const ArrayU64& states, int n_threads) {
-    const zse::SSSCParams p = sssc_params(W, pi, mu, Psi, sigma2);
+ArrayF64 sssc_log_joint(const ArrayF64& Y, const SSSCModel& model, const ArrayU64& states,
+                        int n_threads) {
+    const zse::SSSCParams p = sssc_params(model);
     zse::require(Y.ndim() == 2 && Y.shape(1) == p.D, "patches must be (N, D)");
     zse::require(states.ndim() == 2 && states.shape(1) == zse::state_words(p.H),
                  "states must be (M, words)");
@@ -123,43 +116,40 @@ ArrayF64 sssc_log_joint(const ArrayF64& Y, const ArrayF64& W, const ArrayF64& pi
     return out;
 }
 
-py::dict sssc_estimate_volume(
-    const ArrayF64& volume, const Patch3& patch, const ArrayF64& W, const ArrayF64& pi,
-    const ArrayF64& mu, const ArrayF64& Psi, double sigma2, const ArrayF64& bias, double scale,
-    const ArrayU64& train_states, const ArrayI64& train_positions, zse::index_t n_states,
-    double p_init, std::uint64_t seed, std::uint64_t fresh_seed, zse::index_t n_parents,
-    zse::index_t n_children, zse::index_t n_generations, const std::string& selection,
-    const std::string& mutation, double bitflip_prob, zse::index_t train_sweeps,
-    zse::index_t warm_sweeps, zse::index_t fresh_sweeps, zse::index_t patience,
-    const std::vector<std::string>& stats, const std::string& median_kind, int n_threads, int part,
-    int n_parts, const py::object& progress) {
+py::dict sssc_estimate_volume(const ArrayF64& volume, const Patch3& patch, const SSSCModel& model,
+                              const ArrayU64& train_states, const ArrayI64& train_positions,
+                              const SearchOptions& search, const VolumeSearch& plan,
+                              const StreamRequest& stream, int n_threads) {
     const zse::VolumeGrid g = volume_grid(volume, patch);
-    const zse::SSSCParams p = sssc_params(W, pi, mu, Psi, sigma2);
+    const zse::SSSCParams p = sssc_params(model);
     zse::require(p.D == g.D(), "W must have D = the patch size rows");
+    zse::require(py::isinstance<ArrayF64>(model.bias), "the model's bias must be a float64 array");
+    const auto bias = model.bias.cast<ArrayF64>();
     require_shape(bias, {p.D}, "bias");
+    const double scale = model.scale;
     zse::require(scale > 0.0 && std::isfinite(scale), "scale must be finite and > 0");
     zse::require(train_positions.ndim() == 1, "train_positions must be 1-D");
     const zse::index_t M = train_positions.shape(0);
     zse::require(train_states.ndim() == 3 && train_states.shape(0) == M &&
-                     train_states.shape(1) == n_states &&
+                     train_states.shape(1) == plan.n_states &&
                      train_states.shape(2) == zse::state_words(p.H),
                  "train_states must have shape (n_train, n_states, words)");
-    zse::require(train_sweeps >= 0 && warm_sweeps >= 0 && fresh_sweeps >= 1 && patience >= 0,
+    zse::require(plan.train_sweeps >= 0 && plan.warm_sweeps >= 0 && plan.fresh_sweeps >= 1 &&
+                     plan.patience >= 0,
                  "fresh_sweeps must be >= 1, train_sweeps, warm_sweeps and patience >= 0");
     zse::SSSCImageOptions opt;
-    opt.S = n_states;
-    opt.p_init = p_init;
-    opt.seed = seed;
-    opt.fresh_seed = fresh_seed;
-    opt.evo =
-        evo_config(p, n_parents, n_children, n_generations, selection, mutation, bitflip_prob);
+    opt.S = plan.n_states;
+    opt.p_init = plan.p_init;
+    opt.seed = plan.seed;
+    opt.fresh_seed = plan.fresh_seed;
+    opt.evo = evo_config(p, search);
     opt.train_positions = train_positions.data();
     opt.train_states = train_states.data();
     opt.n_train = M;
-    opt.train_sweeps = train_sweeps;
-    opt.warm_sweeps = warm_sweeps;
-    opt.fresh_sweeps = fresh_sweeps;
-    opt.patience = patience;
+    opt.train_sweeps = plan.train_sweeps;
+    opt.warm_sweeps = plan.warm_sweeps;
+    opt.fresh_sweeps = plan.fresh_sweeps;
+    opt.patience = plan.patience;
     zse::PatchTransform to_model;
     to_model.offset = bias.data();
     to_model.divide = scale;
@@ -167,7 +157,7 @@ py::dict sssc_estimate_volume(
     to_data.offset = bias.data();
     to_data.multiply = scale;
     zse::StreamOutputs out;
-    py::dict result = stream_outputs(g, stats, median_kind, part, n_parts, out, progress);
+    py::dict result = stream_outputs(g, stream, out);
     const double* v = volume.data();
     {
         py::gil_scoped_release release;

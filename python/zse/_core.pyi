@@ -13,9 +13,15 @@ import numpy
 import numpy.typing
 
 __all__: list[str] = [
+    "EStepRequest",
+    "MixtureModel",
     "MixtureStats",
+    "SSSCModel",
     "SSSCStats",
+    "SearchOptions",
+    "StreamRequest",
     "TotalsIndex",
+    "VolumeSearch",
     "chunk_share_patches",
     "compiler",
     "evo_mutate",
@@ -44,6 +50,149 @@ __all__: list[str] = [
     "sum_mixture_stats",
     "sum_sssc_stats",
 ]
+
+class SSSCModel:
+    """
+    SSSC's parameters in the kernels' units (private)
+    """
+    def __init__(
+        self,
+        W: numpy.typing.NDArray[numpy.float64],
+        pi: numpy.typing.NDArray[numpy.float64],
+        mu: numpy.typing.NDArray[numpy.float64],
+        Psi: numpy.typing.NDArray[numpy.float64],
+        sigma2: typing.SupportsFloat | typing.SupportsIndex,
+        bias: typing.Any = None,
+        scale: typing.SupportsFloat | typing.SupportsIndex = 1.0,
+    ) -> None: ...
+    @property
+    def W(self) -> numpy.typing.NDArray[numpy.float64]: ...
+    @property
+    def scale(self) -> float: ...
+    @property
+    def sigma2(self) -> float: ...
+
+class MixtureModel:
+    """
+    A (Gamma-)Poisson mixture's parameters (private)
+    """
+    def __init__(
+        self,
+        W: numpy.typing.NDArray[numpy.float64],
+        log_pi: numpy.typing.NDArray[numpy.float64],
+        alpha: typing.Any = None,
+        beta: typing.SupportsFloat | typing.SupportsIndex = 1.0,
+    ) -> None: ...
+    @property
+    def W(self) -> numpy.typing.NDArray[numpy.float64]: ...
+
+class SearchOptions:
+    """
+    The evolutionary search (private)
+    """
+
+    mutation: str
+    selection: str
+    def __init__(self, **kwargs) -> None: ...
+    @property
+    def bitflip_prob(self) -> float: ...
+    @bitflip_prob.setter
+    def bitflip_prob(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None: ...
+    @property
+    def n_children(self) -> int: ...
+    @n_children.setter
+    def n_children(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+    @property
+    def n_generations(self) -> int: ...
+    @n_generations.setter
+    def n_generations(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+    @property
+    def n_parents(self) -> int: ...
+    @n_parents.setter
+    def n_parents(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+
+class EStepRequest:
+    """
+    What an SSSC E-step returns (private)
+    """
+
+    evolve: bool
+    want_estimates: bool
+    want_lpj: bool
+    want_stats: bool
+    want_variance: bool
+    def __init__(self, **kwargs) -> None: ...
+    @property
+    def epoch(self) -> int: ...
+    @epoch.setter
+    def epoch(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+    @property
+    def n_sweeps(self) -> int: ...
+    @n_sweeps.setter
+    def n_sweeps(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+    @property
+    def seed(self) -> int: ...
+    @seed.setter
+    def seed(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+
+class VolumeSearch:
+    """
+    Starts and lengths of the streamed searches (private)
+    """
+    def __init__(self, **kwargs) -> None: ...
+    @property
+    def fresh_seed(self) -> int: ...
+    @fresh_seed.setter
+    def fresh_seed(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+    @property
+    def fresh_sweeps(self) -> int: ...
+    @fresh_sweeps.setter
+    def fresh_sweeps(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+    @property
+    def n_states(self) -> int: ...
+    @n_states.setter
+    def n_states(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+    @property
+    def p_init(self) -> float: ...
+    @p_init.setter
+    def p_init(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None: ...
+    @property
+    def patience(self) -> int: ...
+    @patience.setter
+    def patience(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+    @property
+    def seed(self) -> int: ...
+    @seed.setter
+    def seed(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+    @property
+    def train_sweeps(self) -> int: ...
+    @train_sweeps.setter
+    def train_sweeps(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+    @property
+    def warm_sweeps(self) -> int: ...
+    @warm_sweeps.setter
+    def warm_sweeps(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+
+class StreamRequest:
+    """
+    Outputs, share and progress of a streamed estimate (private)
+    """
+
+    median_kind: str
+    progress: typing.Any
+    def __init__(self, **kwargs) -> None: ...
+    @property
+    def n_parts(self) -> int: ...
+    @n_parts.setter
+    def n_parts(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+    @property
+    def part(self) -> int: ...
+    @part.setter
+    def part(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+    @property
+    def stats(self) -> list[str]: ...
+    @stats.setter
+    def stats(self, arg0: collections.abc.Sequence[str]) -> None: ...
 
 class TotalsIndex:
     """
@@ -167,12 +316,8 @@ def identity_estimate_volume(
         typing.SupportsInt | typing.SupportsIndex,
         typing.SupportsInt | typing.SupportsIndex,
     ],
-    stats: collections.abc.Sequence[str],
-    median_kind: str,
+    stream: StreamRequest,
     n_threads: typing.SupportsInt | typing.SupportsIndex,
-    part: typing.SupportsInt | typing.SupportsIndex = 0,
-    n_parts: typing.SupportsInt | typing.SupportsIndex = 1,
-    progress: typing.Any = None,
 ) -> dict: ...
 def index_totals(Y: numpy.typing.NDArray[numpy.float64]) -> TotalsIndex: ...
 def kmeans_plusplus(
@@ -220,10 +365,7 @@ def merge_volume(
 
 def mixture_estep(
     Y: numpy.typing.NDArray[numpy.float64],
-    W: numpy.typing.NDArray[numpy.float64],
-    log_pi: numpy.typing.NDArray[numpy.float64],
-    alpha: typing.Any,
-    beta: typing.SupportsFloat | typing.SupportsIndex,
+    model: MixtureModel,
     log_factorials: numpy.typing.NDArray[numpy.float64],
     totals: TotalsIndex,
     want_hist: bool,
@@ -236,10 +378,7 @@ def mixture_estep(
 
 def mixture_estimate(
     Y: numpy.typing.NDArray[numpy.float64],
-    W: numpy.typing.NDArray[numpy.float64],
-    log_pi: numpy.typing.NDArray[numpy.float64],
-    alpha: typing.Any,
-    beta: typing.SupportsFloat | typing.SupportsIndex,
+    model: MixtureModel,
     want_variance: bool,
     n_threads: typing.SupportsInt | typing.SupportsIndex,
 ) -> tuple: ...
@@ -250,25 +389,15 @@ def mixture_estimate_volume(
         typing.SupportsInt | typing.SupportsIndex,
         typing.SupportsInt | typing.SupportsIndex,
     ],
-    W: numpy.typing.NDArray[numpy.float64],
-    log_pi: numpy.typing.NDArray[numpy.float64],
-    alpha: typing.Any,
-    beta: typing.SupportsFloat | typing.SupportsIndex,
+    model: MixtureModel,
     offset: typing.SupportsFloat | typing.SupportsIndex,
     gain: typing.SupportsFloat | typing.SupportsIndex,
-    stats: collections.abc.Sequence[str],
-    median_kind: str,
+    stream: StreamRequest,
     n_threads: typing.SupportsInt | typing.SupportsIndex,
-    part: typing.SupportsInt | typing.SupportsIndex = 0,
-    n_parts: typing.SupportsInt | typing.SupportsIndex = 1,
-    progress: typing.Any = None,
 ) -> dict: ...
 def mixture_responsibilities(
     Y: numpy.typing.NDArray[numpy.float64],
-    W: numpy.typing.NDArray[numpy.float64],
-    log_pi: numpy.typing.NDArray[numpy.float64],
-    alpha: typing.Any,
-    beta: typing.SupportsFloat | typing.SupportsIndex,
+    model: MixtureModel,
     n_threads: typing.SupportsInt | typing.SupportsIndex,
 ) -> numpy.typing.NDArray[numpy.float64]: ...
 def omp_max_threads() -> int:
@@ -286,28 +415,11 @@ def solve_alpha(
 ) -> tuple: ...
 def sssc_estep(
     Y: numpy.typing.NDArray[numpy.float64],
-    W: numpy.typing.NDArray[numpy.float64],
-    pi: numpy.typing.NDArray[numpy.float64],
-    mu: numpy.typing.NDArray[numpy.float64],
-    Psi: numpy.typing.NDArray[numpy.float64],
-    sigma2: typing.SupportsFloat | typing.SupportsIndex,
+    model: SSSCModel,
     K: numpy.typing.NDArray[numpy.uint64],
-    *,
-    seed: typing.SupportsInt | typing.SupportsIndex,
-    epoch: typing.SupportsInt | typing.SupportsIndex,
-    evolve: bool = True,
-    n_sweeps: typing.SupportsInt | typing.SupportsIndex = 1,
-    n_parents: typing.SupportsInt | typing.SupportsIndex = 10,
-    n_children: typing.SupportsInt | typing.SupportsIndex = 2,
-    n_generations: typing.SupportsInt | typing.SupportsIndex = 1,
-    selection: str = "fit",
-    mutation: str = "randflip",
-    bitflip_prob: typing.SupportsFloat | typing.SupportsIndex = 0.0,
-    want_stats: bool = False,
-    want_estimates: bool = False,
-    want_variance: bool = False,
-    want_lpj: bool = False,
-    n_threads: typing.SupportsInt | typing.SupportsIndex = 1,
+    search: SearchOptions,
+    request: EStepRequest,
+    n_threads: typing.SupportsInt | typing.SupportsIndex,
     share: typing.Any = None,
 ) -> dict:
     """
@@ -321,36 +433,13 @@ def sssc_estimate_volume(
         typing.SupportsInt | typing.SupportsIndex,
         typing.SupportsInt | typing.SupportsIndex,
     ],
-    W: numpy.typing.NDArray[numpy.float64],
-    pi: numpy.typing.NDArray[numpy.float64],
-    mu: numpy.typing.NDArray[numpy.float64],
-    Psi: numpy.typing.NDArray[numpy.float64],
-    sigma2: typing.SupportsFloat | typing.SupportsIndex,
-    *,
-    bias: numpy.typing.NDArray[numpy.float64],
-    scale: typing.SupportsFloat | typing.SupportsIndex,
+    model: SSSCModel,
     train_states: numpy.typing.NDArray[numpy.uint64],
     train_positions: numpy.typing.NDArray[numpy.int64],
-    n_states: typing.SupportsInt | typing.SupportsIndex,
-    p_init: typing.SupportsFloat | typing.SupportsIndex,
-    seed: typing.SupportsInt | typing.SupportsIndex,
-    fresh_seed: typing.SupportsInt | typing.SupportsIndex,
-    n_parents: typing.SupportsInt | typing.SupportsIndex = 10,
-    n_children: typing.SupportsInt | typing.SupportsIndex = 2,
-    n_generations: typing.SupportsInt | typing.SupportsIndex = 1,
-    selection: str = "fit",
-    mutation: str = "randflip",
-    bitflip_prob: typing.SupportsFloat | typing.SupportsIndex = 0.0,
-    train_sweeps: typing.SupportsInt | typing.SupportsIndex = 1,
-    warm_sweeps: typing.SupportsInt | typing.SupportsIndex = 30,
-    fresh_sweeps: typing.SupportsInt | typing.SupportsIndex = 10,
-    patience: typing.SupportsInt | typing.SupportsIndex = 0,
-    stats: collections.abc.Sequence[str] = ["mean", "var"],
-    median_kind: str = "average",
-    n_threads: typing.SupportsInt | typing.SupportsIndex = 1,
-    part: typing.SupportsInt | typing.SupportsIndex = 0,
-    n_parts: typing.SupportsInt | typing.SupportsIndex = 1,
-    progress: typing.Any = None,
+    search: SearchOptions,
+    plan: VolumeSearch,
+    stream: StreamRequest,
+    n_threads: typing.SupportsInt | typing.SupportsIndex,
 ) -> dict:
     """
     Streamed estimate and merge of every patch of a (Z, R, Q) volume with SSSC
@@ -366,23 +455,12 @@ def sssc_init_states(
 ) -> numpy.typing.NDArray[numpy.uint64]: ...
 def sssc_log_joint(
     Y: numpy.typing.NDArray[numpy.float64],
-    W: numpy.typing.NDArray[numpy.float64],
-    pi: numpy.typing.NDArray[numpy.float64],
-    mu: numpy.typing.NDArray[numpy.float64],
-    Psi: numpy.typing.NDArray[numpy.float64],
-    sigma2: typing.SupportsFloat | typing.SupportsIndex,
+    model: SSSCModel,
     states: numpy.typing.NDArray[numpy.uint64],
     n_threads: typing.SupportsInt | typing.SupportsIndex,
 ) -> numpy.typing.NDArray[numpy.float64]: ...
 def sssc_mstep(
-    stats: SSSCStats,
-    N: typing.SupportsInt | typing.SupportsIndex,
-    W: numpy.typing.NDArray[numpy.float64],
-    pi: numpy.typing.NDArray[numpy.float64],
-    mu: numpy.typing.NDArray[numpy.float64],
-    Psi: numpy.typing.NDArray[numpy.float64],
-    sigma2: typing.SupportsFloat | typing.SupportsIndex,
-    exact: bool,
+    stats: SSSCStats, N: typing.SupportsInt | typing.SupportsIndex, model: SSSCModel, exact: bool
 ) -> dict: ...
 def stream_plan(
     shape: tuple[

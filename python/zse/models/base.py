@@ -281,6 +281,19 @@ def fingerprint(array: np.ndarray) -> str:
     return digest + str(array.shape)
 
 
+def stream_request(stats, median_kind, share, progress):
+    """The outputs of a streamed estimate as the kernels take them."""
+    from .. import _core
+
+    return _core.StreamRequest(
+        stats=list(stats),
+        median_kind=median_kind,
+        part=int(share[0]),
+        n_parts=int(share[1]),
+        progress=progress,
+    )
+
+
 def estimate_by_matrix(model, volume, patch, stats, median_kind, n_threads) -> dict:
     """The (n_patches, D) path of a model without a streamed estimate (2-D images only): every
     patch cut, estimated with ``model.estimate`` and merged."""

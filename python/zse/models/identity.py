@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import _core
 from .._validation import as_patches
-from .base import BaseEstimator, check_is_fitted, check_n_features
+from .base import BaseEstimator, check_is_fitted, check_n_features, stream_request
 
 
 class Identity(BaseEstimator):
@@ -48,12 +48,5 @@ class Identity(BaseEstimator):
         """Streamed merge of every patch of a (Z, R, Q) volume: the input's statistics."""
         check_is_fitted(self)
         return _core.identity_estimate_volume(
-            volume,
-            patch,
-            stats,
-            median_kind,
-            n_threads,
-            part=share[0],
-            n_parts=share[1],
-            progress=progress,
+            volume, patch, stream_request(stats, median_kind, share, progress), n_threads
         )

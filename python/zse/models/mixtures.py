@@ -14,7 +14,7 @@ import numpy as np
 from .. import _core
 from .._threads import effective_n_threads
 from .._validation import as_patches, check_int
-from .base import check_is_fitted, check_n_features, fingerprint
+from .base import check_is_fitted, check_n_features, fingerprint, stream_request
 from .checkpoints import CheckpointError
 from .em import EMEstimator, em_parameters
 from .params import Int, Param, Real
@@ -174,18 +174,13 @@ class _PoissonMixture(EMEstimator):
             self._log(f"{n_dead} component(s) received no responsibility")
         self._log_factorials = None
 
+    def _kernel_model(self):
+        """The parameters as the kernels take them (beta = 1: only z W is identifiable)."""
+        return _core.MixtureModel(self.W_, np.log(self.pi_), self._alpha_array(), 1.0)
+
     def _estep(self, Y, log_factorials, n_threads, want_hist=False, totals=None, share=None):
         return _core.mixture_estep(
-            Y,
-            self.W_,
-            np.log(self.pi_),
-            self._alpha_array(),
-            1.0,
-            log_factorials,
-            totals,
-            want_hist,
-            n_threads,
-            share=share,
+            Y, self._kernel_model(), log_factorials, totals, want_hist, n_threads, share=share
         )
 
     def _histogram_request(self):
@@ -228,9 +223,7 @@ class _PoissonMixture(EMEstimator):
         """
         Y = self._check_patches_for_estimate(patches)
         n_threads = effective_n_threads(self.n_threads)
-        est, var = _core.mixture_estimate(
-            Y, self.W_, np.log(self.pi_), self._alpha_array(), 1.0, bool(return_variance), n_threads
-        )
+        est, var = _core.mixture_estimate(Y, self._kernel_model(), bool(return_variance), n_threads)
         gain, offset = self._check_gain_offset()
         if gain != 1.0 or offset != 0.0:
             est = est / gain + offset
@@ -245,22 +238,14 @@ class _PoissonMixture(EMEstimator):
         check_n_features(self, int(np.prod(patch)))
         self._to_counts(volume.reshape(-1, volume.shape[-1]))  # negative / non-count checks
         gain, offset = self._check_gain_offset()
-        alpha = self._alpha_array()
         return _core.mixture_estimate_volume(
             volume,
             patch,
-            self.W_,
-            np.log(self.pi_),
-            alpha,
-            1.0,
+            self._kernel_model(),
             offset,
             gain,
-            stats,
-            median_kind,
+            stream_request(stats, median_kind, share, progress),
             n_threads,
-            part=share[0],
-            n_parts=share[1],
-            progress=progress,
         )
 
     def _check_fitted_shapes(self):
@@ -330,12 +315,7 @@ class _PoissonMixture(EMEstimator):
         """Posterior responsibilities r_nc of every component, shape (n_patches, n_components)."""
         Y = self._check_patches_for_estimate(patches)
         return _core.mixture_responsibilities(
-            Y,
-            self.W_,
-            np.log(self.pi_),
-            self._alpha_array(),
-            1.0,
-            effective_n_threads(self.n_threads),
+            Y, self._kernel_model(), effective_n_threads(self.n_threads)
         )
 
     def score(self, patches, y=None) -> float:

@@ -15,7 +15,7 @@ from .. import _core
 from .._scaling import data_scaling
 from .._threads import effective_n_threads
 from .._validation import as_patches, check_int
-from .base import check_is_fitted, check_n_features, fingerprint
+from .base import check_is_fitted, check_n_features, fingerprint, stream_request
 from .checkpoints import CheckpointError
 from .em import EMEstimator, em_parameters
 from .params import Choice, Int, Param, Real
@@ -299,14 +299,7 @@ class SSSC(EMEstimator):
         share=None,
     ):
         """The C++ E-step on standardised patches with the standardised parameters."""
-        return _core.sssc_estep(
-            Y,
-            self._W_std,
-            self.pi_,
-            self.mu_,
-            self.Psi_,
-            float(self._sigma2_std),
-            K,
+        request = _core.EStepRequest(
             seed=self._seed,
             epoch=epoch,
             evolve=evolve,
@@ -315,21 +308,31 @@ class SSSC(EMEstimator):
             want_estimates=want_estimates,
             want_variance=want_variance,
             want_lpj=want_lpj,
-            n_threads=n_threads,
-            share=share,
-            **self._search_settings(),
+        )
+        return _core.sssc_estep(
+            Y, self._kernel_model(), K, self._search_options(), request, n_threads, share=share
         )
 
-    def _search_settings(self) -> dict:
+    def _kernel_model(self, *, with_bias=False):
+        """The standardised parameters as the kernels take them; ``with_bias``: with the map
+        between the data's units and the standardised ones (the streamed estimate)."""
+        extra = {}
+        if with_bias:
+            extra = {"bias": np.ascontiguousarray(self.bias_), "scale": float(self.data_scale_)}
+        return _core.SSSCModel(
+            self._W_std, self.pi_, self.mu_, self.Psi_, float(self._sigma2_std), **extra
+        )
+
+    def _search_options(self):
         """The evolutionary search's settings, as the kernels take them (ALGORITHM.md §4.9)."""
-        return {
-            "n_parents": int(self.n_parents),
-            "n_children": int(self.n_children),
-            "n_generations": int(self.n_generations),
-            "selection": self.selection,
-            "mutation": self.mutation,
-            "bitflip_prob": float(self.bitflip_prob or 0.0),
-        }
+        return _core.SearchOptions(
+            n_parents=int(self.n_parents),
+            n_children=int(self.n_children),
+            n_generations=int(self.n_generations),
+            selection=self.selection,
+            mutation=self.mutation,
+            bitflip_prob=float(self.bitflip_prob or 0.0),
+        )
 
     def _training_stats(self, work, epoch, n_threads):
         """The statistics of one training E-step: here, or summed over the MPI ranks' chunk
@@ -395,16 +398,7 @@ class SSSC(EMEstimator):
         work = self._centred(Y, out=self._work)
         stats = self._training_stats(work, epoch, n_threads)
         free_energy = stats.log_joint_sum / N - self._log_scale_per_patch()
-        update = _core.sssc_mstep(
-            stats,
-            N,
-            self._W_std,
-            self.pi_,
-            self.mu_,
-            self.Psi_,
-            float(self._sigma2_std),
-            self.updates == "exact",
-        )
+        update = _core.sssc_mstep(stats, N, self._kernel_model(), self.updates == "exact")
         self._W_std, self.pi_, self.mu_ = update["W"], update["pi"], update["mu"]
         self.Psi_, self._sigma2_std = update["Psi"], update["sigma2"]
         self.n_dead_units_ = update["n_dead_units"]
@@ -636,18 +630,7 @@ class SSSC(EMEstimator):
         if len(positions) != self.K_.shape[0]:
             positions = np.zeros(0, dtype=np.int64)
         states = self.K_ if len(positions) else np.zeros((0, S, self.K_.shape[2]), np.uint64)
-        return _core.sssc_estimate_volume(
-            volume,
-            patch,
-            self._W_std,
-            self.pi_,
-            self.mu_,
-            self.Psi_,
-            float(self._sigma2_std),
-            bias=np.ascontiguousarray(self.bias_),
-            scale=float(self.data_scale_),
-            train_states=states,
-            train_positions=np.ascontiguousarray(positions, dtype=np.int64),
+        plan = _core.VolumeSearch(
             n_states=S,
             p_init=p_init,
             seed=self._seed,
@@ -656,11 +639,15 @@ class SSSC(EMEstimator):
             warm_sweeps=int(self.n_warm_sweeps),
             fresh_sweeps=int(self.n_estimate_sweeps),
             patience=int(self.search_patience),
-            stats=stats,
-            median_kind=median_kind,
-            n_threads=n_threads,
-            part=share[0],
-            n_parts=share[1],
-            progress=progress,
-            **self._search_settings(),
+        )
+        return _core.sssc_estimate_volume(
+            volume,
+            patch,
+            self._kernel_model(with_bias=True),
+            states,
+            np.ascontiguousarray(positions, dtype=np.int64),
+            self._search_options(),
+            plan,
+            stream_request(stats, median_kind, share, progress),
+            n_threads,
         )
