@@ -4,6 +4,7 @@ import pytest
 import reference
 import zse
 from zse import _core
+from zse.models import sssc_init
 
 
 def random_params(rng, D, H):
@@ -80,7 +81,7 @@ def test_one_em_iteration_with_all_states_matches_reference(toy_sssc, updates):
         pytest.approx(scale, rel=1e-13),
     )
     Z = (Y - model.data_offset_) / model.data_scale_
-    init = zse.SSSC._initial_params(Z, H, np.random.default_rng(seed))
+    init = sssc_init.evo_standard(Z, H, np.random.default_rng(seed))
     ref = reference.sssc_exact_em_step(
         Z, init["W"], init["pi"], init["mu"], init["Psi"], init["sigma2"], updates == "exact"
     )
@@ -353,8 +354,8 @@ def test_bad_patches_and_unfitted():
 
 def test_patch_initialisation_is_deterministic_with_the_promised_shapes(toy_sssc):
     Y, H = toy_sssc
-    params, mean = zse.SSSC._patch_params(Y, H, np.random.default_rng(5))
-    again, _ = zse.SSSC._patch_params(Y, H, np.random.default_rng(5))
+    params, mean = sssc_init.data_driven(Y, H, np.random.default_rng(5))
+    again, _ = sssc_init.data_driven(Y, H, np.random.default_rng(5))
     for key in params:
         np.testing.assert_array_equal(params[key], again[key])
     D = Y.shape[1]
@@ -387,7 +388,7 @@ def test_patch_initialisation_is_deterministic_with_the_promised_shapes(toy_sssc
 def test_constant_patches_still_give_distinct_fields():
     Y = np.zeros((20, 4))
     Y[:3] = np.arange(12.0).reshape(3, 4)  # most patches are constant (zero after centring ~ mean)
-    params, _ = zse.SSSC._patch_params(Y, 8, np.random.default_rng(0))
+    params, _ = sssc_init.data_driven(Y, 8, np.random.default_rng(0))
     assert np.all(np.linalg.norm(params["W"], axis=0) > 0)
 
 

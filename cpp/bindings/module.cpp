@@ -39,9 +39,8 @@ PYBIND11_MODULE(_core, m) {
     // ---- option structs (bindings.hpp), taken whole by the entry points ---------------------
     py::class_<SSSCModel>(m, "SSSCModel", "SSSC's parameters in the kernels' units (private)")
         .def(py::init([](ArrayF64 W, ArrayF64 pi, ArrayF64 mu, ArrayF64 Psi, double sigma2,
-                         py::object bias, double scale) {
-                 return SSSCModel{W, pi, mu, Psi, sigma2, bias, scale};
-             }),
+                         py::object bias,
+                         double scale) { return SSSCModel{W, pi, mu, Psi, sigma2, bias, scale}; }),
              py::arg("W").noconvert(), py::arg("pi").noconvert(), py::arg("mu").noconvert(),
              py::arg("Psi").noconvert(), py::arg("sigma2"), py::arg("bias") = py::none(),
              py::arg("scale") = 1.0)
@@ -52,8 +51,8 @@ PYBIND11_MODULE(_core, m) {
         .def(py::init([](ArrayF64 W, ArrayF64 log_pi, py::object alpha, double beta) {
                  return MixtureModel{W, log_pi, alpha, beta};
              }),
-             py::arg("W").noconvert(), py::arg("log_pi").noconvert(),
-             py::arg("alpha") = py::none(), py::arg("beta") = 1.0)
+             py::arg("W").noconvert(), py::arg("log_pi").noconvert(), py::arg("alpha") = py::none(),
+             py::arg("beta") = 1.0)
         .def_readonly("W", &MixtureModel::W);
     py::class_<SearchOptions> search(m, "SearchOptions", "The evolutionary search (private)");
     with_keyword_init(search)
@@ -84,8 +83,8 @@ PYBIND11_MODULE(_core, m) {
         .def_readwrite("warm_sweeps", &VolumeSearch::warm_sweeps)
         .def_readwrite("fresh_sweeps", &VolumeSearch::fresh_sweeps)
         .def_readwrite("patience", &VolumeSearch::patience);
-    py::class_<StreamRequest> stream(m, "StreamRequest",
-                                     "Outputs, share and progress of a streamed estimate (private)");
+    py::class_<StreamRequest> stream(
+        m, "StreamRequest", "Outputs, share and progress of a streamed estimate (private)");
     with_keyword_init(stream)
         .def_readwrite("stats", &StreamRequest::stats)
         .def_readwrite("median_kind", &StreamRequest::median_kind)
@@ -198,9 +197,8 @@ PYBIND11_MODULE(_core, m) {
           "Truncated E-step (optionally with the evolutionary search) over patches Y (N, D); "
           "K (N, S, words) is updated in place. Returns a dict with 'stats' (or 'chunk_stats' "
           "with share=(part, n_parts)) and the requested 'estimates', 'variance', 'lpj'",
-          py::arg("Y").noconvert(), py::arg("model"), py::arg("K").noconvert(),
-          py::arg("search"), py::arg("request"), py::arg("n_threads"),
-          py::arg("share") = py::none());
+          py::arg("Y").noconvert(), py::arg("model"), py::arg("K").noconvert(), py::arg("search"),
+          py::arg("request"), py::arg("n_threads"), py::arg("share") = py::none());
 
     // --- volumes and streamed estimation (ALGORITHM.md §2.6) ---------------------------------
     m.def("chunk_share_patches", &chunk_share_patches,
@@ -218,8 +216,8 @@ PYBIND11_MODULE(_core, m) {
     m.def("identity_estimate_volume", &identity_estimate_volume, py::arg("volume").noconvert(),
           py::arg("patch"), py::arg("stream"), py::arg("n_threads"));
     m.def("mixture_estimate_volume", &mixture_estimate_volume, py::arg("volume").noconvert(),
-          py::arg("patch"), py::arg("model"), py::arg("offset"), py::arg("gain"),
-          py::arg("stream"), py::arg("n_threads"));
+          py::arg("patch"), py::arg("model"), py::arg("offset"), py::arg("gain"), py::arg("stream"),
+          py::arg("n_threads"));
     m.def("sssc_estimate_volume", &sssc_estimate_volume,
           "Streamed estimate and merge of every patch of a (Z, R, Q) volume with SSSC",
           py::arg("volume").noconvert(), py::arg("patch"), py::arg("model"),

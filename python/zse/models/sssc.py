@@ -15,117 +15,18 @@ from .. import _core
 from .._scaling import data_scaling
 from .._threads import effective_n_threads
 from .._validation import as_patches, check_int
+from . import sssc_init
 from .base import check_is_fitted, check_n_features, fingerprint, stream_request
 from .checkpoints import CheckpointError
-from .em import EMEstimator, em_parameters
-from .params import Choice, Int, Param, Real
+from .em import EMEstimator
+from .sssc_parameters import (
+    SSSC_PARAMETERS,
+    lowered_defaults,
+)
 
-SELECTIONS = ("fit", "rand")
-MUTATIONS = ("randflip", "sparseflip", "cross", "cross_randflip", "cross_sparseflip")
-UPDATES = ("exact", "reference")
-INITS = ("evo", "patches")
 # Epochs over which the stopping rule averages the free-energy gain (ES3C's free energy moves in
 # small steps and occasionally dips when a search replaces states).
 TOL_WINDOW = 5
-
-SSSC_PARAMETERS = (
-    Param("H", 64, Int(1, 256), "latent units (generative fields)", positional=True),
-    Param(
-        "n_states",
-        32,
-        Int(1),
-        "states S kept per patch",
-        doc="At most 2^H; S = 2^H gives exact EM.",
-    ),
-    Param("n_parents", 10, Int(1), "parents drawn per generation of the state search (<= S)"),
-    Param("n_children", 2, Int(1), "children per parent (flip mutations)"),
-    Param("n_generations", 1, Int(1), "generations of the state search per epoch"),
-    Param(
-        "selection",
-        "fit",
-        Choice(SELECTIONS),
-        "parent selection",
-        doc="Fitness-proportional without replacement, or uniform.",
-        cli="advanced",
-    ),
-    Param("mutation", "randflip", Choice(MUTATIONS), "mutation operator", cli="advanced"),
-    Param(
-        "bitflip_prob",
-        None,
-        Real(0.0, 1.0, low_open=True, high_open=True, none_ok=True),
-        "overall bit-flip probability of the sparseflip mutations (required by them)",
-        cli="advanced",
-    ),
-    Param(
-        "p_init",
-        None,
-        Real(0.0, 1.0, low_open=True, high_open=True, none_ok=True),
-        "probability of an active unit in the initial states",
-        cli="advanced",
-        default_text="1/H",
-    ),
-    Param(
-        "updates",
-        "reference",
-        Choice(UPDATES),
-        "M-step variant",
-        doc="The published updates (full Psi, sigma2 from outer products of posterior means, "
-        "which over-estimates the noise and smooths a little more), or exact EM with a diagonal "
-        "Psi and the exact sigma2 (the free energy cannot decrease with all states; about 30% "
-        "faster). The default is the one with the higher mean PSNR on bench/denoise_table.py "
-        "(29.20 vs 29.17 dB on house, peppers and cameraman at sigma 15, 25, 50; see "
-        "bench/README.md).",
-        cli="advanced",
-    ),
-    Param(
-        "init",
-        "evo",
-        Choice(INITS),
-        "initial parameters",
-        doc="tvlearn/evo's standard one (every field near the mean patch plus noise; "
-        "ALGORITHM.md §3.7), or data-driven: the bias is the mean patch and the fields are H "
-        "distinct training patches minus the mean, drawn with the seed (§3.7).",
-        cli="advanced",
-    ),
-    Param(
-        "n_estimate_sweeps",
-        10,
-        Int(1),
-        "search sweeps for patches not trained on, from fresh states",
-        doc="In estimate, score, and for the first patch of a band in zse.reconstruct.",
-        learned=False,
-        estimation=True,
-    ),
-    Param(
-        "n_warm_sweeps",
-        30,
-        Int(0),
-        "search sweeps for a patch started from its neighbour's states",
-        doc="The neighbour shares all but one row or column of pixels with it (ALGORITHM.md "
-        "§2.6). Measured on boat, sigma 25, 512x512, trained on 65 536 of 255 025 patches (30 "
-        "epochs): 0 sweeps 27.68 dB, 2: 28.22, 5: 28.37, 15: 28.55, 40: 28.70; trained on "
-        "every patch 28.63 (bench/README.md).",
-        learned=False,
-        estimation=True,
-    ),
-    Param(
-        "search_patience",
-        0,
-        Int(0),
-        "end a patch's estimation search after this many sweeps in a row that left its "
-        "states unchanged (0: every sweep)",
-        doc="ALGORITHM.md §4.9.",
-        learned=False,
-        estimation=True,
-    ),
-    *em_parameters(
-        max_iter=100,
-        tol_help="stop early when the free energy gained less than tol nats per pixel and "
-        "epoch, averaged over the last 5 epochs",
-        verbose_help="print the free energy, noise level, search statistics and time of every "
-        "epoch",
-    ),
-)
 
 
 class SSSC(EMEstimator):
@@ -224,64 +125,9 @@ class SSSC(EMEstimator):
 
     @classmethod
     def fitting_defaults(cls, given: dict) -> list[tuple]:
-        """Defaults that a small H or S cannot take (more states than 2^H, more parents than
-        states, more single-bit children than units), lowered to the largest valid value.
-
-        ``given`` holds the parameters a user set; returns ``(name, value, reason)`` for each
-        default to lower. Values the user gave are never changed.
-        """
-        defaults = {row.name: row.default for row in cls.parameters}
-        H = given.get("H", defaults["H"])
-        lowered = []
-        if not (isinstance(H, int) and 1 <= H < 63):
-            return lowered
-        S = given.get("n_states", defaults["n_states"])
-        if "n_states" not in given and defaults["n_states"] > 2**H:
-            S = 2**H
-            lowered.append(("n_states", S, f"H={H} has {S} states in all"))
-        if "n_parents" not in given and defaults["n_parents"] > S:
-            lowered.append(("n_parents", S, f"n_states={S}"))
-        mutation = given.get("mutation", defaults["mutation"])
-        if "n_children" not in given and mutation == "randflip" and defaults["n_children"] > H:
-            lowered.append(("n_children", H, f"H={H}"))
-        return lowered
-
-    @staticmethod
-    def _patch_params(Y, H, rng):
-        """Data-driven initialisation (ALGORITHM.md §3.7): the mean patch as bias and H distinct
-        training patches minus it as fields, with pi = min(1/2, 2/H), mu = 0, Psi = I and sigma2
-        the mean per-pixel variance. Returns the parameters and the bias (standardised units)."""
-        N, D = Y.shape
-        mean = Y.mean(axis=0)
-        chosen = rng.choice(N, size=H, replace=N < H)
-        sigma2 = float(np.mean(np.var(Y, axis=0))) + 0.001
-        fields = (Y[chosen] - mean).T
-        # Constant patches would give zero fields: give those a little noise to break the tie.
-        norms = np.linalg.norm(fields, axis=0)
-        weak = norms < 1e-8
-        if weak.any():
-            fields[:, weak] = rng.normal(0.0, np.sqrt(sigma2) / 4.0, size=(D, int(weak.sum())))
-        params = {
-            "pi": np.full(H, min(0.5, 2.0 / H)),
-            "mu": np.zeros(H),
-            "Psi": np.eye(H),
-            "sigma2": sigma2,
-            "W": np.ascontiguousarray(fields),
-        }
-        return params, mean
-
-    @staticmethod
-    def _initial_params(Y, H, rng):
-        """tvlearn/evo's standard initialisation (ALGORITHM.md §3.7), on standardised patches."""
-        D = Y.shape[1]
-        sigma2 = float(np.mean(np.var(Y, axis=0, ddof=1 if len(Y) > 1 else 0))) + 0.001
-        return {
-            "pi": rng.uniform(0.1, 0.5, size=H),
-            "mu": rng.normal(0.0, 1.0, size=H),
-            "Psi": np.eye(H),
-            "sigma2": sigma2,
-            "W": Y.mean(axis=0)[:, None] + rng.normal(0.0, np.sqrt(sigma2) / 4.0, size=(D, H)),
-        }
+        """Defaults a small H or S cannot take, lowered (see
+        :func:`zse.models.sssc_parameters.lowered_defaults`)."""
+        return lowered_defaults(given)
 
     def _estep(
         self,
@@ -371,13 +217,13 @@ class SSSC(EMEstimator):
         self._column_means = self._work.mean(axis=0)
         rng = np.random.default_rng(seed)
         if self.init == "patches":
-            params, mean = self._patch_params(self._work, H, rng)
+            params, mean = sssc_init.data_driven(self._work, H, rng)
             # The bias starts at the mean patch; _column_means stay those of the bias-free
             # patches, which the bias M-step needs (ALGORITHM.md §3.10).
             self._bias_std = mean
             self._work = self._centred(Y)
         else:
-            params = self._initial_params(self._work, H, rng)
+            params = sssc_init.evo_standard(self._work, H, rng)
         self._W_std, self.pi_, self.mu_ = params["W"], params["pi"], params["mu"]
         self.Psi_, self._sigma2_std = params["Psi"], params["sigma2"]
         self.n_dead_units_ = 0

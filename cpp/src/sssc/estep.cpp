@@ -6,7 +6,7 @@
 #include <memory>
 #include <numeric>
 
-#include "sssc_detail.hpp"
+#include "detail.hpp"
 #include "zse/parallel.hpp"
 #include "zse/reduction.hpp"
 #include "zse/simd.hpp"

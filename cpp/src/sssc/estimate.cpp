@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <memory>
 
-#include "sssc_detail.hpp"
+#include "detail.hpp"
 #include "zse/tiles.hpp"
 
 namespace zse {

@@ -1,0 +1,135 @@
+"""SSSC's parameter table (zse.models.params) and its rule for defaults a small model cannot
+take."""
+
+from __future__ import annotations
+
+from .em import em_parameters
+from .params import Choice, Int, Param, Real
+
+SELECTIONS = ("fit", "rand")
+MUTATIONS = ("randflip", "sparseflip", "cross", "cross_randflip", "cross_sparseflip")
+UPDATES = ("exact", "reference")
+INITS = ("evo", "patches")
+
+SSSC_PARAMETERS = (
+    Param("H", 64, Int(1, 256), "latent units (generative fields)", positional=True),
+    Param(
+        "n_states",
+        32,
+        Int(1),
+        "states S kept per patch",
+        doc="At most 2^H; S = 2^H gives exact EM.",
+    ),
+    Param("n_parents", 10, Int(1), "parents drawn per generation of the state search (<= S)"),
+    Param("n_children", 2, Int(1), "children per parent (flip mutations)"),
+    Param("n_generations", 1, Int(1), "generations of the state search per epoch"),
+    Param(
+        "selection",
+        "fit",
+        Choice(SELECTIONS),
+        "parent selection",
+        doc="Fitness-proportional without replacement, or uniform.",
+        cli="advanced",
+    ),
+    Param("mutation", "randflip", Choice(MUTATIONS), "mutation operator", cli="advanced"),
+    Param(
+        "bitflip_prob",
+        None,
+        Real(0.0, 1.0, low_open=True, high_open=True, none_ok=True),
+        "overall bit-flip probability of the sparseflip mutations (required by them)",
+        cli="advanced",
+    ),
+    Param(
+        "p_init",
+        None,
+        Real(0.0, 1.0, low_open=True, high_open=True, none_ok=True),
+        "probability of an active unit in the initial states",
+        cli="advanced",
+        default_text="1/H",
+    ),
+    Param(
+        "updates",
+        "reference",
+        Choice(UPDATES),
+        "M-step variant",
+        doc="The published updates (full Psi, sigma2 from outer products of posterior means, "
+        "which over-estimates the noise and smooths a little more), or exact EM with a diagonal "
+        "Psi and the exact sigma2 (the free energy cannot decrease with all states; about 30% "
+        "faster). The default is the one with the higher mean PSNR on bench/denoise_table.py "
+        "(29.20 vs 29.17 dB on house, peppers and cameraman at sigma 15, 25, 50; see "
+        "bench/README.md).",
+        cli="advanced",
+    ),
+    Param(
+        "init",
+        "evo",
+        Choice(INITS),
+        "initial parameters",
+        doc="tvlearn/evo's standard one (every field near the mean patch plus noise; "
+        "ALGORITHM.md §3.7), or data-driven: the bias is the mean patch and the fields are H "
+        "distinct training patches minus the mean, drawn with the seed (§3.7).",
+        cli="advanced",
+    ),
+    Param(
+        "n_estimate_sweeps",
+        10,
+        Int(1),
+        "search sweeps for patches not trained on, from fresh states",
+        doc="In estimate, score, and for the first patch of a band in zse.reconstruct.",
+        learned=False,
+        estimation=True,
+    ),
+    Param(
+        "n_warm_sweeps",
+        30,
+        Int(0),
+        "search sweeps for a patch started from its neighbour's states",
+        doc="The neighbour shares all but one row or column of pixels with it (ALGORITHM.md "
+        "§2.6). Measured on boat, sigma 25, 512x512, trained on 65 536 of 255 025 patches (30 "
+        "epochs): 0 sweeps 27.68 dB, 2: 28.22, 5: 28.37, 15: 28.55, 40: 28.70; trained on "
+        "every patch 28.63 (bench/README.md).",
+        learned=False,
+        estimation=True,
+    ),
+    Param(
+        "search_patience",
+        0,
+        Int(0),
+        "end a patch's estimation search after this many sweeps in a row that left its "
+        "states unchanged (0: every sweep)",
+        doc="ALGORITHM.md §4.9.",
+        learned=False,
+        estimation=True,
+    ),
+    *em_parameters(
+        max_iter=100,
+        tol_help="stop early when the free energy gained less than tol nats per pixel and "
+        "epoch, averaged over the last 5 epochs",
+        verbose_help="print the free energy, noise level, search statistics and time of every "
+        "epoch",
+    ),
+)
+
+
+def lowered_defaults(given: dict) -> list[tuple]:
+    """Defaults that a small H or S cannot take (more states than 2^H, more parents than
+    states, more single-bit children than units), lowered to the largest valid value.
+
+    ``given`` holds the parameters a user set; returns ``(name, value, reason)`` for each
+    default to lower. Values the user gave are never changed.
+    """
+    defaults = {row.name: row.default for row in SSSC_PARAMETERS}
+    H = given.get("H", defaults["H"])
+    lowered = []
+    if not (isinstance(H, int) and 1 <= H < 63):
+        return lowered
+    S = given.get("n_states", defaults["n_states"])
+    if "n_states" not in given and defaults["n_states"] > 2**H:
+        S = 2**H
+        lowered.append(("n_states", S, f"H={H} has {S} states in all"))
+    if "n_parents" not in given and defaults["n_parents"] > S:
+        lowered.append(("n_parents", S, f"n_states={S}"))
+    mutation = given.get("mutation", defaults["mutation"])
+    if "n_children" not in given and mutation == "randflip" and defaults["n_children"] > H:
+        lowered.append(("n_children", H, f"H={H}"))
+    return lowered
