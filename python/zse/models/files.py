@@ -74,7 +74,7 @@ def _field_value(name: str, kind: str, value, where: str):
 
 
 def save_model(model, path, *, patch_size=None, overwrite: bool = True) -> Path:
-    """Write a fitted zse model to ``path`` (an ``.npz`` archive; see :mod:`zse.model_io`).
+    """Write a fitted zse model to ``path`` (an ``.npz`` archive; see :mod:`zse.models.files`).
 
     Parameters
     ----------

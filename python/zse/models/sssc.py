@@ -79,7 +79,7 @@ class SSSC(EMEstimator):
 
     parameters = SSSC_PARAMETERS
     provides_variance = True
-    # What a model file holds (zse.model_io); K_ belongs to the training image and is not saved.
+    # What a model file holds (zse.models.files); K_ belongs to the training image and is not saved.
     _model_file_fields = {
         **EMEstimator._model_file_fields,
         "W_": "array",
