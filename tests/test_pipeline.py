@@ -331,3 +331,20 @@ def test_cli_n_train_reaches_the_model(tmp_path):
     assert json.loads((tmp_path / "o" / "a.zse.json").read_text())["n_train"] == 100
     with pytest.raises(SystemExit):
         main([*args[:-3], "--n-train", "0"])
+
+
+def test_training_patches_search_n_train_sweeps_from_their_trained_states():
+    """Trained on every patch, the streamed estimate with one sweep per training patch equals
+    the matrix estimate of those patches (same states, same random streams), merged; zero
+    sweeps keeps the trained states and changes the result."""
+    image = counts_volume((30, 30), seed=3)
+    model = zse.SSSC(8, n_states=6, n_parents=3, max_iter=4, random_state=1)
+    one = zse.reconstruct(image, model, patch_size=5, stats="mean", n_train="auto")["mean"]
+    assert model.K_.shape[0] == 26 * 26  # every patch was a training patch
+    patches = zse.extract_patches(image, 5)
+    merged = zse.merge_patches(model.estimate(patches), image.shape, 5, ("mean",))["mean"]
+    np.testing.assert_allclose(one, merged, rtol=1e-12, atol=1e-12)
+    positions = np.arange(26 * 26, dtype=np.int64)
+    model.set_params(n_train_sweeps=0)
+    none = model.estimate_volume(image[None], (1, 5, 5), ["mean"], positions, "average", 2)
+    assert not np.allclose(none["mean"][0], one)

@@ -481,7 +481,7 @@ class SSSC(EMEstimator):
             p_init=p_init,
             seed=self._seed,
             fresh_seed=(self._seed + 1) % 2**64,
-            train_sweeps=1,
+            train_sweeps=int(self.n_train_sweeps),
             warm_sweeps=int(self.n_warm_sweeps),
             fresh_sweeps=int(self.n_estimate_sweeps),
             patience=int(self.search_patience),

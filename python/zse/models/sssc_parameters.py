@@ -92,6 +92,17 @@ SSSC_PARAMETERS = (
         estimation=True,
     ),
     Param(
+        "n_train_sweeps",
+        1,
+        Int(0),
+        "search sweeps for a training patch, from its trained states",
+        doc="In zse.reconstruct, with the learned parameters fixed (0: its trained states as "
+        "they are).",
+        cli="advanced",
+        learned=False,
+        estimation=True,
+    ),
+    Param(
         "search_patience",
         0,
         Int(0),
