@@ -167,8 +167,10 @@ def _make_widget_class():
             self.patch.setSpecialValueText("default")
             form.addRow("patch size", self.patch)
             self.H = QSpinBox()
-            self.H.setRange(1, 1024)
-            self.H.setValue(zse.SSSC().H)
+            H = zse.SSSC.parameter("H")  # range, default and tooltip from SSSC's table
+            self.H.setRange(H.check.low, H.check.high)
+            self.H.setValue(H.default)
+            self.H.setToolTip(H.help)
             form.addRow("SSSC units H", self.H)
             self.n_components = QSpinBox()
             self.n_components.setRange(1, 4096)

@@ -94,6 +94,17 @@ def flag_help(entry) -> str:
     return f"{text} ({', '.join(models)}; {default})".replace("%", "%%")
 
 
+def _per_model(value) -> str:
+    """``value(model class)`` for the trained models, said once when they agree."""
+    trained = {name: cls for name, cls in REGISTRY.items() if name != "identity"}
+    values = {}
+    for name, cls in trained.items():
+        values.setdefault(value(cls), []).append(name)
+    if len(values) == 1:
+        return f"{next(iter(values))} for every model"
+    return ", ".join(f"{v} for {'/'.join(names)}" for v, names in values.items())
+
+
 def python_only_params() -> dict:
     """Parameters without a flag of their own, by model: listed in the help's epilog."""
     out = {}
@@ -140,8 +151,11 @@ def _add_model_options(p: argparse.ArgumentParser, advanced: bool) -> None:
         "--patch-size",
         type=parse_patch_size,
         default=None,
-        help="patch size: 6 or 6x8 for images and stacks, 4x4x4 for a volume "
-        "(default: 8, i.e. 8x8, for every model; 4x4x4 for volumes)",
+        help="patch size: 6 or 6x8 for images and stacks, 4x4x4 for a volume (default: "
+        + _per_model(lambda cls: "x".join(map(str, cls.default_patch(2))))
+        + " for images and stacks; "
+        + _per_model(lambda cls: "x".join(map(str, cls.default_patch(3))))
+        + " for volumes)",
     )
     main = p.add_argument_group(
         "model parameters (see the model's docstring; default: the model's)"
@@ -161,8 +175,9 @@ def _add_model_options(p: argparse.ArgumentParser, advanced: bool) -> None:
         "--n-train",
         type=_n_train,
         default="auto",
-        help="patch positions to train on: an int, or auto (every patch up to 16384 for sssc, "
-        "65536 for pmm/gpmm, a random subset of that many beyond; default)",
+        help="patch positions to train on: an int, or auto (every patch up to "
+        + _per_model(lambda cls: str(cls.auto_train_size))
+        + ", a random subset of that many beyond; default)",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed of the model (default: 0)")
     p.add_argument(

@@ -69,6 +69,14 @@ class BaseEstimator:
         ]
 
     @classmethod
+    def parameter(cls, name: str):
+        """The table row of parameter ``name`` (KeyError for a name the model lacks)."""
+        for row in cls.parameters:
+            if row.name == name:
+                return row
+        raise KeyError(f"{cls.__name__} has no parameter {name!r}")
+
+    @classmethod
     def learned_params(cls) -> list[str]:
         """Parameters that change what a fit learns (a checkpoint must match them)."""
         return [row.name for row in cls.parameters if row.learned]
