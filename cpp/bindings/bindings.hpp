@@ -133,7 +133,7 @@ py::dict stream_plan(const std::tuple<zse::index_t, zse::index_t, zse::index_t>&
                      const Patch3& patch, bool want_variances, int n_threads);
 py::tuple chunk_share_patches(const std::string& kernel, zse::index_t N, int part, int n_parts);
 
-// -- mixtures.cpp (bindings) ---------------------------------------------------------------------------
+// -- mixtures.cpp -------------------------------------------------------------------------------
 zse::TotalsIndex index_totals(const ArrayF64& Y);
 ArrayF64 sum_log_factorials(const ArrayF64& Y, int n_threads);
 py::object mixture_estep(const ArrayF64& Y, const MixtureModel& model,
