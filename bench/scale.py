@@ -5,6 +5,12 @@
     python bench/scale.py --quick                  # two small cases (CI smoke)
     python bench/scale.py --sizes em --threads 2   # the real micrographs of ../shared/data/em
     python bench/scale.py --sizes em/tem_giantvirus_crop1_641.tif --threads 2 --baseline /tmp/old/python
+    python bench/scale.py --sizes file:1024x1024x512 --threads 2   # a 2 GB MRC, slab by slab
+
+``file:XxYxZ`` writes a synthetic float32 MRC volume of that size to a temporary folder (slice by
+slice: the volume is never in memory) and denoises it with ``zse denoise`` (slab by slab, GPMM
+with 4 components and 10 epochs: the cheap model of the memory case); ``file-sssc:XxYxZ`` does
+the same with SSSC at its defaults (time per voxel). The peak RSS is the child's.
 
 ``--baseline DIR`` runs every case a second time, side by side, with the zse package in DIR (the
 python/ folder of another checkout whose compiled zse/_core*.so sits in DIR/zse, e.g. a build of
@@ -46,6 +52,7 @@ TARGETS = {  # issue targets on 2 cores (issue 20): seconds, MB of peak RSS
     "4096x4096": (300, 1000),
     "5760x4092": (600, 1000),
     "128x256x256": (900, 1000),
+    "file:1024x1024x512": (None, 1000),
     **{name: (20, 1000) for name in REAL_EM if "giantvirus" in name},
     "em/cryoet_sarscov2_TS001_slice133_928x960.tif": (30, 1000),
 }
@@ -104,8 +111,88 @@ def use_baseline(folder: str) -> None:
     sys.path.insert(0, folder)
 
 
+def write_volume_file(path: Path, shape) -> None:
+    """A synthetic float32 MRC volume of counts (shot noise on a drifting scene), written slice by
+    slice so that the volume is never in memory."""
+    import mrcfile
+    import numpy as np
+
+    import zse
+
+    z, rows, cols = shape
+    scene, _ = zse.synthetic_tem((rows, cols), dose=20.0, seed=0)
+    rate = np.maximum(scene, 0)
+    rng = np.random.default_rng(1)
+    with mrcfile.new_mmap(path, shape=shape, mrc_mode=2, overwrite=True) as mrc:
+        mrc.set_volume()
+        for k in range(z):
+            mrc.data[k] = rng.poisson(np.roll(rate, k // 4, axis=1)).astype(np.float32)
+            if k % 16 == 15:
+                mrc.flush()
+
+
+def run_file(size: str, threads: int, max_iter: int | None) -> dict:
+    """``zse denoise`` of a volume file in a child process: seconds and the child's peak RSS."""
+    import tempfile
+
+    kind, dims = size.split(":")
+    shape = parse_size(dims)
+    with tempfile.TemporaryDirectory(dir=os.environ.get("ZSE_SCALE_TMP")) as tmp:
+        path = Path(tmp) / "volume.mrc"
+        write_volume_file(path, shape)
+        if kind == "file":
+            model = ["--model", "gpmm", "--n-components", "4", "--max-iter", str(max_iter or 10)]
+            settings = f"GPMM C=4, {max_iter or 10} epochs, patch 4x4x4, stats mean+var"
+        else:
+            model = ["--model", "sssc"] + (["--max-iter", str(max_iter)] if max_iter else [])
+            settings = f"SSSC defaults{'' if not max_iter else f', max_iter={max_iter}'}"
+        cmd = [
+            sys.executable,
+            "-m",
+            "zse",
+            "denoise",
+            str(path),
+            "-o",
+            str(Path(tmp) / "out"),
+            "--n-threads",
+            str(threads),
+            "--seed",
+            "0",
+            *model,
+        ]
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True, text=True)
+        seconds = time.perf_counter() - t
+        rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        record = json.loads((Path(tmp) / "out" / "volume.zse.json").read_text())
+    n_patches = 1
+    for s, p in zip(shape, record["patch_size"]):
+        n_patches *= s - p + 1
+    timings = record["timings_s"]
+    return {
+        "case": size,
+        "build": "baseline" if os.environ.get("ZSE_BASELINE") else "this",
+        "shape": "x".join(map(str, shape)),
+        "threads": threads,
+        "max_iter": record["model"]["params"]["max_iter"],
+        "seconds": round(seconds, 2),
+        "peak_rss_mb": round(rss, 1),
+        "start_rss_mb": 0,
+        "n_patches": n_patches,
+        "n_train": min(n_patches, 65536 if kind == "file" else 16384),
+        "fit_seconds": round(sum(record["model"].get("epoch_seconds", [])), 2)
+        if "epoch_seconds" in record["model"]
+        else "",
+        "estimate_seconds": timings.get("reconstruct", ""),
+        "settings": settings + f", slab by slab ({record['input'].get('slab_slices')} slices)",
+    }
+
+
 def run_one(size: str, threads: int, max_iter: int | None) -> dict:
     import zse
+
+    if size.startswith(("file:", "file-sssc:")):
+        return run_file(size, threads, max_iter)
 
     image = make_input(size)
     model = zse.SSSC(random_state=0, n_threads=threads, verbose=False)

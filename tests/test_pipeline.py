@@ -241,8 +241,8 @@ def test_reconstruct_refuses_work_that_does_not_fit_in_memory(monkeypatch):
 
 
 def test_plan_does_not_depend_on_threads_except_the_wave():
-    a = _core.stream_plan((1, 500, 400), (1, 6, 6), True, 1)
-    b = _core.stream_plan((1, 500, 400), (1, 6, 6), True, 8)
+    a = _core.stream_plan((1, 500, 400), (1, 6, 6), True, False, "auto", 1)
+    b = _core.stream_plan((1, 500, 400), (1, 6, 6), True, False, "auto", 8)
     assert a["band_length"] == b["band_length"] and a["n_bands"] == b["n_bands"]
     assert a["wave"] == 1 and b["wave"] == 8
 

@@ -75,12 +75,17 @@ struct VolumeSearch {
     zse::index_t train_sweeps = 1, warm_sweeps = 30, fresh_sweeps = 10, patience = 0;
 };
 
-// The outputs of a streamed estimate: statistics, median kind, this rank's share of the bands
-// and the progress callable (called with the GIL after every wave).
+// The outputs of a streamed estimate: statistics, median kind, merge ("auto", "full",
+// "compact"), this rank's share of the bands (or an explicit range of output slices), the slab
+// of a volume the array holds, and the progress callable (called with the GIL after every wave).
 struct StreamRequest {
     std::vector<std::string> stats{"mean", "var"};
     std::string median_kind = "average";
+    std::string merge = "auto";
     int part = 0, n_parts = 1;
+    zse::index_t slice_begin = 0, slice_end = -1;  // slice_end >= 0: these slices (not a part)
+    zse::index_t volume_slices = -1;     // >= 0: the whole volume's slices; the array is a slab
+    zse::index_t input_first_slice = 0;  // the slab's first slice
     py::object progress = py::none();
 };
 
@@ -108,6 +113,16 @@ zse::Mutation parse_mutation(const std::string& s);
 zse::EvoConfig evo_config(const zse::SSSCParams& p, const SearchOptions& search);
 ArrayF64 copy_matrix(const std::vector<double>& v, zse::index_t rows, zse::index_t cols);
 zse::VolumeGrid volume_grid(const ArrayF64& volume, const Patch3& patch);
+// The grid of the whole volume a streamed estimate works on: the array's, or with
+// request.volume_slices the whole volume's of which the array is a slab.
+zse::VolumeGrid stream_grid(const ArrayF64& volume, const Patch3& patch,
+                            const StreamRequest& request);
+zse::MergeMode parse_merge(const std::string& s);
+// Points `out` at the slab of slices `volume` holds (when request.volume_slices >= 0).
+void set_input_slab(const ArrayF64& volume, const StreamRequest& request, zse::StreamOutputs& out);
+// The grid and the outputs of a streamed estimate over `volume` (a whole volume or a slab).
+py::dict stream_setup(const ArrayF64& volume, const Patch3& patch, const StreamRequest& request,
+                      zse::VolumeGrid& g, zse::StreamOutputs& out);
 zse::VolumeGrid shape_grid(const std::tuple<zse::index_t, zse::index_t, zse::index_t>& shape,
                            const Patch3& patch);
 py::dict stream_outputs(const zse::VolumeGrid& g, const StreamRequest& request,
@@ -130,7 +145,8 @@ py::dict merge_volume(const ArrayF64& estimates,
 py::dict identity_estimate_volume(const ArrayF64& volume, const Patch3& patch,
                                   const StreamRequest& stream, int n_threads);
 py::dict stream_plan(const std::tuple<zse::index_t, zse::index_t, zse::index_t>& shape,
-                     const Patch3& patch, bool want_variances, int n_threads);
+                     const Patch3& patch, bool want_variances, bool want_median,
+                     const std::string& merge, int n_threads);
 py::tuple chunk_share_patches(const std::string& kernel, zse::index_t N, int part, int n_parts);
 
 // -- mixtures.cpp -------------------------------------------------------------------------------

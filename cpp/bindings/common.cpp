@@ -133,6 +133,24 @@ zse::VolumeGrid volume_grid(const ArrayF64& volume, const Patch3& patch) {
                            std::get<1>(patch), std::get<2>(patch));
 }
 
+zse::VolumeGrid stream_grid(const ArrayF64& volume, const Patch3& patch,
+                            const StreamRequest& request) {
+    zse::require(volume.ndim() == 3, "volume must be 3-D (Z, R, Q)");
+    if (request.volume_slices < 0) return volume_grid(volume, patch);
+    zse::require(request.input_first_slice >= 0 &&
+                     request.input_first_slice + volume.shape(0) <= request.volume_slices,
+                 "the slab lies outside the volume's slices");
+    return zse::VolumeGrid(request.volume_slices, volume.shape(1), volume.shape(2),
+                           std::get<0>(patch), std::get<1>(patch), std::get<2>(patch));
+}
+
+zse::MergeMode parse_merge(const std::string& s) {
+    if (s == "auto") return zse::MergeMode::automatic;
+    if (s == "full") return zse::MergeMode::full;
+    if (s == "compact") return zse::MergeMode::compact;
+    throw std::invalid_argument("merge must be 'auto', 'full' or 'compact', got '" + s + "'");
+}
+
 zse::VolumeGrid shape_grid(const std::tuple<zse::index_t, zse::index_t, zse::index_t>& shape,
                            const Patch3& patch) {
     return zse::VolumeGrid(std::get<0>(shape), std::get<1>(shape), std::get<2>(shape),
@@ -160,9 +178,22 @@ py::dict stream_outputs(const zse::VolumeGrid& g, const StreamRequest& request,
     zse::require(median_kind == "average" || median_kind == "lower",
                  "median_kind must be 'average' or 'lower', got '" + median_kind + "'");
     out.median_kind = median_kind == "lower" ? zse::MedianKind::lower : zse::MedianKind::average;
-    const zse::SliceRange range = zse::slices_of_part(g, request.part, request.n_parts);
+    out.merge = parse_merge(request.merge);
+    zse::SliceRange range;
+    if (request.slice_end >= 0) {
+        zse::require(request.n_parts == 1, "give either part/n_parts or a slice range");
+        const bool image = g.Z == 1 && g.Pz == 1;
+        zse::require(0 <= request.slice_begin && request.slice_begin <= request.slice_end &&
+                         request.slice_end <= (image ? g.R : g.Z),
+                     "the slice range lies outside the image");
+        range.first = request.slice_begin;
+        range.last = request.slice_end;
+    } else {
+        range = zse::slices_of_part(g, request.part, request.n_parts);
+    }
     out.slice_begin = range.first;
     out.slice_end = range.last;
+
     const bool image = g.Z == 1 && g.Pz == 1;  // slices are rows
     const zse::index_t n = range.last - range.first;
     py::dict result;
@@ -183,6 +214,25 @@ py::dict stream_outputs(const zse::VolumeGrid& g, const StreamRequest& request,
             throw std::invalid_argument("unknown stat '" + name + "'");
         result[py::str(name)] = volume;
     }
+    return result;
+}
+
+}  // namespace zse_py
+
+namespace zse_py {
+
+void set_input_slab(const ArrayF64& volume, const StreamRequest& request, zse::StreamOutputs& out) {
+    if (request.volume_slices >= 0) {
+        out.input_first_slice = request.input_first_slice;
+        out.input_slices = volume.shape(0);
+    }
+}
+
+py::dict stream_setup(const ArrayF64& volume, const Patch3& patch, const StreamRequest& request,
+                      zse::VolumeGrid& g, zse::StreamOutputs& out) {
+    g = stream_grid(volume, patch, request);
+    py::dict result = stream_outputs(g, request, out);
+    set_input_slab(volume, request, out);
     return result;
 }
 

@@ -134,7 +134,7 @@ py::tuple solve_alpha(const ArrayF64& values, const ArrayF64& weights, const Arr
 py::dict mixture_estimate_volume(const ArrayF64& volume, const Patch3& patch,
                                  const MixtureModel& model, double offset, double gain,
                                  const StreamRequest& stream, int n_threads) {
-    const zse::VolumeGrid g = volume_grid(volume, patch);
+    const zse::VolumeGrid g = stream_grid(volume, patch, stream);
     ArrayF64 alpha_storage;
     const zse::MixtureParams p = mixture_params(model, alpha_storage);
     zse::require(p.D == g.D(), "W must be (C, D) with D the patch size");
@@ -149,6 +149,7 @@ py::dict mixture_estimate_volume(const ArrayF64& volume, const Patch3& patch,
     to_grey.divide = gain;
     zse::StreamOutputs out;
     py::dict result = stream_outputs(g, stream, out);
+    set_input_slab(volume, stream, out);
     const double* v = volume.data();
     {
         py::gil_scoped_release release;

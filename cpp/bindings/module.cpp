@@ -88,6 +88,11 @@ PYBIND11_MODULE(_core, m) {
     with_keyword_init(stream)
         .def_readwrite("stats", &StreamRequest::stats)
         .def_readwrite("median_kind", &StreamRequest::median_kind)
+        .def_readwrite("merge", &StreamRequest::merge)
+        .def_readwrite("slice_begin", &StreamRequest::slice_begin)
+        .def_readwrite("slice_end", &StreamRequest::slice_end)
+        .def_readwrite("volume_slices", &StreamRequest::volume_slices)
+        .def_readwrite("input_first_slice", &StreamRequest::input_first_slice)
         .def_readwrite("part", &StreamRequest::part)
         .def_readwrite("n_parts", &StreamRequest::n_parts)
         .def_readwrite("progress", &StreamRequest::progress);
@@ -206,7 +211,8 @@ PYBIND11_MODULE(_core, m) {
           py::arg("kernel"), py::arg("N"), py::arg("part"), py::arg("n_parts"));
     m.def("stream_plan", &stream_plan,
           "Bands, wave and buffer sizes of the streamed estimation (for memory estimates)",
-          py::arg("shape"), py::arg("patch"), py::arg("want_variances"), py::arg("n_threads"));
+          py::arg("shape"), py::arg("patch"), py::arg("want_variances"), py::arg("want_median"),
+          py::arg("merge"), py::arg("n_threads"));
     m.def("gather_patches", &gather_patches,
           "The patches at the given global indices, shape (M, D)", py::arg("volume").noconvert(),
           py::arg("patch"), py::arg("positions").noconvert(), py::arg("n_threads"));

@@ -135,9 +135,9 @@ py::dict merge_volume(const ArrayF64& estimates,
 
 py::dict identity_estimate_volume(const ArrayF64& volume, const Patch3& patch,
                                   const StreamRequest& stream, int n_threads) {
-    const zse::VolumeGrid g = volume_grid(volume, patch);
+    zse::VolumeGrid g;
     zse::StreamOutputs out;
-    py::dict result = stream_outputs(g, stream, out);
+    py::dict result = stream_setup(volume, patch, stream, g, out);
     zse::require(out.pvar == nullptr, "the identity model has no predictive variance");
     const zse::index_t D = g.D();
     const zse::RowEstimator identity = [D](const zse::RowJob& job) {
@@ -153,14 +153,16 @@ py::dict identity_estimate_volume(const ArrayF64& volume, const Patch3& patch,
 }
 
 py::dict stream_plan(const std::tuple<zse::index_t, zse::index_t, zse::index_t>& shape,
-                     const Patch3& patch, bool want_variances, int n_threads) {
-    const zse::StreamPlan plan =
-        zse::plan_stream(shape_grid(shape, patch), want_variances, n_threads);
+                     const Patch3& patch, bool want_variances, bool want_median,
+                     const std::string& merge, int n_threads) {
+    const zse::StreamPlan plan = zse::plan_stream(shape_grid(shape, patch), want_variances,
+                                                  want_median, parse_merge(merge), n_threads);
     py::dict d;
     d["band_length"] = plan.band_length;
     d["n_bands"] = plan.n_bands;
     d["wave"] = plan.wave;
     d["ring_bytes"] = plan.ring_bytes;
+    d["compact"] = plan.compact;
     d["scratch_bytes"] = plan.scratch_bytes;
     return d;
 }

@@ -120,7 +120,7 @@ py::dict sssc_estimate_volume(const ArrayF64& volume, const Patch3& patch, const
                               const ArrayU64& train_states, const ArrayI64& train_positions,
                               const SearchOptions& search, const VolumeSearch& plan,
                               const StreamRequest& stream, int n_threads) {
-    const zse::VolumeGrid g = volume_grid(volume, patch);
+    const zse::VolumeGrid g = stream_grid(volume, patch, stream);
     const zse::SSSCParams p = sssc_params(model);
     zse::require(p.D == g.D(), "W must have D = the patch size rows");
     zse::require(py::isinstance<ArrayF64>(model.bias), "the model's bias must be a float64 array");
@@ -158,6 +158,7 @@ py::dict sssc_estimate_volume(const ArrayF64& volume, const Patch3& patch, const
     to_data.multiply = scale;
     zse::StreamOutputs out;
     py::dict result = stream_outputs(g, stream, out);
+    set_input_slab(volume, stream, out);
     const double* v = volume.data();
     {
         py::gil_scoped_release release;

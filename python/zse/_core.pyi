@@ -179,8 +179,13 @@ class StreamRequest:
     """
 
     median_kind: str
+    merge: str
     progress: typing.Any
     def __init__(self, **kwargs) -> None: ...
+    @property
+    def input_first_slice(self) -> int: ...
+    @input_first_slice.setter
+    def input_first_slice(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None: ...
     @property
     def n_parts(self) -> int: ...
     @n_parts.setter
@@ -190,9 +195,21 @@ class StreamRequest:
     @part.setter
     def part(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None: ...
     @property
+    def slice_begin(self) -> int: ...
+    @slice_begin.setter
+    def slice_begin(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+    @property
+    def slice_end(self) -> int: ...
+    @slice_end.setter
+    def slice_end(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+    @property
     def stats(self) -> list[str]: ...
     @stats.setter
     def stats(self, arg0: collections.abc.Sequence[str]) -> None: ...
+    @property
+    def volume_slices(self) -> int: ...
+    @volume_slices.setter
+    def volume_slices(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None: ...
 
 class TotalsIndex:
     """
@@ -474,6 +491,8 @@ def stream_plan(
         typing.SupportsInt | typing.SupportsIndex,
     ],
     want_variances: bool,
+    want_median: bool,
+    merge: str,
     n_threads: typing.SupportsInt | typing.SupportsIndex,
 ) -> dict:
     """

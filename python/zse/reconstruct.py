@@ -57,7 +57,7 @@ def estimate_peak_memory(shape, patch, stats, model, n_train: int, n_threads: in
     D = int(np.prod(patch))
     shape3 = tuple(shape) if len(shape) == 3 else (1, *shape)
     patch3 = tuple(patch) if len(patch) == 3 else (1, *patch)
-    plan = _core.stream_plan(shape3, patch3, "pvar" in stats, n_threads)
+    plan = _core.stream_plan(shape3, patch3, "pvar" in stats, "median" in stats, "auto", n_threads)
     parts = {
         "image (float64)": 8 * voxels,
         "output images": 8 * voxels * len(stats),

@@ -26,6 +26,8 @@ struct RowJob {
 /// A model's estimator for one row; called concurrently for different bands (one slot each).
 using RowEstimator = std::function<void(const RowJob&)>;
 
+enum class MergeMode { automatic, full, compact };
+
 /// Output images (the volume's shape), each nullptr when not wanted. pvar needs variances.
 struct StreamOutputs {
     double* mean = nullptr;
@@ -38,6 +40,18 @@ struct StreamOutputs {
     /// slices for volumes) only: one MPI rank's share. slice_end < 0: every slice.
     index_t slice_begin = 0;
     index_t slice_end = -1;
+    /// How estimates are merged (ALGORITHM.md §2.6): `full` keeps every estimate of a voxel until
+    /// the voxel is complete (every statistic, the median included); `compact` keeps per voxel a
+    /// shifted sum and sum of squares in a fixed order (mean, var, pvar, count; a few doubles
+    /// instead of D); `automatic` takes compact when no median is asked and the full ring of
+    /// one band exceeds the budget (a choice made by the geometry alone, so results never
+    /// depend on threads or ranks).
+    MergeMode merge = MergeMode::automatic;
+    /// The volume pointer holds the (banded view's) slices [input_first_slice,
+    /// input_first_slice + input_slices) only: a slab read for the bands of the outputs' slices
+    /// (input_slices < 0: the whole image).
+    index_t input_first_slice = 0;
+    index_t input_slices = -1;
     /// Called on the calling thread after each wave of bands is merged, outside any parallel
     /// region, with (bands done, bands in all) of this call: progress for people. It may throw
     /// to stop the work (a cancel); the outputs are then incomplete.
@@ -60,12 +74,15 @@ struct StreamPlan {
     index_t n_bands = 1;
     index_t wave = 1;
     index_t ring_slices = 1;
-    double ring_bytes = 0.0;
+    bool compact = false;        ///< the compact merge (see StreamOutputs::merge)
+    index_t accumulators = 0;    ///< doubles per voxel and slice of the compact merge
+    double ring_bytes = 0.0;     ///< the ring of estimates (full) or of accumulators (compact)
     double scratch_bytes = 0.0;  ///< per-thread row buffers
 };
 
 /// The plan estimate_and_merge will use, for memory estimates before any work.
-StreamPlan plan_stream(const VolumeGrid& grid, bool want_variances, int n_threads);
+StreamPlan plan_stream(const VolumeGrid& grid, bool want_variances, bool want_median,
+                       MergeMode merge, int n_threads);
 
 /// The output slices [first, last) one of `n_parts` workers (MPI ranks) finishes: whole bands,
 /// contiguous and in part order; empty when there are fewer bands than parts.

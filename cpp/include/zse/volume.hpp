@@ -48,9 +48,10 @@ struct PatchTransform {
     double divide = 1.0;
 };
 
-/// Copies patch n of `volume` into out (D values), transformed.
+/// Copies patch n of `volume` into out (D values), transformed. `first_slice`: `volume` holds the
+/// grid's slices from this one on (a slab of a volume too large for memory), 0: all of them.
 void read_patch(const double* volume, const VolumeGrid& grid, index_t n,
-                const PatchTransform& transform, double* out);
+                const PatchTransform& transform, double* out, index_t first_slice = 0);
 
 /// Copies the patches at the M global indices `positions` (each in [0, N)) into out (M x D),
 /// transformed. Parallel over positions; results do not depend on n_threads.

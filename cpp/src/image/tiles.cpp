@@ -37,20 +37,38 @@ constexpr double kRingBudgetBytes = 512.0 * 1024 * 1024;
 
 }  // namespace
 
-StreamPlan plan_stream(const VolumeGrid& original, bool want_variances, int n_threads) {
+StreamPlan plan_stream(const VolumeGrid& original, bool want_variances, bool want_median,
+                       MergeMode merge, int n_threads) {
     const VolumeGrid g = banded_view(original);
     StreamPlan plan;
     plan.band_length = band_length_for(original);
     plan.n_bands = (g.Zc() + plan.band_length - 1) / plan.band_length;
-    const double slice_bytes =
-        static_cast<double>(g.R * g.Q * g.D()) * 8.0 * (want_variances ? 2 : 1);
+    const index_t L = plan.band_length;
+    const double plane = static_cast<double>(g.R * g.Q);
+    const double full_slice = plane * static_cast<double>(g.D()) * 8.0 * (want_variances ? 2 : 1);
+    // The compact merge keeps per voxel the first estimate, the shifted sum and sum of squares
+    // (and the sum of variances for pvar).
+    plan.accumulators = 3 + (want_variances ? 1 : 0);
+    const double compact_slice = plane * static_cast<double>(plan.accumulators) * 8.0;
+    if (merge == MergeMode::automatic)
+        plan.compact =
+            !want_median && static_cast<double>(L + g.Pz - 1) * full_slice > kRingBudgetBytes;
+    else
+        plan.compact = merge == MergeMode::compact;
+    require(!(plan.compact && want_median),
+            "the compact merge keeps no estimates, so it cannot give the median");
+    // Full: a ring of estimates. Compact: a ring of accumulators and, per band of the wave, the
+    // accumulators of the band's own estimates (folded into the ring in band order).
+    auto bytes = [&](index_t wave) {
+        const double ring = static_cast<double>(std::min<index_t>(wave * L + g.Pz - 1, g.Z));
+        if (!plan.compact) return ring * full_slice;
+        return ring * compact_slice + static_cast<double>(wave * (L + g.Pz - 1)) * compact_slice;
+    };
     index_t wave = std::max<index_t>(1, std::min<index_t>(n_threads, plan.n_bands));
-    while (wave > 1 &&
-           static_cast<double>(wave * plan.band_length + g.Pz - 1) * slice_bytes > kRingBudgetBytes)
-        --wave;
+    while (wave > 1 && bytes(wave) > kRingBudgetBytes) --wave;
     plan.wave = wave;
-    plan.ring_slices = std::min<index_t>(wave * plan.band_length + g.Pz - 1, g.Z);
-    plan.ring_bytes = static_cast<double>(plan.ring_slices) * slice_bytes;
+    plan.ring_slices = std::min<index_t>(wave * L + g.Pz - 1, g.Z);
+    plan.ring_bytes = bytes(wave);
     plan.scratch_bytes = static_cast<double>(g.Qc() * g.D()) * 8.0 * 3.0;
     return plan;
 }
@@ -73,7 +91,8 @@ void estimate_and_merge(const double* volume, const VolumeGrid& original,
     require(n_threads >= 1, "n_threads must be >= 1");
     const VolumeGrid g = banded_view(original);
     const bool want_var = out.pvar != nullptr;
-    const StreamPlan plan = plan_stream(original, want_var, n_threads);
+    const StreamPlan plan =
+        plan_stream(original, want_var, out.median != nullptr, out.merge, n_threads);
     const index_t D = g.D(), Qc = g.Qc(), Rc = g.Rc(), Zc = g.Zc();
     const index_t plane = g.R * g.Q, ring = plan.ring_slices, L = plan.band_length;
     // The slices this call finishes, and the bands whose patches cover them.
@@ -82,18 +101,32 @@ void estimate_and_merge(const double* volume, const VolumeGrid& original,
     if (s_begin == s_end) return;
     const index_t band_lo = std::max<index_t>(0, s_begin - (g.Pz - 1)) / L;
     const index_t band_hi = (std::min(s_end, Zc) + L - 1) / L;
+    // The slices the volume pointer holds must cover those the bands read.
+    const index_t in_first = out.input_first_slice;
+    const index_t in_last = out.input_slices < 0 ? g.Z : in_first + out.input_slices;
+    require(in_first >= 0 && in_first <= band_lo * L &&
+                in_last >= std::min(Zc, band_hi * L) - 1 + g.Pz && in_last <= g.Z,
+            "the slab of input slices does not hold every slice the bands read");
     const index_t out_first = s_begin * plane;  // index of the outputs' first pixel
-    std::vector<double> ring_est(static_cast<std::size_t>(ring * plane * D));
-    std::vector<double> ring_var(want_var ? ring_est.size() : 0);
+    const bool compact = plan.compact;
+    const index_t A = plan.accumulators;  // compact: first estimate, sum, sum of squares, [vars]
+    // Full: every estimate of a voxel in its own slot. Compact: per voxel the accumulators of
+    // the folded bands (ring) and of each band of the wave (band_acc, Pz + L - 1 slices each).
+    std::vector<double> ring_est(compact ? 0 : static_cast<std::size_t>(ring * plane * D));
+    std::vector<double> ring_var(want_var && !compact ? ring_est.size() : 0);
+    std::vector<double> ring_acc(compact ? static_cast<std::size_t>(ring * plane * A) : 0);
+    const index_t band_slices = L + g.Pz - 1;
+    std::vector<std::vector<double>> band_acc(compact ? plan.wave : 0);
     const int slots = static_cast<int>(plan.wave);
     std::vector<std::vector<double>> patches(slots), est(slots), var(slots);
     const double scale_e = to_data.multiply, div_e = to_data.divide;
     const double scale_v = to_data.multiply * to_data.multiply,
                  div_v = to_data.divide * to_data.divide;
 
-    // Estimates of one band go to the ring: voxel (z, r, c) of patch (z0, r0, c0) keeps its
+    // Full: estimates of one band go to the ring: voxel (z, r, c) of patch (z0, r0, c0) keeps its
     // estimate in slot d = ((z - z0) Ph + (r - r0)) Pw + (c - c0), so every estimate has its own
-    // place and nothing depends on which band (or thread) wrote it.
+    // place and nothing depends on which band (or thread) wrote it. Compact: the band's own
+    // accumulators, in the band's order (z0, r0, c0 ascending: the slot order of the full merge).
     auto run_band = [&](index_t band, int slot) {
         std::vector<double>& p = patches[slot];
         std::vector<double>& e = est[slot];
@@ -102,11 +135,16 @@ void estimate_and_merge(const double* volume, const VolumeGrid& original,
         e.resize(p.size());
         if (want_var) v.resize(p.size());
         const index_t z_begin = band * L, z_end = std::min(Zc, z_begin + L);
+        double* acc = nullptr;
+        if (compact) {
+            band_acc[slot].resize(static_cast<std::size_t>(band_slices * plane * A));
+            acc = band_acc[slot].data();
+        }
         for (index_t z0 = z_begin; z0 < z_end; ++z0) {
             for (index_t r0 = 0; r0 < Rc; ++r0) {
                 const index_t first = (z0 * Rc + r0) * Qc;
                 for (index_t t = 0; t < Qc; ++t)
-                    read_patch(volume, g, first + t, to_model, p.data() + t * D);
+                    read_patch(volume, g, first + t, to_model, p.data() + t * D, in_first);
                 RowJob job;
                 job.first = first;
                 job.count = Qc;
@@ -123,12 +161,37 @@ void estimate_and_merge(const double* volume, const VolumeGrid& original,
                     for (index_t k = 0; k < g.Pz; ++k) {
                         const index_t slice = (z0 + k) % ring;
                         for (index_t i = 0; i < g.Ph; ++i) {
-                            double* dst =
-                                ring_est.data() + ((slice * plane) + (r0 + i) * g.Q + t) * D;
+                            const index_t r = r0 + i;
+                            if (compact) {
+                                const bool first_z = z0 == std::max(z_begin, z0 + k - g.Pz + 1);
+                                const bool first_r = r0 == std::max<index_t>(0, r - g.Ph + 1);
+                                double* row = acc + ((z0 + k - z_begin) * plane + r * g.Q) * A;
+                                for (index_t j = 0; j < g.Pw; ++j, ++d) {
+                                    const index_t c = t + j;
+                                    const double off =
+                                        to_data.offset != nullptr ? to_data.offset[d] : 0.0;
+                                    const double x = et[d] * scale_e / div_e + off;
+                                    if (!std::isfinite(x)) throw_non_finite(original, z0 + k, r, c);
+                                    double* a = row + c * A;
+                                    const bool first_c = t == std::max<index_t>(0, c - g.Pw + 1);
+                                    if (first_z && first_r && first_c) {
+                                        a[0] = x;  // the shift: the first estimate, as full
+                                        a[1] = 0.0;
+                                        a[2] = 0.0;
+                                        if (want_var) a[3] = vt[d] * scale_v / div_v;
+                                    } else {
+                                        const double dx = x - a[0];
+                                        a[1] += dx;
+                                        a[2] += dx * dx;
+                                        if (want_var) a[3] += vt[d] * scale_v / div_v;
+                                    }
+                                }
+                                continue;
+                            }
+                            double* dst = ring_est.data() + ((slice * plane) + r * g.Q + t) * D;
                             double* dst_v =
-                                want_var
-                                    ? ring_var.data() + ((slice * plane) + (r0 + i) * g.Q + t) * D
-                                    : nullptr;
+                                want_var ? ring_var.data() + ((slice * plane) + r * g.Q + t) * D
+                                         : nullptr;
                             for (index_t j = 0; j < g.Pw; ++j, ++d) {
                                 const double off =
                                     to_data.offset != nullptr ? to_data.offset[d] : 0.0;
@@ -138,6 +201,42 @@ void estimate_and_merge(const double* volume, const VolumeGrid& original,
                             }
                         }
                     }
+                }
+            }
+        }
+    };
+
+    // Compact: the bands of a wave folded into the ring's accumulators in band order, per voxel:
+    // with F the ring's shift and f, s1, s2 the band's, d = f - F, n the band's estimates of the
+    // voxel: S1 += s1 + n d, S2 += s2 + 2 d s1 + n d^2 (the sums of x - F over both).
+    auto fold_row = [&](index_t wave_start, index_t wave_end, index_t row) {
+        for (index_t band = wave_start; band < wave_end; ++band) {
+            const index_t z_begin = band * L, z_end = std::min(Zc, z_begin + L);
+            const double* bacc = band_acc[static_cast<std::size_t>(band - wave_start)].data();
+            for (index_t zz = z_begin; zz < z_end - 1 + g.Pz; ++zz) {
+                index_t z_first, z_last;
+                corner_range(zz, g.Z, g.Pz, z_first, z_last);
+                const index_t nz = std::min(z_last, z_end - 1) - std::max(z_first, z_begin) + 1;
+                const bool first_band = z_first >= z_begin;  // the first band of slice zz
+                index_t r_first, r_last;
+                corner_range(row, g.R, g.Ph, r_first, r_last);
+                const double* src = bacc + ((zz - z_begin) * plane + row * g.Q) * A;
+                double* dst = ring_acc.data() + ((zz % ring) * plane + row * g.Q) * A;
+                for (index_t c = 0; c < g.Q; ++c) {
+                    const double* b = src + c * A;
+                    double* a = dst + c * A;
+                    if (first_band) {
+                        std::copy(b, b + A, a);
+                        continue;
+                    }
+                    index_t c_first, c_last;
+                    corner_range(c, g.Q, g.Pw, c_first, c_last);
+                    const double n =
+                        static_cast<double>(nz * (r_last - r_first + 1) * (c_last - c_first + 1));
+                    const double delta = b[0] - a[0];
+                    a[2] += b[2] + 2.0 * delta * b[1] + n * delta * delta;
+                    a[1] += b[1] + n * delta;
+                    if (want_var) a[3] += b[3];
                 }
             }
         }
@@ -153,6 +252,23 @@ void estimate_and_merge(const double* volume, const VolumeGrid& original,
         for (index_t c = 0; c < g.Q; ++c) {
             index_t c_first, c_last;
             corner_range(c, g.Q, g.Pw, c_first, c_last);
+            const index_t pixel = (z * g.R + r) * g.Q + c - out_first;
+            if (compact) {
+                const double* a = ring_acc.data() + (slice * plane + r * g.Q + c) * A;
+                const double m = static_cast<double>(
+                    (z_last - z_first + 1) * (r_last - r_first + 1) * (c_last - c_first + 1));
+                const double mean = a[0] + a[1] / m;
+                if (!std::isfinite(mean)) throw_non_finite(original, z, r, c);
+                // E[(x - F)^2] - E[x - F]^2 can round a few ulps below 0: a variance is >= 0.
+                const double offset = a[1] / m;
+                const double variance = std::max(0.0, a[2] / m - offset * offset);
+                if (!std::isfinite(variance)) throw_non_finite(original, z, r, c);
+                if (out.mean != nullptr) out.mean[pixel] = mean;
+                if (out.var != nullptr) out.var[pixel] = variance;
+                if (out.count != nullptr) out.count[pixel] = m;
+                if (out.pvar != nullptr) out.pvar[pixel] = a[3] / m + variance;
+                continue;
+            }
             const double* slots = ring_est.data() + (slice * plane + r * g.Q + c) * D;
             const double* vslots =
                 want_var ? ring_var.data() + (slice * plane + r * g.Q + c) * D : nullptr;
@@ -173,7 +289,6 @@ void estimate_and_merge(const double* volume, const VolumeGrid& original,
             for (double x : values) sum += x - shift;
             const double mean = shift + sum / static_cast<double>(m);
             if (!std::isfinite(mean)) throw_non_finite(original, z, r, c);
-            const index_t pixel = (z * g.R + r) * g.Q + c - out_first;
             double variance = 0.0;
             if (out.var != nullptr || out.pvar != nullptr) {
                 double ss = 0.0;
@@ -209,6 +324,9 @@ void estimate_and_merge(const double* volume, const VolumeGrid& original,
             // Each band of the wave has its own slot, so workspaces are never shared.
             run_band(wave_start + i, static_cast<int>(i));
         });
+        if (compact)
+            parallel_for(
+                g.R, n_threads, [&](index_t row) { fold_row(wave_start, wave_end, row); }, 8);
         const index_t corner_end = std::min(Zc, wave_end * L);
         const index_t done = corner_end == Zc ? g.Z : corner_end;
         const index_t first_slice = std::max(finished, s_begin), last_slice = std::min(done, s_end);

@@ -24,13 +24,13 @@ index_t VolumeGrid::coverage(index_t z, index_t r, index_t c) const {
 }
 
 void read_patch(const double* volume, const VolumeGrid& g, index_t n,
-                const PatchTransform& transform, double* out) {
+                const PatchTransform& transform, double* out, index_t first_slice) {
     const index_t Qc = g.Qc(), Rc = g.Rc();
     const index_t c0 = n % Qc, r0 = (n / Qc) % Rc, z0 = n / (Qc * Rc);
     index_t d = 0;
     for (index_t k = 0; k < g.Pz; ++k) {
         for (index_t i = 0; i < g.Ph; ++i) {
-            const double* src = volume + ((z0 + k) * g.R + r0 + i) * g.Q + c0;
+            const double* src = volume + ((z0 + k - first_slice) * g.R + r0 + i) * g.Q + c0;
             if (transform.offset == nullptr && transform.multiply == 1.0 &&
                 transform.divide == 1.0) {
                 for (index_t j = 0; j < g.Pw; ++j) out[d + j] = src[j];

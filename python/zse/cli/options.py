@@ -295,6 +295,15 @@ def build_parser(advanced: bool = False) -> argparse.ArgumentParser:
         "sections)",
     )
     _add_input_options(p)
+    p.add_argument(
+        "--slabs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="volumes: read, denoise and write N slices at a time, so memory holds a slab, not "
+        "the volume (the same results; default: slab by slab only when the volume does not "
+        "fit in memory, with slabs of about 256 MB)",
+    )
     _add_model_options(p, advanced)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=commands.cmd_denoise)

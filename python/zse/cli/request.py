@@ -32,6 +32,7 @@ class Request:
     crop: str | None = None
     bin: int = 1
     decimate: int = 1
+    slabs: int | None = None  # slices per slab of a volume read and written slab by slab
     # the model
     model: str = "auto"
     counts: bool | None = None
@@ -81,6 +82,7 @@ def request_from_args(args, inputs=(), **changes) -> Request:
         "crop": vars(args).get("crop"),
         "bin": int(vars(args).get("bin", 1)),
         "decimate": int(vars(args).get("decimate", 1)),
+        "slabs": vars(args).get("slabs"),
         "model": args.model,
         "counts": args.counts,
         "patch_size": tuple(args.patch_size) if args.patch_size is not None else None,
@@ -96,6 +98,8 @@ def request_from_args(args, inputs=(), **changes) -> Request:
     for name in ("bin", "decimate"):
         if getattr(request, name) < 1:
             raise UsageError(f"--{name} must be >= 1, got {getattr(request, name)}")
+    if request.slabs is not None and request.slabs < 1:
+        raise UsageError(f"--slabs must be >= 1, got {request.slabs}")
     if request.bin > 1 and request.decimate > 1:
         raise UsageError("--bin averages blocks and --decimate keeps every n-th pixel: give one")
     return request

@@ -137,6 +137,32 @@ def _preview(array: np.ndarray) -> np.ndarray:
     return array[array.shape[0] // 2] if array.ndim == 3 else array
 
 
+def make_request_model(options, model_name, evidence, stem, section, is_root, note):
+    """The model the request asks for (its checkpoint named for this input and section); a
+    parameter the auto-chosen model lacks is a usage error that says what was chosen."""
+    try:
+        params = model_params(options, model_name, note)
+        if params.get("checkpoint"):
+            params["checkpoint"] = checkpoint_for(
+                params["checkpoint"], stem, options.n_inputs, section
+            )
+        return make_model(
+            model_name,
+            options=params,
+            random_state=options.seed,
+            n_threads=options.n_threads,
+            verbose=not options.quiet and is_root,
+        )
+    except ValueError as error:
+        if evidence is None:
+            raise
+        msg = (
+            f"{error} (--model auto chose {model_name}: {evidence['reason']}; name the "
+            "model with --model)"
+        )
+        raise UsageError(msg) from error
+
+
 def denoise_one(
     path: Path,
     stem: str,
@@ -157,7 +183,12 @@ def denoise_one(
     model file); no output replaces one of them.
     """
     from .._mpi import team_of
+    from .volumes import denoise_volume_in_slabs, wants_slabs
 
+    if wants_slabs(path, options):
+        return denoise_volume_in_slabs(
+            path, stem, options, note=note, fitted=fitted, comm=comm, log=log, inputs=inputs
+        )
     team = team_of(comm)
     is_root = team is None or team.is_root
     log = log or (lambda message: None)
@@ -165,8 +196,8 @@ def denoise_one(
     t = time.perf_counter()
     loaded = load(path, options)
     timings["read"] = round(time.perf_counter() - t, 4)
-    for note in loaded.record["notes"]:
-        log(f"note: {note}")
+    for message in loaded.record["notes"]:
+        log(f"note: {message}")
     log(f"read {path}: {loaded.kind} {tuple(loaded.data.shape)}")
     evidence = None
     if fitted is not None:
@@ -194,27 +225,7 @@ def denoise_one(
     )
 
     def new_model(section=None):
-        try:
-            params = model_params(options, model_name, note)
-            if params.get("checkpoint"):
-                params["checkpoint"] = checkpoint_for(
-                    params["checkpoint"], stem, options.n_inputs, section
-                )
-            return make_model(
-                model_name,
-                options=params,
-                random_state=options.seed,
-                n_threads=options.n_threads,
-                verbose=not options.quiet and is_root,
-            )
-        except ValueError as error:
-            if evidence is None:
-                raise
-            msg = (
-                f"{error} (--model auto chose {model_name}: {evidence['reason']}; name the "
-                "model with --model)"
-            )
-            raise UsageError(msg) from error
+        return make_request_model(options, model_name, evidence, stem, section, is_root, note)
 
     t = time.perf_counter()
     verbose = not options.quiet and is_root

@@ -19,7 +19,15 @@ from .read import (
     read_info,
     read_volume,
 )
-from .write import ZSE_LABEL, OutputSet, ensure_output_dir, write_json, write_mrc, write_tiff
+from .write import (
+    ZSE_LABEL,
+    OutputSet,
+    VolumeWriter,
+    ensure_output_dir,
+    write_json,
+    write_mrc,
+    write_tiff,
+)
 
 __all__ = [
     "MRC_SUFFIXES",
@@ -29,6 +37,7 @@ __all__ = [
     "ZSE_LABEL",
     "ImageInfo",
     "OutputSet",
+    "VolumeWriter",
     "ensure_output_dir",
     "fields_mosaic",
     "preview_uint8",

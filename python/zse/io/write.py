@@ -262,3 +262,112 @@ def ensure_output_dir(directory) -> Path:
         msg = f"cannot write to output directory {directory}: {error.strerror or error}"
         raise ValueError(msg) from error
     return directory
+
+
+class VolumeWriter:
+    """A float32 volume written slab by slab, in order, into one file: an MRC file with the
+    input's header (voxel size, origin, labels, zse's label last) or a multi-page TIFF.
+
+    Nothing is held but the slab being written, so a volume larger than memory can be written
+    (README "Volumes larger than memory"). Use it on a path of an :class:`OutputSet` (the file
+    appears with the set, or not at all); the MRC header's statistics (minimum, maximum, mean,
+    RMS) are written when the last slab is in.
+    """
+
+    def __init__(self, path, shape, *, fmt: str, info: ImageInfo | None = None, label=None):
+        from .. import __version__
+
+        self.path = Path(path)
+        self.shape = tuple(int(s) for s in shape)
+        self.fmt = fmt
+        self.next_slice = 0
+        self._stats = [np.inf, -np.inf, 0.0, 0.0]  # min, max, sum, sum of squares
+        _prepare_output(self.path, False)
+        if fmt == "mrc":
+            self._offset = _new_mrc_header(self.path, self.shape, info, label)
+            self._file = open(self.path, "r+b")  # noqa: SIM115 - closed by close()
+        elif fmt == "tif":
+            import tifffile
+
+            self._tiff_options = {"software": f"{_files.SOFTWARE_PREFIX} {__version__}"}
+            if info is not None and info.voxel_size is not None and info.voxel_size[0] > 0:
+                per_cm = 1e8 / float(info.voxel_size[0])
+                self._tiff_options.update(resolution=(per_cm, per_cm), resolutionunit="CENTIMETER")
+            self._file = tifffile.TiffWriter(self.path, bigtiff=True)
+        else:
+            msg = f"fmt must be 'mrc' or 'tif', got {fmt!r}"
+            raise ValueError(msg)
+
+    def write(self, z0: int, slab) -> None:
+        """Write slices [z0, z0 + len(slab)) (the next ones: slabs come in order)."""
+        if z0 != self.next_slice or slab.shape[1:] != self.shape[1:]:
+            msg = (
+                f"slab at slice {z0} of shape {slab.shape} does not follow slice {self.next_slice}"
+            )
+            raise ValueError(msg)
+        out = _as_float32(slab, self.path)
+        if self.fmt == "mrc":
+            self._file.seek(self._offset + z0 * out[0].nbytes)
+            self._file.write(np.ascontiguousarray(out, dtype="<f4").tobytes())
+            wide = out.astype(np.float64)
+            self._stats[0] = min(self._stats[0], float(wide.min()))
+            self._stats[1] = max(self._stats[1], float(wide.max()))
+            self._stats[2] += float(wide.sum())
+            self._stats[3] += float(np.square(wide).sum())
+        else:
+            for section in out:
+                self._file.write(
+                    section, photometric="minisblack", contiguous=True, **self._tiff_options
+                )
+        self.next_slice = z0 + len(out)
+
+    def close(self) -> None:
+        if self.fmt == "mrc":
+            if self.next_slice == self.shape[0]:
+                n = float(np.prod(self.shape))
+                mean = self._stats[2] / n
+                rms = np.sqrt(max(0.0, self._stats[3] / n - mean * mean))
+                self._file.seek(76)  # dmin, dmax, dmean (words 20-22), rms (word 55)
+                self._file.write(np.array(self._stats[:2] + [mean], dtype="<f4").tobytes())
+                self._file.seek(216)
+                self._file.write(np.array([rms], dtype="<f4").tobytes())
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def _new_mrc_header(path: Path, shape, info, label) -> int:
+    """A float32 MRC file of ``shape`` with the input's header and zse's label, data unwritten
+    (sparse); returns the offset of the data."""
+    import mrcfile
+
+    from .. import __version__
+
+    label = label or f"{ZSE_LABEL} {__version__}"
+    if not label.startswith(_files.MRC_LABEL_PREFIX):
+        msg = f"an MRC label of zse must start with {_files.MRC_LABEL_PREFIX!r}, got {label!r}"
+        raise ValueError(msg)
+    with mrcfile.new_mmap(path, shape=shape, mrc_mode=2, overwrite=True) as mrc:
+        if info is not None and info.kind == "stack":
+            mrc.set_image_stack()
+        else:
+            mrc.set_volume()
+        mrc.header.nlabl = 0
+        mrc.header.label[:] = b""
+        if info is not None:
+            if info.voxel_size is not None:
+                mrc.voxel_size = info.voxel_size
+            if info.origin is not None:
+                mrc.header.origin = info.origin
+            for text in list(info.labels)[-9:]:
+                mrc.add_label(text[:80])
+        mrc.add_label(label[:80])
+        if mrc.header.mode.dtype.byteorder == ">":
+            msg = "a big-endian MRC header: the slab writer writes little-endian data"
+            raise ValueError(msg)
+        return 1024 + int(mrc.header.nsymbt)

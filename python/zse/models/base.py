@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import inspect
 import numbers
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -25,6 +26,18 @@ DEFAULT_PATCH_SIZE_3D = 4
 # beyond (bench/README.md, "Image-native pipeline").
 AUTO_TRAIN_MAX = 65536
 PARAMETERS_MARKER = "    <parameters>\n"
+
+
+@dataclass(frozen=True)
+class Slab:
+    """A slab of a volume too large for memory: the output slices [begin, end) of a volume of
+    ``n_slices`` slices, estimated from an array that holds its slices from ``first_slice`` on
+    (those the bands of the output slices read; zse.slabs)."""
+
+    begin: int
+    end: int
+    n_slices: int
+    first_slice: int
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -158,19 +171,32 @@ class BaseEstimator:
         return kernel is not None and kernel is owner("estimate")
 
     def estimate_volume(
-        self, volume, patch, stats, positions, median_kind, n_threads, share=(0, 1), progress=None
+        self,
+        volume,
+        patch,
+        stats,
+        positions,
+        median_kind,
+        n_threads,
+        share=(0, 1),
+        progress=None,
+        slab=None,
     ) -> dict:
         """Estimate every patch of a (Z, R, Q) volume and merge the estimates into the per-pixel
         statistics (ALGORITHM.md §2.6): streamed when :meth:`streams`, else through the
         (n_patches, D) matrices (2-D only, one process).
 
         ``positions`` are the sorted training positions when the model was just fitted on
-        exactly those patches; ``share`` is (this rank, ranks): the rank's bands of rows.
+        exactly those patches; ``share`` is (this rank, ranks): the rank's bands of rows;
+        ``slab`` (a :class:`Slab`): ``volume`` is a slab of a larger volume and the result its
+        output slices.
         """
         if self.streams():
-            return self._stream_volume(
-                volume, patch, stats, positions, median_kind, n_threads, share, progress
-            )
+            request = stream_request(stats, median_kind, share, progress, slab)
+            return self._stream_volume(volume, patch, positions, n_threads, request)
+        if slab is not None:
+            msg = f"{type(self).__name__} has no streamed estimate; slabs need a zse model"
+            raise TypeError(msg)
         return estimate_by_matrix(self, volume, patch, stats, median_kind, n_threads)
 
     @contextlib.contextmanager
@@ -289,17 +315,21 @@ def fingerprint(array: np.ndarray) -> str:
     return digest + str(array.shape)
 
 
-def stream_request(stats, median_kind, share, progress):
+def stream_request(stats, median_kind, share, progress, slab=None):
     """The outputs of a streamed estimate as the kernels take them."""
     from .. import _core
 
-    return _core.StreamRequest(
+    request = _core.StreamRequest(
         stats=list(stats),
         median_kind=median_kind,
         part=int(share[0]),
         n_parts=int(share[1]),
         progress=progress,
     )
+    if slab is not None:
+        request.slice_begin, request.slice_end = int(slab.begin), int(slab.end)
+        request.volume_slices, request.input_first_slice = int(slab.n_slices), int(slab.first_slice)
+    return request
 
 
 def estimate_by_matrix(model, volume, patch, stats, median_kind, n_threads) -> dict:

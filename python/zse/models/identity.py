@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import _core
 from .._validation import as_patches
-from .base import BaseEstimator, check_is_fitted, check_n_features, stream_request
+from .base import BaseEstimator, check_is_fitted, check_n_features
 
 
 class Identity(BaseEstimator):
@@ -42,11 +42,7 @@ class Identity(BaseEstimator):
         check_n_features(self, patches.shape[1])
         return patches.copy()
 
-    def _stream_volume(
-        self, volume, patch, stats, positions, median_kind, n_threads, share, progress
-    ):
+    def _stream_volume(self, volume, patch, positions, n_threads, stream):
         """Streamed merge of every patch of a (Z, R, Q) volume: the input's statistics."""
         check_is_fitted(self)
-        return _core.identity_estimate_volume(
-            volume, patch, stream_request(stats, median_kind, share, progress), n_threads
-        )
+        return _core.identity_estimate_volume(volume, patch, stream, n_threads)

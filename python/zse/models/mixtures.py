@@ -14,7 +14,7 @@ import numpy as np
 from .. import _core
 from .._threads import effective_n_threads
 from .._validation import as_patches, check_int
-from .base import check_is_fitted, check_n_features, fingerprint, stream_request
+from .base import check_is_fitted, check_n_features, fingerprint
 from .checkpoints import CheckpointError
 from .em import EMEstimator, em_parameters
 from .params import Int, Param, Real
@@ -231,9 +231,7 @@ class _PoissonMixture(EMEstimator):
                 var /= gain * gain
         return (est, var) if return_variance else est
 
-    def _stream_volume(
-        self, volume, patch, stats, positions, median_kind, n_threads, share, progress
-    ):
+    def _stream_volume(self, volume, patch, positions, n_threads, stream):
         """Streamed estimate and merge of every patch of a (Z, R, Q) volume (ALGORITHM.md §2.6)."""
         check_n_features(self, int(np.prod(patch)))
         self._to_counts(volume.reshape(-1, volume.shape[-1]))  # negative / non-count checks
@@ -244,7 +242,7 @@ class _PoissonMixture(EMEstimator):
             self._kernel_model(),
             offset,
             gain,
-            stream_request(stats, median_kind, share, progress),
+            stream,
             n_threads,
         )
 

@@ -16,7 +16,7 @@ from .._scaling import data_scaling
 from .._threads import effective_n_threads
 from .._validation import as_patches, check_int
 from . import sssc_init
-from .base import check_is_fitted, check_n_features, fingerprint, stream_request
+from .base import check_is_fitted, check_n_features, fingerprint
 from .checkpoints import CheckpointError
 from .em import EMEstimator
 from .sssc_parameters import (
@@ -463,9 +463,7 @@ class SSSC(EMEstimator):
         ]
         return stats.log_joint_sum / Y.shape[0] - self._log_scale_per_patch()
 
-    def _stream_volume(
-        self, volume, patch, stats, positions, median_kind, n_threads, share, progress
-    ):
+    def _stream_volume(self, volume, patch, positions, n_threads, stream):
         """Streamed estimate and merge of every patch of a (Z, R, Q) volume (ALGORITHM.md §2.6).
 
         ``positions`` are the sorted training positions when this model was just fitted on
@@ -494,6 +492,6 @@ class SSSC(EMEstimator):
             np.ascontiguousarray(positions, dtype=np.int64),
             self._search_options(),
             plan,
-            stream_request(stats, median_kind, share, progress),
+            stream,
             n_threads,
         )
