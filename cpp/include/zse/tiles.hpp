@@ -43,9 +43,9 @@ struct StreamOutputs {
     /// How estimates are merged (ALGORITHM.md §2.6): `full` keeps every estimate of a voxel until
     /// the voxel is complete (every statistic, the median included); `compact` keeps per voxel a
     /// shifted sum and sum of squares in a fixed order (mean, var, pvar, count; a few doubles
-    /// instead of D); `automatic` takes compact when no median is asked and the full ring of
-    /// one band exceeds the budget (a choice made by the geometry alone, so results never
-    /// depend on threads or ranks).
+    /// instead of D); `automatic` takes compact when no median is asked and the full ring could
+    /// not hold 8 bands at once (a choice made by the geometry alone, so results never depend
+    /// on threads or ranks).
     MergeMode merge = MergeMode::automatic;
     /// The volume pointer holds the (banded view's) slices [input_first_slice,
     /// input_first_slice + input_slices) only: a slab read for the bands of the outputs' slices

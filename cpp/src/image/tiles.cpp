@@ -26,6 +26,7 @@ index_t band_length_for(const VolumeGrid& original) {
 }
 
 constexpr double kRingBudgetBytes = 512.0 * 1024 * 1024;
+constexpr index_t kParallelBands = 8;
 
 [[noreturn]] void throw_non_finite(const VolumeGrid& original, index_t z, index_t r, index_t c) {
     std::string where = original.Z == 1 && original.Pz == 1
@@ -50,9 +51,12 @@ StreamPlan plan_stream(const VolumeGrid& original, bool want_variances, bool wan
     // (and the sum of variances for pvar).
     plan.accumulators = 3 + (want_variances ? 1 : 0);
     const double compact_slice = plane * static_cast<double>(plan.accumulators) * 8.0;
+    // Automatic: compact when the full ring could not hold kParallelBands bands at once (the
+    // full merge would then run too few bands in parallel); a choice of the geometry alone.
     if (merge == MergeMode::automatic)
         plan.compact =
-            !want_median && static_cast<double>(L + g.Pz - 1) * full_slice > kRingBudgetBytes;
+            !want_median &&
+            static_cast<double>(kParallelBands * L + g.Pz - 1) * full_slice > kRingBudgetBytes;
     else
         plan.compact = merge == MergeMode::compact;
     require(!(plan.compact && want_median),
