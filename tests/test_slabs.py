@@ -258,3 +258,15 @@ def test_slabs_under_mpirun_match_one_process(volume_files):
             mrcfile.read(folder / "one" / f"v_{stat}.mrc"),
         )
     assert json.loads((folder / "two" / "v.zse.json").read_text())["n_ranks"] == 2
+
+
+def test_cli_slabs_with_model_auto_tests_the_central_slices(tmp_path):
+    volume = counts_volume((10, 20, 20), seed=7).astype(np.float32)
+    with mrcfile.new(tmp_path / "c.mrc") as mrc:
+        mrc.set_data(volume)
+        mrc.set_volume()
+    argv = ["denoise", str(tmp_path / "c.mrc"), "-o", str(tmp_path / "o"), "--slabs", "3"]
+    assert main([*argv, "--n-components", "3", "--max-iter", "2", "-q"]) == 0
+    record = json.loads((tmp_path / "o" / "c.zse.json").read_text())
+    assert record["model"]["name"] == "GPMM" and record["model_choice"]["counts"]
+    assert record["model_choice"]["tested_on"] == "slices 0..9"

@@ -51,6 +51,20 @@ def training_positions(
     return np.ascontiguousarray(chosen[:count] if len(chosen) > count else chosen)
 
 
+def check_squares_fit(volume, stats) -> None:
+    """ValueError when ``var``/``pvar`` are asked for values whose squares leave float64."""
+    second_moments = [s for s in stats if s in ("var", "pvar")]
+    if second_moments:
+        peak = float(max(np.max(volume), -np.min(volume)))
+        if peak > _SQUARE_SAFE_MAX or 0.0 < peak < _SQUARE_SAFE_MIN:
+            msg = (
+                f"the image's values reach {peak:.3g}: their squares leave float64's range, so "
+                f"{', '.join(map(repr, second_moments))} cannot be computed in these units; "
+                "rescale the image (results scale with it) or ask only for mean/median/count"
+            )
+            raise ValueError(msg)
+
+
 def estimate_peak_memory(shape, patch, stats, model, n_train: int, n_threads: int) -> dict:
     """Bytes the streamed reconstruction needs at its peak, by part (before any work)."""
     voxels = int(np.prod(shape))
@@ -196,16 +210,7 @@ def reconstruct(
     if median_kind not in ("average", "lower"):
         msg = f"median_kind must be 'average' or 'lower', got {median_kind!r}"
         raise ValueError(msg)
-    second_moments = [s for s in stats if s in ("var", "pvar")]
-    if second_moments:
-        peak = float(max(np.max(volume), -np.min(volume)))
-        if peak > _SQUARE_SAFE_MAX or 0.0 < peak < _SQUARE_SAFE_MIN:
-            msg = (
-                f"the image's values reach {peak:.3g}: their squares leave float64's range, so "
-                f"{', '.join(map(repr, second_moments))} cannot be computed in these units; "
-                "rescale the image (results scale with it) or ask only for mean/median/count"
-            )
-            raise ValueError(msg)
+    check_squares_fit(volume, stats)
     threads = effective_n_threads(n_threads)
     volume3 = volume if volume.ndim == 3 else volume[None]
     patch3 = patch if len(patch) == 3 else (1, *patch)

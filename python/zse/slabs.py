@@ -25,7 +25,7 @@ from ._threads import effective_n_threads
 from ._validation import as_patch_shape, as_stats, check_volume_fits
 from .models import as_model, is_fitted
 from .models.base import Slab
-from .reconstruct import training_positions
+from .reconstruct import check_squares_fit, training_positions
 
 # Slabs when none is asked for: as many slices as keep a slab's input and output images
 # (float64) within this budget, at least 4 (each slab estimates Pz - 1 bands again) and at most
@@ -197,7 +197,23 @@ def reconstruct_slabs(
     plan = SlabPlan(source.shape, patch, int(slab_slices))
     Zc, Rc, Qc = plan.corners
     n_patches = Zc * Rc * Qc
+    if "pvar" in stats and not model.provides_variance:
+        msg = (
+            f"stat 'pvar' needs a model with a predictive variance; {type(given).__name__} has none"
+        )
+        raise ValueError(msg)
+    if median_kind not in ("average", "lower"):
+        msg = f"median_kind must be 'average' or 'lower', got {median_kind!r}"
+        raise ValueError(msg)
     fitted = is_fitted(model)
+    if fitted and model.n_features_in_ != int(np.prod(patch)):
+        msg = (
+            f"the model was fitted on patches of {model.n_features_in_} pixels, but patch_size "
+            f"{'x'.join(map(str, patch))} gives {int(np.prod(patch))}"
+        )
+        raise ValueError(msg)
+    if fitted:
+        model._check_patch_shape(patch)
     positions = (
         np.zeros(0, dtype=np.int64)
         if fitted
@@ -266,6 +282,7 @@ def _estimate_slab(source, plan, model, stats, positions, median_kind, threads, 
             return {name: np.zeros((0, *plan.shape[1:])) for name in stats}
         first, last = plan.window(lo, hi)
         window = source.read(first, last)
+        check_squares_fit(window, stats)
         slab = Slab(begin=lo, end=hi, n_slices=plan.shape[0], first_slice=first)
         return model.estimate_volume(
             window, plan.patch, list(stats), positions, median_kind, threads, slab=slab
