@@ -51,6 +51,34 @@ def training_positions(
     return np.ascontiguousarray(chosen[:count] if len(chosen) > count else chosen)
 
 
+def check_outputs(model, given, stats, median_kind) -> None:
+    """ValueError for statistics the model cannot give (pvar) or an unknown median kind."""
+    if "pvar" in stats and not model.provides_variance:
+        msg = (
+            f"stat 'pvar' needs a model with a predictive variance; {type(given).__name__} has none"
+        )
+        raise ValueError(msg)
+    if median_kind not in ("average", "lower"):
+        msg = f"median_kind must be 'average' or 'lower', got {median_kind!r}"
+        raise ValueError(msg)
+
+
+def plan_training(model, patch, n_patches: int, n_train) -> np.ndarray:
+    """The training positions of an unfitted model (empty for a fitted one, after checking that
+    it was fitted on patches of this shape)."""
+    if not is_fitted(model):
+        return training_positions(n_patches, n_train, model.fit_seed(), model.auto_train_size)
+    D = int(np.prod(patch))
+    if model.n_features_in_ is not None and model.n_features_in_ != D:
+        msg = (
+            f"the model was fitted on patches of {model.n_features_in_} pixels, but patch_size "
+            f"{'x'.join(map(str, patch))} gives {D}"
+        )
+        raise ValueError(msg)
+    model._check_patch_shape(patch)
+    return np.zeros(0, dtype=np.int64)
+
+
 def check_squares_fit(volume, stats) -> None:
     """ValueError when ``var``/``pvar`` are asked for values whose squares leave float64."""
     second_moments = [s for s in stats if s in ("var", "pvar")]
@@ -202,35 +230,15 @@ def reconstruct(
     default = model.default_patch(volume.ndim)
     patch = as_patch_shape(default if patch_size is None else patch_size, volume.ndim)
     check_volume_fits(volume.shape, patch)
-    if "pvar" in stats and not model.provides_variance:
-        msg = (
-            f"stat 'pvar' needs a model with a predictive variance; {type(given).__name__} has none"
-        )
-        raise ValueError(msg)
-    if median_kind not in ("average", "lower"):
-        msg = f"median_kind must be 'average' or 'lower', got {median_kind!r}"
-        raise ValueError(msg)
+    check_outputs(model, given, stats, median_kind)
     check_squares_fit(volume, stats)
     threads = effective_n_threads(n_threads)
     volume3 = volume if volume.ndim == 3 else volume[None]
     patch3 = patch if len(patch) == 3 else (1, *patch)
     n_patches = int(np.prod([s - p + 1 for s, p in zip(volume.shape, patch)]))
-    D = int(np.prod(patch))
 
     fitted = is_fitted(model)
-    if fitted and model.n_features_in_ is not None and model.n_features_in_ != D:
-        msg = (
-            f"the model was fitted on patches of {model.n_features_in_} pixels, but patch_size "
-            f"{'x'.join(map(str, patch))} gives {D}"
-        )
-        raise ValueError(msg)
-    if fitted:
-        model._check_patch_shape(patch)
-    positions = (
-        np.zeros(0, dtype=np.int64)
-        if fitted
-        else training_positions(n_patches, n_train, model.fit_seed(), model.auto_train_size)
-    )
+    positions = plan_training(model, patch, n_patches, n_train)
     streamed = model.streams()
     if not streamed and volume.ndim == 3:
         msg = f"{type(given).__name__} has no streamed estimate; volumes need a zse model"

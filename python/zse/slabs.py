@@ -25,7 +25,7 @@ from ._threads import effective_n_threads
 from ._validation import as_patch_shape, as_stats, check_volume_fits
 from .models import as_model, is_fitted
 from .models.base import Slab
-from .reconstruct import check_squares_fit, training_positions
+from .reconstruct import check_outputs, check_squares_fit, plan_training
 
 # Slabs when none is asked for: as many slices as keep a slab's input and output images
 # (float64) within this budget, at least 4 (each slab estimates Pz - 1 bands again) and at most
@@ -197,28 +197,9 @@ def reconstruct_slabs(
     plan = SlabPlan(source.shape, patch, int(slab_slices))
     Zc, Rc, Qc = plan.corners
     n_patches = Zc * Rc * Qc
-    if "pvar" in stats and not model.provides_variance:
-        msg = (
-            f"stat 'pvar' needs a model with a predictive variance; {type(given).__name__} has none"
-        )
-        raise ValueError(msg)
-    if median_kind not in ("average", "lower"):
-        msg = f"median_kind must be 'average' or 'lower', got {median_kind!r}"
-        raise ValueError(msg)
+    check_outputs(model, given, stats, median_kind)
     fitted = is_fitted(model)
-    if fitted and model.n_features_in_ != int(np.prod(patch)):
-        msg = (
-            f"the model was fitted on patches of {model.n_features_in_} pixels, but patch_size "
-            f"{'x'.join(map(str, patch))} gives {int(np.prod(patch))}"
-        )
-        raise ValueError(msg)
-    if fitted:
-        model._check_patch_shape(patch)
-    positions = (
-        np.zeros(0, dtype=np.int64)
-        if fitted
-        else training_positions(n_patches, n_train, model.fit_seed(), model.auto_train_size)
-    )
+    positions = plan_training(model, patch, n_patches, n_train)
     parts = estimate_slab_memory(plan, stats, model, len(positions), threads)
     available = available_memory()
     if available is not None and parts["total"] > available:

@@ -137,6 +137,25 @@ def _preview(array: np.ndarray) -> np.ndarray:
     return array[array.shape[0] // 2] if array.ndim == 3 else array
 
 
+def open_outputs(path, stem, options, model_name, fitted, inputs, is_root):
+    """The output format, statistics and file names of one input, and (on rank 0) its output
+    set: existing outputs are refused before any work (the set is opened only to write)."""
+    fmt = output_format(path, options)
+    stats = tuple(options.stats)
+    fields = (fitted is not None and fitted.fields_image() is not None) or (
+        fitted is None and model_name != "identity"
+    )
+    names = output_names(stem, stats, fmt, fields)
+    if inputs is None:
+        inputs = _files.Inputs([path] + ([options.model_file] if options.model_file else []))
+    output_set = (
+        io.OutputSet(options.output, names, overwrite=options.overwrite, inputs=inputs)
+        if is_root
+        else None
+    )
+    return fmt, stats, names, output_set
+
+
 def make_request_model(options, model_name, evidence, stem, section, is_root, note):
     """The model the request asks for (its checkpoint named for this input and section); a
     parameter the auto-chosen model lacks is a usage error that says what was chosen."""
@@ -208,20 +227,9 @@ def denoise_one(
         if evidence is not None:
             log(f"model auto: {model_name} ({evidence['reason']})")
         patch = patch_for(loaded.kind, model_name, options)
-    fmt = output_format(path, options)
-    stats = tuple(options.stats)
     per_section = loaded.kind == "stack" and options.per_section
-    fields = (fitted is not None and fitted.fields_image() is not None) or (
-        fitted is None and model_name != "identity"
-    )
-    names = output_names(stem, stats, fmt, fields)
-    # Existing outputs are refused before any work (the set is opened only to write).
-    if inputs is None:
-        inputs = _files.Inputs([path] + ([options.model_file] if options.model_file else []))
-    output_set = (
-        io.OutputSet(options.output, names, overwrite=options.overwrite, inputs=inputs)
-        if is_root
-        else None
+    fmt, stats, names, output_set = open_outputs(
+        path, stem, options, model_name, fitted, inputs, is_root
     )
 
     def new_model(section=None):

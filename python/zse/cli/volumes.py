@@ -18,8 +18,7 @@ from .run import (
     base_record,
     choose_model,
     make_request_model,
-    output_format,
-    output_names,
+    open_outputs,
     patch_for,
 )
 
@@ -92,18 +91,8 @@ def denoise_volume_in_slabs(
             evidence = {**evidence, "tested_on": f"slices {middle}..{end - 1}"}
             log(f"model auto: {model_name} ({evidence['reason']})")
         patch = patch_for("volume", model_name, options)
-    fmt = output_format(path, options)
-    stats = tuple(options.stats)
-    fields = (fitted is not None and fitted.fields_image() is not None) or (
-        fitted is None and model_name != "identity"
-    )
-    names = output_names(stem, stats, fmt, fields)
-    if inputs is None:
-        inputs = _files.Inputs([path] + ([options.model_file] if options.model_file else []))
-    output_set = (
-        io.OutputSet(options.output, names, overwrite=options.overwrite, inputs=inputs)
-        if is_root
-        else None
+    fmt, stats, names, output_set = open_outputs(
+        path, stem, options, model_name, fitted, inputs, is_root
     )
     model = (
         fitted

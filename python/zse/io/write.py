@@ -52,25 +52,29 @@ def write_mrc(
     def write(tmp):
         with mrcfile.new(tmp, overwrite=True) as mrc:
             mrc.set_data(out)
-            if out.ndim == 3:
-                if info is not None and info.kind == "stack":
-                    mrc.set_image_stack()
-                else:
-                    mrc.set_volume()
-            # Only the input's labels and ours (not mrcfile's "Created by" line).
-            mrc.header.nlabl = 0
-            mrc.header.label[:] = b""
-            if info is not None:
-                if info.voxel_size is not None:
-                    mrc.voxel_size = info.voxel_size
-                if info.origin is not None:
-                    mrc.header.origin = info.origin
-                labels = list(info.labels)[-9:]  # 10 labels at most, ours is the last
-                for text in labels:
-                    mrc.add_label(text[:80])
-            mrc.add_label(label[:80])
+            _mrc_header(mrc, info, label, out.ndim == 3)
 
     return _write_atomically(path, write)
+
+
+def _mrc_header(mrc, info: ImageInfo | None, label: str, three_d: bool) -> None:
+    """The input's header (stack or volume, voxel size, origin, labels) and zse's label last."""
+    if three_d:
+        if info is not None and info.kind == "stack":
+            mrc.set_image_stack()
+        else:
+            mrc.set_volume()
+    # Only the input's labels and ours (not mrcfile's "Created by" line).
+    mrc.header.nlabl = 0
+    mrc.header.label[:] = b""
+    if info is not None:
+        if info.voxel_size is not None:
+            mrc.voxel_size = info.voxel_size
+        if info.origin is not None:
+            mrc.header.origin = info.origin
+        for text in list(info.labels)[-9:]:  # 10 labels at most, ours is the last
+            mrc.add_label(text[:80])
+    mrc.add_label(label[:80])
 
 
 def _prepare_output(
@@ -353,20 +357,7 @@ def _new_mrc_header(path: Path, shape, info, label) -> int:
         msg = f"an MRC label of zse must start with {_files.MRC_LABEL_PREFIX!r}, got {label!r}"
         raise ValueError(msg)
     with mrcfile.new_mmap(path, shape=shape, mrc_mode=2, overwrite=True) as mrc:
-        if info is not None and info.kind == "stack":
-            mrc.set_image_stack()
-        else:
-            mrc.set_volume()
-        mrc.header.nlabl = 0
-        mrc.header.label[:] = b""
-        if info is not None:
-            if info.voxel_size is not None:
-                mrc.voxel_size = info.voxel_size
-            if info.origin is not None:
-                mrc.header.origin = info.origin
-            for text in list(info.labels)[-9:]:
-                mrc.add_label(text[:80])
-        mrc.add_label(label[:80])
+        _mrc_header(mrc, info, label, True)
         if mrc.header.mode.dtype.byteorder == ">":
             msg = "a big-endian MRC header: the slab writer writes little-endian data"
             raise ValueError(msg)
