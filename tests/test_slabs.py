@@ -270,3 +270,13 @@ def test_cli_slabs_with_model_auto_tests_the_central_slices(tmp_path):
     record = json.loads((tmp_path / "o" / "c.zse.json").read_text())
     assert record["model"]["name"] == "GPMM" and record["model_choice"]["counts"]
     assert record["model_choice"]["tested_on"] == "slices 0..9"
+
+
+def test_cli_never_drops_crop_or_bin_on_a_volume(volume_files, capsys):
+    """--crop on a volume is refused (the whole-volume path's rule), never ignored by slabs."""
+    _, folder = volume_files
+    argv = ["denoise", str(folder / "v.mrc"), "-o", str(folder / "o"), "--crop", "0:10,0:10"]
+    assert main([*argv, "--slabs", "4"]) == 2
+    assert "apply to images and stacks" in capsys.readouterr().err
+    assert main(argv) == 2
+    assert "apply to images and stacks" in capsys.readouterr().err

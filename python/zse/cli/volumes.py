@@ -48,8 +48,14 @@ def wants_slabs(path: Path, options: Request) -> bool:
         if options.crop or options.bin != 1 or options.decimate != 1:
             raise UsageError("--crop, --bin and --decimate apply to images and stacks, not volumes")
         return True
-    if not volume or info.n_sections < 2:
-        return False
+    if (
+        not volume
+        or info.n_sections < 2
+        or options.crop
+        or options.bin != 1
+        or options.decimate != 1
+    ):
+        return False  # the whole-volume path refuses --crop/--bin/--decimate on volumes
     available = available_memory()
     whole = 8 * int(np.prod(VolumeSource(path).shape)) * (1 + len(options.stats))
     return available is not None and whole > WHOLE_VOLUME_SHARE * available
