@@ -269,6 +269,71 @@ def test_terms_built_from_the_parent_equal_terms_from_scratch(rng, diagonal_psi)
     np.testing.assert_allclose(offset, offset[0, 0], rtol=0, atol=1e-9 * np.abs(scratch).max())
 
 
+@pytest.mark.parametrize("diagonal_psi", [False, True])
+def test_neighbours_search_keeps_exact_log_joints(rng, diagonal_psi):
+    """The neighbours search (ALGORITHM.md §4.10) takes the lpj of a child that adds a unit from
+    the scores of all such children at once: every kept state's lpj is its value from scratch
+    (sssc_log_joint), on dense states whose children are built from their parents' terms."""
+    D, H, S = 16, 20, 12
+    p = random_params(rng, D, H)
+    if diagonal_psi:
+        p["Psi"] = np.diag(np.diag(p["Psi"]))
+    Y, _ = sample_sssc(rng, 80, p["W"], p["pi"], p["mu"], p["Psi"], p["sigma2"])
+    K = _core.sssc_init_states(len(Y), S, H, 0.3, 5, 1)
+    args = core_params(p)
+    out = _core.sssc_estep(
+        Y,
+        args,
+        K,
+        _core.SearchOptions(method="neighbours"),
+        _core.EStepRequest(seed=5, epoch=1, n_sweeps=6, want_lpj=True),
+        1,
+    )
+    assert out["stats"].n_replaced > 0
+    assert reference.unpack_states(K, H).sum(axis=2).mean() > 3
+    scratch = np.vstack([_core.sssc_log_joint(Y[n : n + 1], args, K[n], 1) for n in range(len(Y))])
+    offset = scratch - out["lpj"]  # log_joint = lpj + a constant of the parameters
+    np.testing.assert_allclose(offset, offset[0, 0], rtol=0, atol=1e-9 * np.abs(scratch).max())
+
+
+@pytest.mark.parametrize("diagonal_psi", [False, True])
+def test_neighbours_search_ends_in_a_local_optimum_of_all_states(rng, diagonal_psi):
+    """Brute force over all 2^H states: when the neighbours search has ended by itself, no
+    single-unit flip of a state within 10 nats of the best is better than the set's worst
+    state unless the set holds it, and the set never lost its starting best state."""
+    D, H, S = 10, 8, 6
+    p = random_params(rng, D, H)
+    if diagonal_psi:
+        p["Psi"] = np.diag(np.diag(p["Psi"]))
+    Y, _ = sample_sssc(rng, 40, p["W"], p["pi"], p["mu"], p["Psi"], p["sigma2"])
+    args = core_params(p)
+    states = reference.all_states(H)
+    exact = _core.sssc_log_joint(Y, args, reference.pack_states(states), 1)
+    K = _core.sssc_init_states(len(Y), S, H, 0.3, 9, 1)
+    codes = reference.unpack_states(K, H) @ (1 << np.arange(H))
+    start_best = np.take_along_axis(exact, codes, axis=1).max(axis=1)
+    _core.sssc_estep(
+        Y,
+        args,
+        K,
+        _core.SearchOptions(method="neighbours"),
+        _core.EStepRequest(seed=9, epoch=1, n_sweeps=10 * 2**H),
+        1,
+    )
+    codes = reference.unpack_states(K, H) @ (1 << np.arange(H))
+    for n in range(len(Y)):
+        kept = set(codes[n].tolist())
+        assert len(kept) == S
+        values = exact[n, codes[n]]
+        assert values.max() >= start_best[n] - 1e-9 * abs(start_best[n])
+        worst, best = values.min(), values.max()
+        for code in codes[n][values >= best - 10.0]:
+            for h in range(H):
+                neighbour = int(code) ^ (1 << h)
+                if neighbour not in kept:
+                    assert exact[n, neighbour] <= worst + 1e-9 * abs(worst)
+
+
 def test_predictive_variance_is_consistent(toy_sssc):
     Y, H = toy_sssc
     model = zse.SSSC(H, n_states=2**H, n_parents=4, max_iter=5, random_state=0).fit(Y)

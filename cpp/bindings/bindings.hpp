@@ -56,6 +56,7 @@ struct SearchOptions {
     zse::index_t n_parents = 10, n_children = 2, n_generations = 1;
     std::string selection = "fit", mutation = "randflip";
     double bitflip_prob = 0.0;
+    std::string method = "evolution";  // or "neighbours" (ALGORITHM.md §4.10)
 };
 
 // What one SSSC E-step over a patch matrix does and returns.

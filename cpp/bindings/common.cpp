@@ -113,6 +113,13 @@ zse::EvoConfig evo_config(const zse::SSSCParams& p, const SearchOptions& search)
     zse::require(evo.mutation != zse::Mutation::randflip || search.n_children <= p.H,
                  "randflip needs n_children <= H");
     evo.bitflip_prob = search.bitflip_prob;
+    if (search.method == "evolution")
+        evo.method = zse::StateSearch::evolution;
+    else if (search.method == "neighbours")
+        evo.method = zse::StateSearch::neighbours;
+    else
+        throw std::invalid_argument("the search method must be 'evolution' or 'neighbours', got '" +
+                                    search.method + "'");
     evo.crowdedness = 0.0;
     for (zse::index_t h = 0; h < p.H; ++h) evo.crowdedness += p.pi[h];
     return evo;

@@ -54,14 +54,15 @@ PYBIND11_MODULE(_core, m) {
              py::arg("W").noconvert(), py::arg("log_pi").noconvert(), py::arg("alpha") = py::none(),
              py::arg("beta") = 1.0)
         .def_readonly("W", &MixtureModel::W);
-    py::class_<SearchOptions> search(m, "SearchOptions", "The evolutionary search (private)");
+    py::class_<SearchOptions> search(m, "SearchOptions", "The state search (private)");
     with_keyword_init(search)
         .def_readwrite("n_parents", &SearchOptions::n_parents)
         .def_readwrite("n_children", &SearchOptions::n_children)
         .def_readwrite("n_generations", &SearchOptions::n_generations)
         .def_readwrite("selection", &SearchOptions::selection)
         .def_readwrite("mutation", &SearchOptions::mutation)
-        .def_readwrite("bitflip_prob", &SearchOptions::bitflip_prob);
+        .def_readwrite("bitflip_prob", &SearchOptions::bitflip_prob)
+        .def_readwrite("method", &SearchOptions::method);
     py::class_<EStepRequest> estep(m, "EStepRequest", "What an SSSC E-step returns (private)");
     with_keyword_init(estep)
         .def_readwrite("seed", &EStepRequest::seed)

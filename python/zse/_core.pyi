@@ -88,9 +88,10 @@ class MixtureModel:
 
 class SearchOptions:
     """
-    The evolutionary search (private)
+    The state search (private)
     """
 
+    method: str
     mutation: str
     selection: str
     def __init__(self, **kwargs) -> None: ...

@@ -46,6 +46,7 @@ index_t count_active(const std::uint64_t* s, index_t words);
 
 enum class Selection { fit, rand };
 enum class Mutation { randflip, sparseflip, cross, cross_randflip, cross_sparseflip };
+enum class StateSearch { evolution, neighbours };
 
 struct EvoConfig {
     index_t n_parents = 10;
@@ -55,6 +56,10 @@ struct EvoConfig {
     Mutation mutation = Mutation::randflip;
     double bitflip_prob = 0.0;  ///< overall flip probability p_bf of sparseflip
     double crowdedness = 1.0;   ///< target number of active units C* = sum_h pi_h (sparseflip)
+    /// evolution: every sweep runs n_generations of selection and mutation; neighbours: every
+    /// sweep tries every single-unit flip of the best state not tried yet (ALGORITHM.md §4.10),
+    /// no random numbers.
+    StateSearch method = StateSearch::evolution;
 };
 
 /// Indices of min(n_parents, #usable) distinct parents among n candidates. "fit": probabilities

@@ -17,6 +17,9 @@ namespace sssc_detail {
 constexpr index_t kMaxWords = 4;  // H <= 256
 constexpr double kMinusInf = -std::numeric_limits<double>::infinity();
 constexpr double kLog2Pi = 1.8378770664093454836;
+// The neighbours search expands states within this many nats of a patch's best state: one
+// further below holds less than e^-10 of the best one's posterior weight (ALGORITHM.md §4.10).
+constexpr double kExpandWindow = 10.0;
 
 // Everything about a state s that does not depend on the patch (ALGORITHM.md §3.2, §3.9), in the
 // k x k form: never a D x D matrix. Arrays live in an arena; see StateCache. The units of A are
@@ -129,6 +132,43 @@ bool shrink_state_terms(const Derived& dv, const StateTerms& parent, const doubl
 double child_log_pseudo_joint(const Derived& dv, const StateTerms& parent, const double* pbase,
                               const double* v_parent, index_t h, const PatchData& pd,
                               std::vector<double>& scratch, double* v_child);
+
+// Scratch space of the neighbour scores (one per thread).
+struct NeighbourScratch {
+    std::vector<double> buffer, patch, removal, table;
+};
+
+// What the scores of all children that add one unit to a parent need apart from the patch
+// (ALGORITHM.md §3.13), in neighbour_table_size doubles: k x H blocks Lambda G, Lambda U (zero
+// for a diagonal Psi) and w = Lambda_1 q, then per unit h: t, s + u^T Lambda u, the child's
+// constant (NaN where the update of §3.12 is not numerically safe), mu^T W^T W mu, c_h and the
+// column sums G.LU, G.LG, w.G and mu_A.G.
+struct NeighbourTable {
+    index_t k = 0;
+    const double *LG, *LU, *w;
+    const double *t, *den, *constant, *mu_c, *c, *GLU, *GLG, *wG, *mu_g;
+};
+std::size_t neighbour_table_size(index_t k, index_t H);
+NeighbourTable neighbour_table_view(const double* base, index_t k, index_t H);
+void build_neighbour_table(const Derived& dv, const StateTerms& parent, const double* pbase,
+                           NeighbourScratch& scratch, double* out);
+
+// The log-pseudo-joint of every child that adds one unit h to a parent state (terms at `pbase`,
+// its table `tb`) for the patch `pd`, into lpj[h] (H values), in one pass vectorised across h:
+// -inf for the parent's own units, NaN where the update is not numerically safe (such a child
+// is evaluated the exact way). Leaves in `scratch` what added_unit_lambda_b needs.
+void score_added_units(const Derived& dv, const StateTerms& parent, const double* pbase,
+                       const NeighbourTable& tb, const PatchData& pd, NeighbourScratch& scratch,
+                       double* lpj);
+// The child's Lambda b (k + 1 doubles, in the order of extend_state_terms) for unit h of the
+// parent last scored with `scratch`.
+void added_unit_lambda_b(const Derived& dv, const NeighbourTable& tb,
+                         const NeighbourScratch& scratch, index_t h, double* v_child);
+// The log-pseudo-joint of every child that removes one unit of a parent state, into lpj[j] for
+// the unit at position j of the parent's (k values), O(k^2) each (ALGORITHM.md §3.13); NaN where
+// the downdate is not numerically safe.
+void score_removed_units(const Derived& dv, const StateTerms& parent, const double* pbase,
+                         const PatchData& pd, NeighbourScratch& scratch, double* lpj);
 
 // w_A^T Lambda w_A for one row w of W (the state's units `active`, stored as doubles): one entry
 // of diag(W_A Lambda W_A^T), cached by fill_diag or formed on the fly for the shared table.
@@ -272,6 +312,15 @@ class StateCache {
         return r < 0 ? small_lpj_[static_cast<std::size_t>(-1 - r)]
                      : met_[static_cast<std::size_t>(r)].lpj;
     }
+    // Stores a score from score_added_units as record r's lpj, with the child's Lambda b from
+    // `scratch`, when r is a child that was only scored (pending) of the scored parent (table
+    // `tb`); returns false (nothing stored) otherwise.
+    bool set_score(index_t r, double lpj, const NeighbourTable& tb, const NeighbourScratch& scratch,
+                   index_t h);
+    // The neighbour table (ALGORITHM.md §3.13) of the terms with id e: kept with the shared
+    // part for its states (their terms depend on the state alone, or, with keep_terms, on the
+    // chain), built into scratch.table for the patch part's.
+    NeighbourTable neighbour_table(std::int32_t e, NeighbourScratch& scratch);
     // The lpj of record r (for the patch `pd`), stored with the record; `v` is scratch.
     double evaluate(index_t r, const PatchData& pd, std::vector<double>& v);
 
@@ -302,13 +351,22 @@ class StateCache {
         if (!t.diag_ready) fill_diag(dv_, t, base);
         return base + terms_size(t.k, dv_.p->D, !dv_.diagonal_psi, false);
     }
+    // Copies the terms of the given records of the current patch that live in the patch part
+    // into the shared part, so that the next patch of a warm-start chain finds them there
+    // instead of computing them from scratch. Their values depend on the patch's search, so a
+    // caller that keeps terms must also empty the shared part (clear_shared) wherever its
+    // chains start: then what a patch finds depends on its chain alone (ALGORITHM.md §3.12).
+    void keep_terms(const index_t* records, index_t n);
+    void clear_shared() {
+        clear_tables();
+        entries_.clear();
+        keys_.clear();
+        arena_.clear();
+        std::fill(table_.begin(), table_.end(), -1);
+    }
     void start_patch() {
-        if (entries_.size() >= max_entries_) {
-            entries_.clear();
-            keys_.clear();
-            arena_.clear();
-            std::fill(table_.begin(), table_.end(), -1);
-        }
+        if (entries_.size() >= max_entries_) clear_shared();
+        if (table_arena_used_ > kTableBudget) clear_tables();
         for (std::size_t slot : used_slots_) seen_table_[slot] = -1;
         used_slots_.clear();
         ++stamp_;
@@ -321,6 +379,19 @@ class StateCache {
 
  private:
     static constexpr std::size_t kNoV = ~std::size_t{0};
+    // Neighbour tables of shared states, by shared id (kNoV: none), in one arena of at most
+    // about kTableBudget doubles (4 MiB: the tables of a few hundred states of ~10 units).
+    static constexpr std::size_t kTableBudget = std::size_t{1} << 19;
+    void clear_tables() {
+        for (std::int32_t e : tabled_) table_offset_[static_cast<std::size_t>(e)] = kNoV;
+        tabled_.clear();
+        table_arena_.clear();
+        table_arena_used_ = 0;
+    }
+    std::vector<std::size_t> table_offset_;
+    std::vector<std::int32_t> tabled_;
+    Arena table_arena_;
+    std::size_t table_arena_used_ = 0;
     struct Met {
         std::int32_t id;
         double lpj;
@@ -410,6 +481,11 @@ struct Workspace {
     std::vector<double> v, es, esz, kappa, second;
     std::vector<index_t> support;
     std::vector<char> in_support;
+    std::vector<index_t> flips;     // units flipped by an expansion
+    std::vector<index_t> expanded;  // records whose neighbours were tried in this patch
+    std::vector<double> scores;     // score_added_units' output (H)
+    std::vector<double> removal_scores;
+    NeighbourScratch neighbour_scratch;
     PatchData pd;
 };
 
@@ -431,6 +507,7 @@ struct PatchJob {
     double* estimates = nullptr;  // D, or nullptr
     double* variance = nullptr;   // D, or nullptr
     double* lpj = nullptr;        // S, or nullptr
+    bool keep_terms = false;      // keep the final states' terms for the next patch (a chain)
 };
 
 class EStepRunner {
@@ -452,6 +529,7 @@ class EStepRunner {
         return cache.evaluate(r, ws.pd, ws.v);
     }
     void evolve(const PatchJob& job, StateCache& cache, Workspace& ws, SSSCStats& counters) const;
+    bool expand_best(StateCache& cache, Workspace& ws, SSSCStats& counters) const;
 
     const SSSCParams& p_;
     index_t S_;

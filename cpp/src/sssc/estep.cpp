@@ -61,18 +61,25 @@ void finish_chunk(Workspace& ws, SSSCStats& acc, index_t H, index_t D) {
 // tvlearn/evo semantics (ALGORITHM.md §4.2-§4.6): generation 0 selects parents from K_n, later
 // generations from the previous generation's children; only children not seen before are
 // evaluated and become candidates; K_n keeps the S best of old and new. (state, lpj) pairs always
-// travel together (pitfall §8.4).
+// travel together (pitfall §8.4). The neighbours search (§4.10) replaces a sweep's generations
+// by one expansion.
 void EStepRunner::evolve(const PatchJob& job, StateCache& cache, Workspace& ws,
                          SSSCStats& counters) const {
-    Rng rng(opt_.seed, opt_.epoch, job.stream);
     const EvoConfig& evo = opt_.evo;
+    const bool neighbours = evo.method == StateSearch::neighbours;
+    Rng rng(opt_.seed, opt_.epoch, job.stream);
     index_t unchanged = 0;  // sweeps in a row that kept the same state set
     for (index_t sweep = 0; sweep < job.n_sweeps; ++sweep) {
         const index_t n_old = static_cast<index_t>(ws.cand_lpj.size());
-        ws.pool.assign(ws.cand.begin(), ws.cand.end());
-        ws.pool_lpj.assign(ws.cand_lpj.begin(), ws.cand_lpj.end());
-        ws.pool_terms.assign(ws.cand_terms.begin(), ws.cand_terms.end());
-        for (index_t g = 0; g < evo.n_generations; ++g) {
+        // A set whose every state near the best was expanded is a local optimum: no single flip
+        // of those states improves it (§4.10).
+        if (neighbours && !expand_best(cache, ws, counters)) break;
+        if (!neighbours) {
+            ws.pool.assign(ws.cand.begin(), ws.cand.end());
+            ws.pool_lpj.assign(ws.cand_lpj.begin(), ws.cand_lpj.end());
+            ws.pool_terms.assign(ws.cand_terms.begin(), ws.cand_terms.end());
+        }
+        for (index_t g = 0; !neighbours && g < evo.n_generations; ++g) {
             const index_t pool_n = static_cast<index_t>(ws.pool_lpj.size());
             select_parents(ws.pool_lpj.data(), pool_n, evo.n_parents, evo.selection, rng,
                            ws.parents);
@@ -150,6 +157,93 @@ void EStepRunner::evolve(const PatchJob& job, StateCache& cache, Workspace& ws,
     }
 }
 
+// One expansion of the neighbours search (ALGORITHM.md §4.10): the best state of the set not
+// expanded yet in this patch, if its lpj is within kExpandWindow of the best, gets every
+// single-unit flip tried. All children are scored from the parent's terms (score_added_units,
+// score_removed_units) and only those that could enter the S best are met: at most S that add a
+// unit (the best scores) and every such removal. False when no state was left to expand.
+bool EStepRunner::expand_best(StateCache& cache, Workspace& ws, SSSCStats& counters) const {
+    const index_t H = p_.H, n = static_cast<index_t>(ws.cand_lpj.size());
+    ws.order.resize(n);
+    std::iota(ws.order.begin(), ws.order.end(), 0);
+    std::stable_sort(ws.order.begin(), ws.order.end(),
+                     [&](index_t a, index_t b) { return ws.cand_lpj[a] > ws.cand_lpj[b]; });
+    if (n == 0 || ws.cand_lpj[ws.order[0]] == kMinusInf) return false;
+    const double best = ws.cand_lpj[ws.order[0]];
+    const double threshold = n >= S_ ? ws.cand_lpj[ws.order[S_ - 1]] : kMinusInf;
+    index_t pick = -1;
+    for (index_t i : ws.order) {
+        if (ws.cand_lpj[i] < best - kExpandWindow) break;
+        if (std::find(ws.expanded.begin(), ws.expanded.end(), ws.cand_terms[i]) ==
+            ws.expanded.end()) {
+            pick = i;
+            break;
+        }
+    }
+    if (pick < 0) return false;
+    const index_t parent = ws.cand_terms[pick];
+    ws.expanded.push_back(parent);
+    std::uint64_t parent_bits[kMaxWords];
+    std::copy(ws.cand.begin() + pick * words_, ws.cand.begin() + (pick + 1) * words_, parent_bits);
+    const std::int32_t e = cache.id(parent);
+    cache.ensure(e);
+    if (!cache.terms(e).valid) return true;
+    // The scores of every child by unit (score_added_units leaves -inf at the parent's units,
+    // which the removals' scores then fill).
+    const StateTerms& pt = cache.terms(e);
+    const double* pdata = cache.data(e);
+    ws.scores.resize(H);
+    const NeighbourTable table = cache.neighbour_table(e, ws.neighbour_scratch);
+    score_added_units(dv_, pt, pdata, table, ws.pd, ws.neighbour_scratch, ws.scores.data());
+    ws.removal_scores.resize(pt.k);
+    score_removed_units(dv_, pt, pdata, ws.pd, ws.neighbour_scratch, ws.removal_scores.data());
+    for (index_t j = 0; j < pt.k; ++j)
+        ws.scores[static_cast<index_t>(pdata[j])] = ws.removal_scores[j];
+    // A score within rounding of the threshold is met: the S best are chosen among exact
+    // values. NaN (a numerically unsafe update) is met too and evaluated the exact way.
+    const double margin = 1e-7 * (1.0 + std::abs(threshold));
+    auto may_enter = [&](index_t h) {
+        return ws.scores[h] > threshold - margin || std::isnan(ws.scores[h]);
+    };
+    ws.flips.clear();  // the removals, then the additions
+    for (index_t h = 0; h < H; ++h)
+        if (get_bit(parent_bits, h) && may_enter(h)) ws.flips.push_back(h);
+    const std::size_t n_removals = ws.flips.size();
+    for (index_t h = 0; h < H; ++h)
+        if (!get_bit(parent_bits, h) && may_enter(h)) ws.flips.push_back(h);
+    if (static_cast<index_t>(ws.flips.size() - n_removals) > S_) {
+        // More additions than the set can take: the S best scores (ties to the lower unit).
+        auto better = [&](index_t a, index_t b) {
+            const double sa = std::isnan(ws.scores[a]) ? kMinusInf : ws.scores[a];
+            const double sb = std::isnan(ws.scores[b]) ? kMinusInf : ws.scores[b];
+            return sa > sb || (sa == sb && a < b);
+        };
+        std::nth_element(ws.flips.begin() + n_removals, ws.flips.begin() + n_removals + S_,
+                         ws.flips.end(), better);
+        ws.flips.resize(n_removals + S_);
+        std::sort(ws.flips.begin() + n_removals, ws.flips.end());
+    }
+    std::uint64_t child[kMaxWords];
+    for (std::size_t f = 0; f < ws.flips.size(); ++f) {
+        const index_t h = ws.flips[f];
+        std::copy(parent_bits, parent_bits + words_, child);
+        flip_bit(child, h);
+        const index_t r = cache.meet(child, parent, parent_bits);
+        if (cache.seen(r)) continue;
+        // An added unit's score is its lpj (the same formulas as child_log_pseudo_joint, for
+        // every unit at once) when the child is kept lazily; other children are evaluated.
+        const bool scored = f >= n_removals && !std::isnan(ws.scores[h]) &&
+                            cache.set_score(r, ws.scores[h], table, ws.neighbour_scratch, h);
+        if (scored) ++counters.n_lpj;
+        const double lpj = scored ? ws.scores[h] : evaluate(cache, ws, r, counters);
+        ws.cand.insert(ws.cand.end(), child, child + words_);
+        ws.cand_lpj.push_back(lpj);
+        ws.cand_terms.push_back(r);
+        ++counters.n_new_states;
+    }
+    return true;
+}
+
 void EStepRunner::run_patch(const PatchJob& job, StateCache& cache, Workspace& ws,
                             SSSCStats& acc) const {
     const index_t H = p_.H, D = p_.D;
@@ -161,6 +255,7 @@ void EStepRunner::run_patch(const PatchJob& job, StateCache& cache, Workspace& w
     for (index_t d = 0; d < D; ++d) pd.yy += pd.y[d] * pd.y[d];
     std::uint64_t* Kn = job.Kn;
     cache.start_patch();
+    ws.expanded.clear();
     ws.cand.assign(Kn, Kn + S_ * words_);
     ws.cand_lpj.resize(S_);
     ws.cand_terms.resize(S_);
@@ -174,6 +269,7 @@ void EStepRunner::run_patch(const PatchJob& job, StateCache& cache, Workspace& w
         std::copy(ws.cand.begin(), ws.cand.end(), Kn);
     }
     if (job.lpj != nullptr) std::copy(ws.cand_lpj.begin(), ws.cand_lpj.end(), job.lpj);
+    if (job.keep_terms) cache.keep_terms(ws.cand_terms.data(), S_);
 
     // Truncated posterior over K_n (max-shifted), free energy contribution.
     double max_lpj = kMinusInf;

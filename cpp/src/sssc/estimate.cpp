@@ -50,6 +50,8 @@ void sssc_estimate_volume(const double* volume, const VolumeGrid& grid, const SS
             sl.row_start.resize(set_size);
         }
         if (job.band_start) {
+            // Terms kept along the previous band's chains must not reach this band's patches.
+            sl.cache->clear_shared();
             sl.has_prev = sl.has_row_start = false;
             sl.cursor = std::lower_bound(pos_begin, pos_end, job.first) - pos_begin;
         }
@@ -79,6 +81,7 @@ void sssc_estimate_volume(const double* volume, const VolumeGrid& grid, const SS
                 pj.n_sweeps = opt.fresh_sweeps;
             }
             pj.patience = opt.patience;
+            pj.keep_terms = true;  // for the next patch of the chain (ALGORITHM.md §3.12)
             runner.run_patch(pj, *sl.cache, *sl.ws, counters);
             sl.has_prev = true;
             if (t == 0) {

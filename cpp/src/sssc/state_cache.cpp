@@ -109,6 +109,73 @@ void StateCache::materialise(std::int32_t e) {
     local_[i] = child;
 }
 
+void StateCache::keep_terms(const index_t* records, index_t n) {
+    const bool full = !dv_.diagonal_psi;
+    for (index_t i = 0; i < n; ++i) {
+        const index_t r = records[i];
+        if (r < 0) continue;  // the shared table's states
+        const std::int32_t e = met_[static_cast<std::size_t>(r)].id;
+        if (e < kLocal) continue;  // already shared
+        ensure(e);
+        const StateTerms& t = local_[static_cast<std::size_t>(e - kLocal)];
+        if (!t.valid) continue;
+        const std::uint64_t* bits = met_keys_.data() + static_cast<std::size_t>(r) * words_;
+        std::size_t slot = hash(bits) & mask_;
+        bool present = false;
+        for (std::int32_t f; (f = table_[slot]) >= 0; slot = (slot + 1) & mask_)
+            if (same_state(keys_.data() + static_cast<std::size_t>(f) * words_, bits, words_)) {
+                present = true;
+                break;
+            }
+        if (present) continue;
+        StateTerms kept = t;
+        const std::size_t size = terms_size(t.k, dv_.p->D, full, t.has_diag);
+        kept.offset = arena_.grow(size);
+        const double* from = local_arena_.data() + t.offset;
+        std::copy(from, from + size, arena_.data() + kept.offset);
+        table_[slot] = static_cast<std::int32_t>(entries_.size());
+        keys_.insert(keys_.end(), bits, bits + words_);
+        entries_.push_back(kept);
+        if (2 * entries_.size() > table_.size()) resize_table(2 * table_.size());
+    }
+}
+
+NeighbourTable StateCache::neighbour_table(std::int32_t e, NeighbourScratch& scratch) {
+    const StateTerms& t = terms(e);
+    const index_t H = dv_.p->H;
+    const std::size_t size = neighbour_table_size(t.k, H);
+    if (e >= kLocal) {
+        scratch.table.resize(size);
+        build_neighbour_table(dv_, t, data(e), scratch, scratch.table.data());
+        return neighbour_table_view(scratch.table.data(), t.k, H);
+    }
+    const std::size_t id = static_cast<std::size_t>(e);
+    if (id >= table_offset_.size()) table_offset_.resize(id + 1 + id / 2, kNoV);
+    if (table_offset_[id] == kNoV) {
+        const std::size_t offset = table_arena_.grow(size);
+        build_neighbour_table(dv_, t, data(e), scratch, table_arena_.data() + offset);
+        table_offset_[id] = offset;
+        tabled_.push_back(e);
+        table_arena_used_ += size;
+    }
+    return neighbour_table_view(table_arena_.data() + table_offset_[id], t.k, H);
+}
+
+bool StateCache::set_score(index_t r, double lpj, const NeighbourTable& tb,
+                           const NeighbourScratch& scratch, index_t h) {
+    if (r < 0) return false;
+    Met& m = met_[static_cast<std::size_t>(r)];
+    if (m.id < kLocal) return false;
+    const StateTerms& t = local_[static_cast<std::size_t>(m.id - kLocal)];
+    if (!t.pending || t.k != tb.k + 1) return false;
+    const std::size_t at = v_arena_.grow(static_cast<std::size_t>(t.k));
+    added_unit_lambda_b(dv_, tb, scratch, h, v_arena_.data() + at);
+    m.v = at;
+    m.lpj = lpj;
+    m.evaluated = true;
+    return true;
+}
+
 double StateCache::evaluate(index_t r, const PatchData& pd, std::vector<double>& v) {
     double lpj;
     if (r < 0) {

@@ -143,8 +143,10 @@ class SSSC(EMEstimator):
         want_lpj=False,
         n_threads=1,
         share=None,
+        estimation=False,
     ):
-        """The C++ E-step on standardised patches with the standardised parameters."""
+        """The C++ E-step on standardised patches with the standardised parameters;
+        ``estimation``: searched as estimates are (``estimation_search``), else as in training."""
         request = _core.EStepRequest(
             seed=self._seed,
             epoch=epoch,
@@ -156,7 +158,13 @@ class SSSC(EMEstimator):
             want_lpj=want_lpj,
         )
         return _core.sssc_estep(
-            Y, self._kernel_model(), K, self._search_options(), request, n_threads, share=share
+            Y,
+            self._kernel_model(),
+            K,
+            self._search_options(estimation),
+            request,
+            n_threads,
+            share=share,
         )
 
     def _kernel_model(self, *, with_bias=False):
@@ -169,9 +177,11 @@ class SSSC(EMEstimator):
             self._W_std, self.pi_, self.mu_, self.Psi_, float(self._sigma2_std), **extra
         )
 
-    def _search_options(self):
-        """The evolutionary search's settings, as the kernels take them (ALGORITHM.md §4.9)."""
+    def _search_options(self, estimation=False):
+        """The state search's settings, as the kernels take them (ALGORITHM.md §4.9, §4.10):
+        training always evolves the states; ``estimation`` searches with ``estimation_search``."""
         return _core.SearchOptions(
+            method=self.estimation_search if estimation else "evolution",
             n_parents=int(self.n_parents),
             n_children=int(self.n_children),
             n_generations=int(self.n_generations),
@@ -440,6 +450,7 @@ class SSSC(EMEstimator):
             want_estimates=True,
             want_variance=bool(return_variance),
             n_threads=n_threads,
+            estimation=True,
         )
         estimates = out["estimates"]
         estimates *= self.data_scale_
@@ -458,9 +469,9 @@ class SSSC(EMEstimator):
         Y = self._prepare(patches)
         n_threads = effective_n_threads(self.n_threads)
         K, sweeps = self._states_for(Y, n_threads)
-        stats = self._estep(self._centred(Y), K, 10**9, n_sweeps=sweeps, n_threads=n_threads)[
-            "stats"
-        ]
+        stats = self._estep(
+            self._centred(Y), K, 10**9, n_sweeps=sweeps, n_threads=n_threads, estimation=True
+        )["stats"]
         return stats.log_joint_sum / Y.shape[0] - self._log_scale_per_patch()
 
     def _stream_volume(self, volume, patch, positions, n_threads, stream):
@@ -490,7 +501,7 @@ class SSSC(EMEstimator):
             self._kernel_model(with_bias=True),
             states,
             np.ascontiguousarray(positions, dtype=np.int64),
-            self._search_options(),
+            self._search_options(estimation=True),
             plan,
             stream,
             n_threads,

@@ -10,6 +10,7 @@ SELECTIONS = ("fit", "rand")
 MUTATIONS = ("randflip", "sparseflip", "cross", "cross_randflip", "cross_sparseflip")
 UPDATES = ("exact", "reference")
 INITS = ("evo", "patches")
+ESTIMATION_SEARCHES = ("neighbours", "evolution")
 
 SSSC_PARAMETERS = (
     Param("H", 64, Int(1, 256), "latent units (generative fields)", positional=True),
@@ -81,13 +82,14 @@ SSSC_PARAMETERS = (
     ),
     Param(
         "n_warm_sweeps",
-        30,
+        10,
         Int(0),
         "search sweeps for a patch started from its neighbour's states",
         doc="The neighbour shares all but one row or column of pixels with it (ALGORITHM.md "
-        "§2.6). Measured on boat, sigma 25, 512x512, trained on 65 536 of 255 025 patches (30 "
-        "epochs): 0 sweeps 27.68 dB, 2: 28.22, 5: 28.37, 15: 28.55, 40: 28.70; trained on "
-        "every patch 28.63 (bench/README.md).",
+        "§2.6). Measured with the neighbours search on house, sigma 25 (H=64, trained on the "
+        "16 384-patch subset): 10 sweeps 32.053 dB, 30: 32.064 (every patch with its trained "
+        "states: 32.066); the evolutionary search needs about 30 sweeps for 31.962 "
+        '(bench/README.md "ES3C engine").',
         learned=False,
         estimation=True,
     ),
@@ -99,6 +101,18 @@ SSSC_PARAMETERS = (
         doc="In zse.reconstruct, with the learned parameters fixed (0: its trained states as "
         "they are).",
         cli="advanced",
+        learned=False,
+        estimation=True,
+    ),
+    Param(
+        "estimation_search",
+        "neighbours",
+        Choice(ESTIMATION_SEARCHES),
+        "how estimation improves a patch's states: every single-unit flip of its best states "
+        "(neighbours) or the evolutionary search of training (evolution)",
+        doc="One sweep of 'neighbours' tries every flip of the best state not tried yet, scored "
+        "together from that state's terms, and ends when every state near the best was tried "
+        "(deterministic, ALGORITHM.md §4.10); training always uses the evolutionary search.",
         learned=False,
         estimation=True,
     ),
