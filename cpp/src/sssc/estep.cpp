@@ -58,6 +58,17 @@ void finish_chunk(Workspace& ws, SSSCStats& acc, index_t H, index_t D) {
         for (index_t h = 0; h < H; ++h) acc.Y_sz[d * H + h] += ws.chunk_Ysz_T[h * D + d];
 }
 
+// The candidates' indices by decreasing lpj, ties in index order (so the older state wins):
+// the order of a stable sort, from std::sort with the index as tie-break (no buffer allocated).
+namespace {
+void order_by_lpj(const std::vector<double>& lpj, std::vector<index_t>& order) {
+    order.resize(lpj.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(),
+              [&](index_t a, index_t b) { return lpj[a] > lpj[b] || (lpj[a] == lpj[b] && a < b); });
+}
+}  // namespace
+
 // tvlearn/evo semantics (ALGORITHM.md §4.2-§4.6): generation 0 selects parents from K_n, later
 // generations from the previous generation's children; only children not seen before are
 // evaluated and become candidates; K_n keeps the S best of old and new. (state, lpj) pairs always
@@ -130,9 +141,7 @@ void EStepRunner::evolve(const PatchJob& job, StateCache& cache, Workspace& ws,
         // Keep the S best; ties go to the older state, so the best state is never lost.
         const index_t total = static_cast<index_t>(ws.cand_lpj.size());
         ws.order.resize(total);
-        std::iota(ws.order.begin(), ws.order.end(), 0);
-        std::stable_sort(ws.order.begin(), ws.order.end(),
-                         [&](index_t a, index_t b) { return ws.cand_lpj[a] > ws.cand_lpj[b]; });
+        order_by_lpj(ws.cand_lpj, ws.order);
         ws.kept.resize(static_cast<std::size_t>(S_ * words_));
         ws.kept_lpj.resize(S_);
         ws.kept_terms.resize(S_);
@@ -165,9 +174,7 @@ void EStepRunner::evolve(const PatchJob& job, StateCache& cache, Workspace& ws,
 bool EStepRunner::expand_best(StateCache& cache, Workspace& ws, SSSCStats& counters) const {
     const index_t H = p_.H, n = static_cast<index_t>(ws.cand_lpj.size());
     ws.order.resize(n);
-    std::iota(ws.order.begin(), ws.order.end(), 0);
-    std::stable_sort(ws.order.begin(), ws.order.end(),
-                     [&](index_t a, index_t b) { return ws.cand_lpj[a] > ws.cand_lpj[b]; });
+    order_by_lpj(ws.cand_lpj, ws.order);
     if (n == 0 || ws.cand_lpj[ws.order[0]] == kMinusInf) return false;
     const double best = ws.cand_lpj[ws.order[0]];
     const double threshold = n >= S_ ? ws.cand_lpj[ws.order[S_ - 1]] : kMinusInf;
@@ -259,10 +266,67 @@ void EStepRunner::run_patch(const PatchJob& job, StateCache& cache, Workspace& w
     ws.cand.assign(Kn, Kn + S_ * words_);
     ws.cand_lpj.resize(S_);
     ws.cand_terms.resize(S_);
-    for (index_t s = 0; s < S_; ++s) {
-        const index_t r = cache.meet(Kn + s * words_, StateCache::kNoParent, nullptr);
-        ws.cand_terms[s] = r;
-        ws.cand_lpj[s] = evaluate(cache, ws, r, acc);
+    if (job.terms_from_relatives) {
+        // States of three or more units take their terms from a relative in the set that
+        // differs by one unit (§3.12): in order of size, the first state without one of their
+        // units; those without such a state then (largest first) any met state one unit away;
+        // only the rest from scratch (or the shared part).
+        ws.order.resize(S_);
+        ws.sizes.resize(S_);
+        for (index_t s = 0; s < S_; ++s) ws.sizes[s] = count_active(Kn + s * words_, words_);
+        std::iota(ws.order.begin(), ws.order.end(), 0);
+        std::stable_sort(ws.order.begin(), ws.order.end(),
+                         [&](index_t a, index_t b) { return ws.sizes[a] < ws.sizes[b]; });
+        ws.met_states.clear();
+        ws.deferred.clear();
+        auto meet_from = [&](index_t s, index_t parent, const std::uint64_t* parent_bits) {
+            const index_t r = cache.meet(Kn + s * words_, parent, parent_bits);
+            ws.cand_terms[s] = r;
+            ws.cand_lpj[s] = evaluate(cache, ws, r, acc);
+            ws.met_states.push_back(s);
+        };
+        std::uint64_t relative[kMaxWords];
+        for (index_t s : ws.order) {
+            const std::uint64_t* bits = Kn + s * words_;
+            index_t parent = StateCache::kNoParent;
+            if (ws.sizes[s] >= 3) {
+                for (index_t w = 0; w < words_ && parent == StateCache::kNoParent; ++w)
+                    for (std::uint64_t word = bits[w]; word; word &= word - 1) {
+                        std::copy(bits, bits + words_, relative);
+                        relative[w] &= ~(word & (~word + 1));  // without the lowest unit left
+                        parent = cache.find(relative);
+                        if (parent != StateCache::kNoParent) break;
+                    }
+                if (parent == StateCache::kNoParent) {
+                    ws.deferred.push_back(s);
+                    continue;
+                }
+            }
+            meet_from(s, parent, parent == StateCache::kNoParent ? nullptr : relative);
+        }
+        for (auto it = ws.deferred.rbegin(); it != ws.deferred.rend(); ++it) {
+            const std::uint64_t* bits = Kn + *it * words_;
+            index_t near = -1;
+            for (index_t m : ws.met_states) {
+                index_t distance = 0;
+                for (index_t w = 0; w < words_; ++w)
+                    distance += __builtin_popcountll(bits[w] ^ Kn[m * words_ + w]);
+                if (distance == 1) {
+                    near = m;
+                    break;
+                }
+            }
+            if (near >= 0)
+                meet_from(*it, ws.cand_terms[near], Kn + near * words_);
+            else
+                meet_from(*it, StateCache::kNoParent, nullptr);
+        }
+    } else {
+        for (index_t s = 0; s < S_; ++s) {
+            const index_t r = cache.meet(Kn + s * words_, StateCache::kNoParent, nullptr);
+            ws.cand_terms[s] = r;
+            ws.cand_lpj[s] = evaluate(cache, ws, r, acc);
+        }
     }
     if (opt_.evolve) {
         evolve(job, cache, ws, acc);
@@ -303,10 +367,15 @@ void EStepRunner::run_patch(const PatchJob& job, StateCache& cache, Workspace& w
         const double* active = data;
         const double* mu = data + k;
         const double* Lambda = lambda_of(t, data);
-        // kappa = mu_A + Lambda b / sigma2 (log_pseudo_joint leaves Lambda b in v).
-        log_pseudo_joint(dv_, t, data, pd, ws.v);
+        // kappa = mu_A + Lambda b / sigma2, with the Lambda b the state's evaluation kept, else
+        // from log_pseudo_joint (which leaves it in v).
+        const double* lambda_b = cache.lambda_b(ws.cand_terms[s]);
+        if (lambda_b == nullptr) {
+            log_pseudo_joint(dv_, t, data, pd, ws.v);
+            lambda_b = ws.v.data();
+        }
         ws.kappa.resize(k);
-        for (index_t i = 0; i < k; ++i) ws.kappa[i] = mu[i] + ws.v[i] * dv_.inv_s2;
+        for (index_t i = 0; i < k; ++i) ws.kappa[i] = mu[i] + lambda_b[i] * dv_.inv_s2;
         for (index_t i = 0; i < k; ++i) {
             const index_t hi = static_cast<index_t>(active[i]);
             if (!ws.in_support[hi]) {
@@ -462,6 +531,7 @@ std::vector<SSSCStats> sssc_estep_partials(const double* Y, index_t N, const SSS
             job.estimates = options.estimates != nullptr ? options.estimates + n * D : nullptr;
             job.variance = options.variance != nullptr ? options.variance + n * D : nullptr;
             job.lpj = options.lpj_out != nullptr ? options.lpj_out + n * S : nullptr;
+            job.terms_from_relatives = true;
             runner.run_patch(job, *caches[tid], ws, st);
         }
         if (options.want_stats) finish_chunk(ws, st, params.H, params.D);
