@@ -3,11 +3,14 @@ other search settings, side by side in one run (bench/README.md "ES3C engine").
 
     python bench/search_study.py classic/set12_02_house_256.png:25 em/tem_giantvirus_crop1_641.tif
     python bench/search_study.py em/tem_giantvirus_crop1_641.tif --crop 320 --settings 30:0 30:3 10:0
+    python bench/search_study.py em/tem_giantvirus_crop1_641.tif --crop 320 \
+        --settings 200:0:evolution 30:0:evolution 5:0 10:0 15:0 20:0 30:0
 
 An image given as NAME:SIGMA gets Gaussian noise of that sigma (default_rng(0)) and is scored
 against its clean version (PSNR); a real micrograph (no sigma) is denoised as it is and scored
 against the reference setting (the first one): the RMS change of the mean image in units of the
-learned sigma. Each setting is WARM_SWEEPS:PATIENCE (SSSC n_warm_sweeps, search_patience). The
+learned sigma. Each setting is WARM_SWEEPS:PATIENCE[:SEARCH] (SSSC n_warm_sweeps,
+search_patience and estimation_search, default neighbours). The
 model is fitted once at the defaults (seed 0) on the training positions of zse.reconstruct, and
 every setting estimates the same image from the same training state sets.
 """
@@ -57,14 +60,16 @@ def study(spec: str, settings, crop: int | None, n_threads):
     )
     reference = None
     for setting in settings:
-        warm, patience = (int(v) for v in setting.split(":"))
-        model.set_params(n_warm_sweeps=warm, search_patience=patience)
+        fields = setting.split(":")
+        warm, patience = int(fields[0]), int(fields[1])
+        search = fields[2] if len(fields) > 2 else "neighbours"
+        model.set_params(n_warm_sweeps=warm, search_patience=patience, estimation_search=search)
         t = time.perf_counter()
         out = model.estimate_volume(volume, patch, ["mean"], positions, "average", n_threads)
         seconds = time.perf_counter() - t
         mean = out["mean"].reshape(image.shape)
         line = (
-            f"  warm {warm:3d} patience {patience}: {seconds:7.2f} s, "
+            f"  {search:10s} warm {warm:3d} patience {patience}: {seconds:7.2f} s, "
             f"{1e6 * seconds / n_patches:7.1f} us/patch"
         )
         if clean is not None:

@@ -334,6 +334,51 @@ def test_neighbours_search_ends_in_a_local_optimum_of_all_states(rng, diagonal_p
                     assert exact[n, neighbour] <= worst + 1e-9 * abs(worst)
 
 
+@pytest.mark.parametrize("method", ["neighbours", "evolution"])
+@pytest.mark.parametrize("diagonal_psi", [False, True])
+def test_variance_of_incrementally_built_states_equals_the_direct_formula(
+    rng, method, diagonal_psi
+):
+    """The estimate and posterior variance of every pixel from the final states (whose terms
+    were mostly built from their parents', §3.12, or scored with their neighbours, §3.13) equal
+    the direct formulas over the same states: sum_s q_s W_A kappa_s and
+    sum_s q_s ((W_A kappa_s)^2 + diag(W_A Lambda_s W_A^T)) - mean^2."""
+    D, H, S = 12, 16, 10
+    p = random_params(rng, D, H)
+    if diagonal_psi:
+        p["Psi"] = np.diag(np.diag(p["Psi"]))
+    Y, _ = sample_sssc(rng, 60, p["W"], p["pi"], p["mu"], p["Psi"], p["sigma2"])
+    K = _core.sssc_init_states(len(Y), S, H, 0.3, 3, 1)
+    out = _core.sssc_estep(
+        Y,
+        core_params(p),
+        K,
+        _core.SearchOptions(method=method),
+        _core.EStepRequest(
+            seed=3, epoch=1, n_sweeps=4, want_estimates=True, want_variance=True, want_lpj=True
+        ),
+        1,
+    )
+    W, mu, Psi, s2 = p["W"], p["mu"], p["Psi"], p["sigma2"]
+    states = reference.unpack_states(K, H)
+    for n in range(len(Y)):
+        q = np.exp(out["lpj"][n] - out["lpj"][n].max())
+        q /= q.sum()
+        mean = np.zeros(D)
+        second = np.zeros(D)
+        for qs, state in zip(q, states[n]):
+            A = np.flatnonzero(state)
+            if len(A) == 0:
+                continue
+            WA = W[:, A]
+            Lam = np.linalg.inv(np.linalg.inv(Psi[np.ix_(A, A)]) + WA.T @ WA / s2)
+            kappa = mu[A] + Lam @ WA.T @ (Y[n] - WA @ mu[A]) / s2
+            mean += qs * WA @ kappa
+            second += qs * ((WA @ kappa) ** 2 + np.einsum("di,ij,dj->d", WA, Lam, WA))
+        np.testing.assert_allclose(out["estimates"][n], mean, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(out["variance"][n], second - mean**2, rtol=1e-6, atol=1e-9)
+
+
 def test_predictive_variance_is_consistent(toy_sssc):
     Y, H = toy_sssc
     model = zse.SSSC(H, n_states=2**H, n_parents=4, max_iter=5, random_state=0).fit(Y)

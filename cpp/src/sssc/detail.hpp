@@ -301,18 +301,6 @@ class StateCache {
         if (4 * met_.size() > seen_table_.size()) grow_seen_table();
         return r;
     }
-    // The record of `bits` if it has terms for the current patch: a state of at most two
-    // units always (the shared table), others once met in this patch; else kNoParent.
-    index_t find(const std::uint64_t* bits) const {
-        const std::int32_t small = small_id(bits);
-        if (small >= 0) return -1 - static_cast<index_t>(small);
-        for (std::size_t slot = hash(bits) & seen_mask();; slot = (slot + 1) & seen_mask()) {
-            const std::int32_t r = seen_table_[slot];
-            if (r < 0) return kNoParent;
-            if (same_state(met_keys_.data() + static_cast<std::size_t>(r) * words_, bits, words_))
-                return r;
-        }
-    }
     // Lambda b of record r for the current patch as its evaluation left it (in the order of
     // its terms' units), or nullptr when not kept (states of at most two units, invalid ones).
     const double* lambda_b(index_t r) const {
@@ -496,7 +484,7 @@ struct Workspace {
     std::vector<index_t> cand_terms, kept_terms, pool_terms, next_pool_terms, parent_terms;
     std::vector<std::uint64_t> cand, kept, children, parent_bits, pool, next_pool;
     std::vector<double> cand_lpj, kept_lpj, pool_lpj, next_pool_lpj;
-    std::vector<index_t> parents, order, sizes, met_states, deferred;
+    std::vector<index_t> parents, order;
     std::vector<double> v, es, esz, kappa, second;
     std::vector<index_t> support;
     std::vector<char> in_support;
@@ -521,13 +509,12 @@ struct PatchJob {
     const double* y = nullptr;    // D values
     std::uint64_t* Kn = nullptr;  // S states, updated in place
     index_t n_sweeps = 1;
-    index_t patience = 0;               // end the search after this many sweeps in a row that left
-                                        // the state set unchanged (0: always n_sweeps)
-    double* estimates = nullptr;        // D, or nullptr
-    double* variance = nullptr;         // D, or nullptr
-    double* lpj = nullptr;              // S, or nullptr
-    bool keep_terms = false;            // keep the final states' terms for the next patch (a chain)
-    bool terms_from_relatives = false;  // initial states from a relative in the set (§3.12)
+    index_t patience = 0;         // end the search after this many sweeps in a row that left
+                                  // the state set unchanged (0: always n_sweeps)
+    double* estimates = nullptr;  // D, or nullptr
+    double* variance = nullptr;   // D, or nullptr
+    double* lpj = nullptr;        // S, or nullptr
+    bool keep_terms = false;      // keep the final states' terms for the next patch (a chain)
 };
 
 class EStepRunner {

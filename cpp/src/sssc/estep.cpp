@@ -266,67 +266,10 @@ void EStepRunner::run_patch(const PatchJob& job, StateCache& cache, Workspace& w
     ws.cand.assign(Kn, Kn + S_ * words_);
     ws.cand_lpj.resize(S_);
     ws.cand_terms.resize(S_);
-    if (job.terms_from_relatives) {
-        // States of three or more units take their terms from a relative in the set that
-        // differs by one unit (§3.12): in order of size, the first state without one of their
-        // units; those without such a state then (largest first) any met state one unit away;
-        // only the rest from scratch (or the shared part).
-        ws.order.resize(S_);
-        ws.sizes.resize(S_);
-        for (index_t s = 0; s < S_; ++s) ws.sizes[s] = count_active(Kn + s * words_, words_);
-        std::iota(ws.order.begin(), ws.order.end(), 0);
-        std::stable_sort(ws.order.begin(), ws.order.end(),
-                         [&](index_t a, index_t b) { return ws.sizes[a] < ws.sizes[b]; });
-        ws.met_states.clear();
-        ws.deferred.clear();
-        auto meet_from = [&](index_t s, index_t parent, const std::uint64_t* parent_bits) {
-            const index_t r = cache.meet(Kn + s * words_, parent, parent_bits);
-            ws.cand_terms[s] = r;
-            ws.cand_lpj[s] = evaluate(cache, ws, r, acc);
-            ws.met_states.push_back(s);
-        };
-        std::uint64_t relative[kMaxWords];
-        for (index_t s : ws.order) {
-            const std::uint64_t* bits = Kn + s * words_;
-            index_t parent = StateCache::kNoParent;
-            if (ws.sizes[s] >= 3) {
-                for (index_t w = 0; w < words_ && parent == StateCache::kNoParent; ++w)
-                    for (std::uint64_t word = bits[w]; word; word &= word - 1) {
-                        std::copy(bits, bits + words_, relative);
-                        relative[w] &= ~(word & (~word + 1));  // without the lowest unit left
-                        parent = cache.find(relative);
-                        if (parent != StateCache::kNoParent) break;
-                    }
-                if (parent == StateCache::kNoParent) {
-                    ws.deferred.push_back(s);
-                    continue;
-                }
-            }
-            meet_from(s, parent, parent == StateCache::kNoParent ? nullptr : relative);
-        }
-        for (auto it = ws.deferred.rbegin(); it != ws.deferred.rend(); ++it) {
-            const std::uint64_t* bits = Kn + *it * words_;
-            index_t near = -1;
-            for (index_t m : ws.met_states) {
-                index_t distance = 0;
-                for (index_t w = 0; w < words_; ++w)
-                    distance += __builtin_popcountll(bits[w] ^ Kn[m * words_ + w]);
-                if (distance == 1) {
-                    near = m;
-                    break;
-                }
-            }
-            if (near >= 0)
-                meet_from(*it, ws.cand_terms[near], Kn + near * words_);
-            else
-                meet_from(*it, StateCache::kNoParent, nullptr);
-        }
-    } else {
-        for (index_t s = 0; s < S_; ++s) {
-            const index_t r = cache.meet(Kn + s * words_, StateCache::kNoParent, nullptr);
-            ws.cand_terms[s] = r;
-            ws.cand_lpj[s] = evaluate(cache, ws, r, acc);
-        }
+    for (index_t s = 0; s < S_; ++s) {
+        const index_t r = cache.meet(Kn + s * words_, StateCache::kNoParent, nullptr);
+        ws.cand_terms[s] = r;
+        ws.cand_lpj[s] = evaluate(cache, ws, r, acc);
     }
     if (opt_.evolve) {
         evolve(job, cache, ws, acc);
@@ -531,7 +474,6 @@ std::vector<SSSCStats> sssc_estep_partials(const double* Y, index_t N, const SSS
             job.estimates = options.estimates != nullptr ? options.estimates + n * D : nullptr;
             job.variance = options.variance != nullptr ? options.variance + n * D : nullptr;
             job.lpj = options.lpj_out != nullptr ? options.lpj_out + n * S : nullptr;
-            job.terms_from_relatives = true;
             runner.run_patch(job, *caches[tid], ws, st);
         }
         if (options.want_stats) finish_chunk(ws, st, params.H, params.D);
