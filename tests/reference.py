@@ -113,6 +113,14 @@ def unpack_states(packed, H):
     ).astype(bool)
 
 
+def state_posterior(y, W, mu, Psi, sigma2, A):
+    """Covariance Lambda and mean kappa of z_A given y and the state with units A, directly."""
+    Ws = W[:, A]
+    Lam = np.linalg.inv(np.linalg.inv(Psi[np.ix_(A, A)]) + Ws.T @ Ws / sigma2)
+    kappa = mu[A] + Lam @ Ws.T @ (y - Ws @ mu[A]) / sigma2
+    return Lam, kappa
+
+
 def sssc_log_joint(Y, W, pi, mu, Psi, sigma2, states):
     """log p(s, y) = log prior(s) + log N(y; W_s mu_s, sigma2 I + W_s Psi_s W_s^T), directly."""
     N, D = Y.shape
@@ -156,9 +164,7 @@ def sssc_exact_em_step(Y, W, pi, mu, Psi, sigma2, exact):
             A = np.flatnonzero(s)
             if len(A) == 0:
                 continue
-            Ws = W[:, A]
-            Lam = np.linalg.inv(np.linalg.inv(Psi[np.ix_(A, A)]) + Ws.T @ Ws / sigma2)
-            kappa = mu[A] + Lam @ Ws.T @ (Y[n] - Ws @ mu[A]) / sigma2
+            Lam, kappa = state_posterior(Y[n], W, mu, Psi, sigma2, A)
             es[A] += q[n, m]
             esz[A] += q[n, m] * kappa
             ess[np.ix_(A, A)] += q[n, m]

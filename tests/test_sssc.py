@@ -241,11 +241,21 @@ def test_state_sets_stay_unique_and_the_best_state_is_never_lost(toy_sssc):
         previous_best = best
 
 
+SEARCHES = {
+    # three epochs of the evolutionary search, or six expansions of the neighbours search, whose
+    # additions take their lpj from the scores of all such children at once (§3.13)
+    "evolution": (_core.SearchOptions(n_parents=6, n_children=3, n_generations=2), 3, 1),
+    "neighbours": (_core.SearchOptions(method="neighbours"), 1, 6),
+}
+
+
+@pytest.mark.parametrize("search", sorted(SEARCHES))
 @pytest.mark.parametrize("diagonal_psi", [False, True])
-def test_terms_built_from_the_parent_equal_terms_from_scratch(rng, diagonal_psi):
+def test_terms_built_from_the_parent_equal_terms_from_scratch(rng, diagonal_psi, search):
     """Every state the search keeps has the lpj its terms from scratch give (sssc_log_joint),
-    though most were built from their parents' terms (§3.11): checked on dense states, where
-    children of three and more units are built incrementally."""
+    though most were built from their parents' terms (§3.12) or scored with their neighbours
+    (§3.13): checked on dense states, where children of three and more units are built
+    incrementally."""
     D, H, S = 16, 20, 12
     p = random_params(rng, D, H)
     if diagonal_psi:
@@ -253,44 +263,19 @@ def test_terms_built_from_the_parent_equal_terms_from_scratch(rng, diagonal_psi)
     Y, _ = sample_sssc(rng, 80, p["W"], p["pi"], p["mu"], p["Psi"], p["sigma2"])
     K = _core.sssc_init_states(len(Y), S, H, 0.3, 5, 1)
     args = core_params(p)
-    for epoch in range(1, 4):
+    options, epochs, sweeps = SEARCHES[search]
+    for epoch in range(1, epochs + 1):
         out = _core.sssc_estep(
             Y,
             args,
             K,
-            _core.SearchOptions(n_parents=6, n_children=3, n_generations=2),
-            _core.EStepRequest(seed=5, epoch=epoch, want_lpj=True),
+            options,
+            _core.EStepRequest(seed=5, epoch=epoch, n_sweeps=sweeps, want_lpj=True),
             1,
         )
+    assert out["stats"].n_replaced > 0
     k = reference.unpack_states(K, H).sum(axis=2)
     assert k.mean() > 3  # children of 3+ units, built from their parents
-    scratch = np.vstack([_core.sssc_log_joint(Y[n : n + 1], args, K[n], 1) for n in range(len(Y))])
-    offset = scratch - out["lpj"]  # log_joint = lpj + a constant of the parameters
-    np.testing.assert_allclose(offset, offset[0, 0], rtol=0, atol=1e-9 * np.abs(scratch).max())
-
-
-@pytest.mark.parametrize("diagonal_psi", [False, True])
-def test_neighbours_search_keeps_exact_log_joints(rng, diagonal_psi):
-    """The neighbours search (ALGORITHM.md §4.10) takes the lpj of a child that adds a unit from
-    the scores of all such children at once: every kept state's lpj is its value from scratch
-    (sssc_log_joint), on dense states whose children are built from their parents' terms."""
-    D, H, S = 16, 20, 12
-    p = random_params(rng, D, H)
-    if diagonal_psi:
-        p["Psi"] = np.diag(np.diag(p["Psi"]))
-    Y, _ = sample_sssc(rng, 80, p["W"], p["pi"], p["mu"], p["Psi"], p["sigma2"])
-    K = _core.sssc_init_states(len(Y), S, H, 0.3, 5, 1)
-    args = core_params(p)
-    out = _core.sssc_estep(
-        Y,
-        args,
-        K,
-        _core.SearchOptions(method="neighbours"),
-        _core.EStepRequest(seed=5, epoch=1, n_sweeps=6, want_lpj=True),
-        1,
-    )
-    assert out["stats"].n_replaced > 0
-    assert reference.unpack_states(K, H).sum(axis=2).mean() > 3
     scratch = np.vstack([_core.sssc_log_joint(Y[n : n + 1], args, K[n], 1) for n in range(len(Y))])
     offset = scratch - out["lpj"]  # log_joint = lpj + a constant of the parameters
     np.testing.assert_allclose(offset, offset[0, 0], rtol=0, atol=1e-9 * np.abs(scratch).max())
@@ -371,8 +356,7 @@ def test_variance_of_incrementally_built_states_equals_the_direct_formula(
             if len(A) == 0:
                 continue
             WA = W[:, A]
-            Lam = np.linalg.inv(np.linalg.inv(Psi[np.ix_(A, A)]) + WA.T @ WA / s2)
-            kappa = mu[A] + Lam @ WA.T @ (Y[n] - WA @ mu[A]) / s2
+            Lam, kappa = reference.state_posterior(Y[n], W, mu, Psi, s2, A)
             mean += qs * WA @ kappa
             second += qs * ((WA @ kappa) ** 2 + np.einsum("di,ij,dj->d", WA, Lam, WA))
         np.testing.assert_allclose(out["estimates"][n], mean, rtol=1e-8, atol=1e-10)
@@ -400,10 +384,10 @@ def test_predictive_variance_is_consistent(toy_sssc):
             if len(A) == 0:
                 samples.append(np.zeros(Y.shape[1]))
                 continue
-            Ws = model.W_[:, A]
-            Lam = np.linalg.inv(np.linalg.inv(model.Psi_[np.ix_(A, A)]) + Ws.T @ Ws / model.sigma2_)
-            kappa = model.mu_[A] + Lam @ Ws.T @ (Yc[n] - Ws @ model.mu_[A]) / model.sigma2_
-            samples.append(Ws @ mc_rng.multivariate_normal(kappa, Lam))
+            Lam, kappa = reference.state_posterior(
+                Yc[n], model.W_, model.mu_, model.Psi_, model.sigma2_, A
+            )
+            samples.append(model.W_[:, A] @ mc_rng.multivariate_normal(kappa, Lam))
         samples = np.array(samples)
         np.testing.assert_allclose(
             est[n], samples.mean(axis=0), atol=0.05 * np.abs(est[n]).max() + 0.05

@@ -139,8 +139,6 @@ void EStepRunner::evolve(const PatchJob& job, StateCache& cache, Workspace& ws,
             if (ws.pool_lpj.empty()) break;
         }
         // Keep the S best; ties go to the older state, so the best state is never lost.
-        const index_t total = static_cast<index_t>(ws.cand_lpj.size());
-        ws.order.resize(total);
         order_by_lpj(ws.cand_lpj, ws.order);
         ws.kept.resize(static_cast<std::size_t>(S_ * words_));
         ws.kept_lpj.resize(S_);
@@ -173,7 +171,6 @@ void EStepRunner::evolve(const PatchJob& job, StateCache& cache, Workspace& ws,
 // unit (the best scores) and every such removal. False when no state was left to expand.
 bool EStepRunner::expand_best(StateCache& cache, Workspace& ws, SSSCStats& counters) const {
     const index_t H = p_.H, n = static_cast<index_t>(ws.cand_lpj.size());
-    ws.order.resize(n);
     order_by_lpj(ws.cand_lpj, ws.order);
     if (n == 0 || ws.cand_lpj[ws.order[0]] == kMinusInf) return false;
     const double best = ws.cand_lpj[ws.order[0]];
