@@ -197,6 +197,7 @@ class Arena {
     }
     void shrink(std::size_t size) { used_ = size; }
     void clear() { used_ = 0; }
+    std::size_t size() const { return used_; }
     double* data() { return buffer_.data(); }
     const double* data() const { return buffer_.data(); }
 
@@ -252,21 +253,12 @@ class StateCache {
     std::int32_t get(const std::uint64_t* bits) {
         const std::int32_t small = small_id(bits);
         if (small >= 0) return small;
-        std::size_t slot = hash(bits) & mask_;
-        while (true) {
-            const std::int32_t e = table_[slot];
-            if (e < 0) break;
-            if (same_state(keys_.data() + static_cast<std::size_t>(e) * words_, bits, words_))
-                return static_cast<std::int32_t>(n_small_ + e);
-            slot = (slot + 1) & mask_;
-        }
-        const auto e = static_cast<std::int32_t>(entries_.size());
-        keys_.insert(keys_.end(), bits, bits + words_);
-        entries_.emplace_back();
-        compute(bits, entries_.back());
-        table_[slot] = e;
-        if (2 * entries_.size() > table_.size()) resize_table(2 * table_.size());
-        return static_cast<std::int32_t>(n_small_ + e);
+        std::size_t slot;
+        const std::int32_t found = find_shared(bits, slot);
+        if (found >= 0) return static_cast<std::int32_t>(n_small_ + found);
+        StateTerms t;
+        compute(bits, t);
+        return static_cast<std::int32_t>(n_small_ + add_shared(bits, t, slot));
     }
 
     // The current patch's record of `bits`: found, or created with its terms (from the parent's
@@ -373,7 +365,7 @@ class StateCache {
     }
     void start_patch() {
         if (entries_.size() >= max_entries_) clear_shared();
-        if (table_arena_used_ > kTableBudget) clear_tables();
+        if (table_arena_.size() > kTableBudget) clear_tables();
         for (std::size_t slot : used_slots_) seen_table_[slot] = -1;
         used_slots_.clear();
         ++stamp_;
@@ -393,12 +385,10 @@ class StateCache {
         for (std::int32_t e : tabled_) table_offset_[static_cast<std::size_t>(e)] = kNoV;
         tabled_.clear();
         table_arena_.clear();
-        table_arena_used_ = 0;
     }
     std::vector<std::size_t> table_offset_;
     std::vector<std::int32_t> tabled_;
     Arena table_arena_;
-    std::size_t table_arena_used_ = 0;
     struct Met {
         std::int32_t id;
         double lpj;
@@ -411,6 +401,24 @@ class StateCache {
     std::int32_t add_local(const StateTerms& t) {
         local_.push_back(t);
         return kLocal + static_cast<std::int32_t>(local_.size() - 1);
+    }
+    // The shared entry of `bits` (-1: none; `slot` is then where it would go).
+    std::int32_t find_shared(const std::uint64_t* bits, std::size_t& slot) const {
+        for (slot = hash(bits) & mask_;; slot = (slot + 1) & mask_) {
+            const std::int32_t e = table_[slot];
+            if (e < 0) return -1;
+            if (same_state(keys_.data() + static_cast<std::size_t>(e) * words_, bits, words_))
+                return e;
+        }
+    }
+    // Adds terms for `bits` at the empty `slot` found by find_shared; returns the entry.
+    std::int32_t add_shared(const std::uint64_t* bits, const StateTerms& t, std::size_t slot) {
+        const auto e = static_cast<std::int32_t>(entries_.size());
+        keys_.insert(keys_.end(), bits, bits + words_);
+        entries_.push_back(t);
+        table_[slot] = e;
+        if (2 * entries_.size() > table_.size()) resize_table(2 * table_.size());
+        return e;
     }
     std::size_t seen_mask() const { return seen_table_.size() - 1; }
     void grow_seen_table() {

@@ -120,23 +120,14 @@ void StateCache::keep_terms(const index_t* records, index_t n) {
         const StateTerms& t = local_[static_cast<std::size_t>(e - kLocal)];
         if (!t.valid) continue;
         const std::uint64_t* bits = met_keys_.data() + static_cast<std::size_t>(r) * words_;
-        std::size_t slot = hash(bits) & mask_;
-        bool present = false;
-        for (std::int32_t f; (f = table_[slot]) >= 0; slot = (slot + 1) & mask_)
-            if (same_state(keys_.data() + static_cast<std::size_t>(f) * words_, bits, words_)) {
-                present = true;
-                break;
-            }
-        if (present) continue;
+        std::size_t slot;
+        if (find_shared(bits, slot) >= 0) continue;
         StateTerms kept = t;
         const std::size_t size = terms_size(t.k, dv_.p->D, full, t.has_diag);
         kept.offset = arena_.grow(size);
         const double* from = local_arena_.data() + t.offset;
         std::copy(from, from + size, arena_.data() + kept.offset);
-        table_[slot] = static_cast<std::int32_t>(entries_.size());
-        keys_.insert(keys_.end(), bits, bits + words_);
-        entries_.push_back(kept);
-        if (2 * entries_.size() > table_.size()) resize_table(2 * table_.size());
+        add_shared(bits, kept, slot);
     }
 }
 
@@ -156,7 +147,6 @@ NeighbourTable StateCache::neighbour_table(std::int32_t e, NeighbourScratch& scr
         build_neighbour_table(dv_, t, data(e), scratch, table_arena_.data() + offset);
         table_offset_[id] = offset;
         tabled_.push_back(e);
-        table_arena_used_ += size;
     }
     return neighbour_table_view(table_arena_.data() + table_offset_[id], t.k, H);
 }
