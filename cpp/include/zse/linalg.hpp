@@ -16,11 +16,12 @@ inline bool cholesky(double* A, index_t k) {
         for (index_t p = 0; p < j; ++p) diag -= A[j * k + p] * A[j * k + p];
         if (!(diag > 0.0) || !std::isfinite(diag)) return false;
         const double l = std::sqrt(diag);
+        const double inv_l = 1.0 / l;  // one division per column, not one per entry
         A[j * k + j] = l;
         for (index_t i = j + 1; i < k; ++i) {
             double v = A[i * k + j];
             for (index_t p = 0; p < j; ++p) v -= A[i * k + p] * A[j * k + p];
-            A[i * k + j] = v / l;
+            A[i * k + j] = v * inv_l;
         }
         for (index_t i = 0; i < j; ++i) A[i * k + j] = 0.0;
     }
@@ -45,11 +46,25 @@ inline void solve_upper_transposed(const double* L, index_t k, double* b) {
     }
 }
 
-/// log det A = 2 sum log diag(L).
+/// log det A = 2 sum log diag(L), as the logarithm of products of the diagonal: one logarithm
+/// for most small factors instead of k. A product is taken only while it and the next entry lie
+/// within [1e-150, 1e150], so it cannot over- or underflow; entries outside go to the sum alone.
 inline double log_det_from_cholesky(const double* L, index_t k) {
-    double s = 0.0;
-    for (index_t i = 0; i < k; ++i) s += std::log(L[i * k + i]);
-    return 2.0 * s;
+    constexpr double kLow = 1e-150, kHigh = 1e150;
+    double s = 0.0, product = 1.0;
+    for (index_t i = 0; i < k; ++i) {
+        const double d = L[i * k + i];
+        if (d >= kLow && d <= kHigh) {
+            if (!(product >= kLow && product <= kHigh)) {
+                s += std::log(product);
+                product = 1.0;
+            }
+            product *= d;
+        } else {
+            s += std::log(d);
+        }
+    }
+    return 2.0 * (s + std::log(product));
 }
 
 /// R = L^-1 of a lower triangular L (R lower triangular; its upper triangle is not written).

@@ -80,3 +80,11 @@ ZSE_SIMD_INLINE v4d exp_nonpositive(v4d x) {
 #else
 #define ZSE_HOT_CLONES
 #endif
+
+// Before a loop whose arrays do not overlap: GCC honours __restrict on function parameters, not
+// on local pointers, and would otherwise leave loops that update several arrays scalar.
+#if defined(__GNUC__) && !defined(__clang__)
+#define ZSE_INDEPENDENT_ITERATIONS _Pragma("GCC ivdep")
+#else
+#define ZSE_INDEPENDENT_ITERATIONS
+#endif

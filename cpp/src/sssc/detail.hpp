@@ -492,14 +492,14 @@ struct Workspace {
     std::vector<index_t> cand_terms, kept_terms, pool_terms, next_pool_terms, parent_terms;
     std::vector<std::uint64_t> cand, kept, children, parent_bits, pool, next_pool;
     std::vector<double> cand_lpj, kept_lpj, pool_lpj, next_pool_lpj;
-    std::vector<index_t> parents, order;
+    std::vector<index_t> parents, order, merged;
     std::vector<double> v, es, esz, kappa, second;
     std::vector<index_t> support;
     std::vector<char> in_support;
     std::vector<index_t> flips;     // units flipped by an expansion
     std::vector<index_t> expanded;  // records whose neighbours were tried in this patch
     std::vector<double> scores;     // score_added_units' output (H)
-    std::vector<double> removal_scores;
+    std::vector<double> removal_scores, flip_keys;
     NeighbourScratch neighbour_scratch;
     PatchData pd;
 };

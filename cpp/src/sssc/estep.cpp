@@ -59,13 +59,26 @@ void finish_chunk(Workspace& ws, SSSCStats& acc, index_t H, index_t D) {
 }
 
 // The candidates' indices by decreasing lpj, ties in index order (so the older state wins):
-// the order of a stable sort, from std::sort with the index as tie-break (no buffer allocated).
+// the order of a stable sort. The candidates usually start with the previous sweep's kept set,
+// already in that order: only the rest is sorted (std::sort with the index as tie-break), then
+// merged in `merged` (no allocation once it has grown).
 namespace {
-void order_by_lpj(const std::vector<double>& lpj, std::vector<index_t>& order) {
+void order_by_lpj(const std::vector<double>& lpj, std::vector<index_t>& order,
+                  std::vector<index_t>& merged) {
+    const index_t n = static_cast<index_t>(lpj.size());
     order.resize(lpj.size());
     std::iota(order.begin(), order.end(), 0);
-    std::sort(order.begin(), order.end(),
-              [&](index_t a, index_t b) { return lpj[a] > lpj[b] || (lpj[a] == lpj[b] && a < b); });
+    index_t sorted = std::min<index_t>(n, 1);
+    while (sorted < n && !(lpj[sorted] > lpj[sorted - 1])) ++sorted;
+    if (sorted == n) return;
+    auto before = [&](index_t a, index_t b) {
+        return lpj[a] > lpj[b] || (lpj[a] == lpj[b] && a < b);
+    };
+    std::sort(order.begin() + sorted, order.end(), before);
+    merged.resize(lpj.size());
+    std::merge(order.begin(), order.begin() + sorted, order.begin() + sorted, order.end(),
+               merged.begin(), before);
+    order.swap(merged);
 }
 }  // namespace
 
@@ -139,7 +152,7 @@ void EStepRunner::evolve(const PatchJob& job, StateCache& cache, Workspace& ws,
             if (ws.pool_lpj.empty()) break;
         }
         // Keep the S best; ties go to the older state, so the best state is never lost.
-        order_by_lpj(ws.cand_lpj, ws.order);
+        order_by_lpj(ws.cand_lpj, ws.order, ws.merged);
         ws.kept.resize(static_cast<std::size_t>(S_ * words_));
         ws.kept_lpj.resize(S_);
         ws.kept_terms.resize(S_);
@@ -171,7 +184,7 @@ void EStepRunner::evolve(const PatchJob& job, StateCache& cache, Workspace& ws,
 // unit (the best scores) and every such removal. False when no state was left to expand.
 bool EStepRunner::expand_best(StateCache& cache, Workspace& ws, SSSCStats& counters) const {
     const index_t H = p_.H, n = static_cast<index_t>(ws.cand_lpj.size());
-    order_by_lpj(ws.cand_lpj, ws.order);
+    order_by_lpj(ws.cand_lpj, ws.order, ws.merged);
     if (n == 0 || ws.cand_lpj[ws.order[0]] == kMinusInf) return false;
     const double best = ws.cand_lpj[ws.order[0]];
     const double threshold = n >= S_ ? ws.cand_lpj[ws.order[S_ - 1]] : kMinusInf;
@@ -216,11 +229,16 @@ bool EStepRunner::expand_best(StateCache& cache, Workspace& ws, SSSCStats& count
     for (index_t h = 0; h < H; ++h)
         if (!get_bit(parent_bits, h) && may_enter(h)) ws.flips.push_back(h);
     if (static_cast<index_t>(ws.flips.size() - n_removals) > S_) {
-        // More additions than the set can take: the S best scores (ties to the lower unit).
-        auto better = [&](index_t a, index_t b) {
-            const double sa = std::isnan(ws.scores[a]) ? kMinusInf : ws.scores[a];
-            const double sb = std::isnan(ws.scores[b]) ? kMinusInf : ws.scores[b];
-            return sa > sb || (sa == sb && a < b);
+        // More additions than the set can take: the S best scores (ties to the lower unit; NaN
+        // ranks last), compared by key so that the selection's comparisons have no NaN tests.
+        ws.flip_keys.resize(H);
+        for (std::size_t f = n_removals; f < ws.flips.size(); ++f) {
+            const index_t h = ws.flips[f];
+            ws.flip_keys[h] = std::isnan(ws.scores[h]) ? kMinusInf : ws.scores[h];
+        }
+        const double* key = ws.flip_keys.data();
+        auto better = [key](index_t a, index_t b) {
+            return key[a] > key[b] || (key[a] == key[b] && a < b);
         };
         std::nth_element(ws.flips.begin() + n_removals, ws.flips.begin() + n_removals + S_,
                          ws.flips.end(), better);

@@ -10,16 +10,35 @@
 namespace zse {
 namespace sssc_detail {
 
-// Row-block product out (k x H) = M (k x k) B (k x H), all row-major.
-static inline void square_times_block(const double* __restrict M, const double* __restrict B,
-                                      index_t k, index_t H, double* __restrict out) {
+// Row-block product out (k x H) = M (k x k) B (k x H), all row-major. Sixteen columns at a time
+// stay in four vector registers across the k terms, so that each output is stored once.
+static ZSE_SIMD_INLINE void square_times_block(const double* __restrict M,
+                                               const double* __restrict B, index_t k, index_t H,
+                                               double* __restrict out) {
+    using simd::v4d;
+    const index_t blocked = H - H % 16;
     for (index_t i = 0; i < k; ++i) {
         double* o = out + i * H;
-        for (index_t h = 0; h < H; ++h) o[h] = 0.0;
-        for (index_t j = 0; j < k; ++j) {
-            const double m = M[i * k + j];
-            const double* b = B + j * H;
-            for (index_t h = 0; h < H; ++h) o[h] += m * b[h];
+        const double* m = M + i * k;
+        for (index_t h0 = 0; h0 < blocked; h0 += 16) {
+            v4d a0 = simd::broadcast(0.0), a1 = a0, a2 = a0, a3 = a0;
+            for (index_t j = 0; j < k; ++j) {
+                const v4d mj = simd::broadcast(m[j]);
+                const double* b = B + j * H + h0;
+                a0 += mj * simd::load(b);
+                a1 += mj * simd::load(b + 4);
+                a2 += mj * simd::load(b + 8);
+                a3 += mj * simd::load(b + 12);
+            }
+            simd::store(o + h0, a0);
+            simd::store(o + h0 + 4, a1);
+            simd::store(o + h0 + 8, a2);
+            simd::store(o + h0 + 12, a3);
+        }
+        for (index_t h = blocked; h < H; ++h) {
+            double sum = 0.0;
+            for (index_t j = 0; j < k; ++j) sum += m[j] * B[j * H + h];
+            o[h] = sum;
         }
     }
 }
@@ -73,13 +92,14 @@ ZSE_HOT_CLONES void build_neighbour_table(const Derived& dv, const StateTerms& p
     double* __restrict GLG = GLU + H;
     double* __restrict wG = GLG + H;
     double* __restrict mu_g = wG + H;
-    scratch.buffer.resize(3 * block + 3 * static_cast<std::size_t>(H));
+    scratch.buffer.resize(3 * block + 4 * static_cast<std::size_t>(H));
     double* __restrict G = scratch.buffer.data();
     double* __restrict P = G + block;
     double* __restrict U = P + block;
     double* __restrict s = U + block;
     double* __restrict uLu = s + H;
     double* __restrict Luq = uLu + H;
+    double* __restrict inv_s = Luq + H;
     for (index_t i = 0; i < k; ++i) {
         const index_t a = static_cast<index_t>(pa.active[i]);
         const double* wtw = dv.WtW.data() + a * H;  // W^T W is symmetric: row a is column a
@@ -97,40 +117,55 @@ ZSE_HOT_CLONES void build_neighbour_table(const Derived& dv, const StateTerms& p
         }
         square_times_block(pa.psi_inv, P, k, H, U);
         square_times_block(pa.Lambda, U, k, H, LU);
-        for (index_t i = 0; i < k; ++i)
+        for (index_t i = 0; i < k; ++i) {
+            ZSE_INDEPENDENT_ITERATIONS
             for (index_t h = 0; h < H; ++h) {
                 s[h] -= P[i * H + h] * U[i * H + h];
                 uLu[h] += U[i * H + h] * LU[i * H + h];
             }
+        }
     } else {
         std::fill(LU, LU + block, 0.0);
         std::fill(U, U + block, 0.0);
     }
-    // q = G - U / s, Lambda q = LG - LU / s; w = Lambda q - LU (LU^T q) / den.
-    for (index_t i = 0; i < k; ++i)
+    // q = G - U / s, Lambda q = LG - LU / s; w = Lambda q - LU (LU^T q) / den. The divisions
+    // are taken once per unit (inv_s, then Luq / den in Luq) so that the k x H loops vectorise.
+    for (index_t h = 0; h < H; ++h) inv_s[h] = 1.0 / s[h];
+    for (index_t i = 0; i < k; ++i) {
+        ZSE_INDEPENDENT_ITERATIONS
         for (index_t h = 0; h < H; ++h) {
-            const double q = G[i * H + h] - U[i * H + h] / s[h];
+            const double q = G[i * H + h] - U[i * H + h] * inv_s[h];
             Luq[h] += LU[i * H + h] * q;
         }
+    }
+    ZSE_INDEPENDENT_ITERATIONS
     for (index_t h = 0; h < H; ++h) {
         den[h] = s[h] + uLu[h];
-        t[h] = 1.0 / s[h] + dv.WtW[h * H + h] * inv_s2;  // r, then r - q^T w below
+        Luq[h] /= den[h];
+        t[h] = inv_s[h] + dv.WtW[h * H + h] * inv_s2;  // r, then r - q^T w below
     }
-    for (index_t i = 0; i < k; ++i)
+    for (index_t i = 0; i < k; ++i) {
+        const double mu_i = pa.mu[i];
+        const double* __restrict G_i = G + i * H;
+        const double* __restrict U_i = U + i * H;
+        const double* __restrict LU_i = LU + i * H;
+        const double* __restrict LG_i = LG + i * H;
+        double* __restrict W_i = W + i * H;
+        ZSE_INDEPENDENT_ITERATIONS
         for (index_t h = 0; h < H; ++h) {
-            const double inv_s = 1.0 / s[h];
-            const double lu = LU[i * H + h], g = G[i * H + h];
-            const double q = g - U[i * H + h] * inv_s;
-            const double w = (LG[i * H + h] - lu * inv_s) - lu * Luq[h] / den[h];
-            W[i * H + h] = w;
+            const double lu = LU_i[h], g = G_i[h];
+            const double q = g - U_i[h] * inv_s[h];
+            const double w = (LG_i[h] - lu * inv_s[h]) - lu * Luq[h];
+            W_i[h] = w;
             t[h] -= q * w;
             GLU[h] += g * lu;
-            GLG[h] += g * LG[i * H + h];
+            GLG[h] += g * LG_i[h];
             wG[h] += w * g;
-            mu_g[h] += pa.mu[i] * g;
+            mu_g[h] += mu_i * g;
         }
+    }
     for (index_t h = 0; h < H; ++h) {
-        const double psi_hh = p.Psi[h * H + h], r = 1.0 / s[h] + dv.WtW[h * H + h] * inv_s2;
+        const double psi_hh = p.Psi[h * H + h], r = inv_s[h] + dv.WtW[h * H + h] * inv_s2;
         const double mu_h = p.mu[h];
         c[h] = s2 * mu_g[h] + dv.WtW[h * H + h] * mu_h;
         mu_c[h] = parent.mu_c + s2 * mu_h * mu_g[h] + mu_h * c[h];
@@ -175,13 +210,17 @@ ZSE_HOT_CLONES void score_added_units(const Derived& dv, const StateTerms& paren
         const double vi = v[i] * inv_s2, bi = b[i];
         const double* lu = tb.LU + i * H;
         const double* w = tb.w + i * H;
+        ZSE_INDEPENDENT_ITERATIONS
         for (index_t h = 0; h < H; ++h) {
             Gv[h] += wtw[h] * vi;
             wb[h] += w[h] * bi;
         }
-        if (full)
+        if (full) {
+            ZSE_INDEPENDENT_ITERATIONS
             for (index_t h = 0; h < H; ++h) LUb[h] += lu[h] * bi;
+        }
     }
+    ZSE_INDEPENDENT_ITERATIONS
     for (index_t h = 0; h < H; ++h) {
         const double mu_h = p.mu[h];
         const double Lub = LUb[h] - s2 * mu_h * tb.GLU[h];
