@@ -499,7 +499,8 @@ struct Workspace {
     std::vector<index_t> flips;     // units flipped by an expansion
     std::vector<index_t> expanded;  // records whose neighbours were tried in this patch
     std::vector<double> scores;     // score_added_units' output (H)
-    std::vector<double> removal_scores, flip_keys;
+    std::vector<double> removal_scores, flip_keys, bar_values;
+    std::vector<char> child_in_set;  // units whose flip of the expanded state is a candidate
     NeighbourScratch neighbour_scratch;
     PatchData pd;
 };

@@ -3,6 +3,7 @@
 // the fixed-chunk reduction (§7.2).
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <memory>
 #include <numeric>
 
@@ -216,11 +217,38 @@ bool EStepRunner::expand_best(StateCache& cache, Workspace& ws, SSSCStats& count
     score_removed_units(dv_, pt, pdata, ws.pd, ws.neighbour_scratch, ws.removal_scores.data());
     for (index_t j = 0; j < pt.k; ++j)
         ws.scores[static_cast<index_t>(pdata[j])] = ws.removal_scores[j];
-    // A score within rounding of the threshold is met: the S best are chosen among exact
-    // values. NaN (a numerically unsafe update) is met too and evaluated the exact way.
-    const double margin = 1e-7 * (1.0 + std::abs(threshold));
+    // The bar to enter: the S-th best lpj of the set together with every child not in it (a
+    // child one flip from the parent that is already a candidate counts once, as the candidate).
+    // A child below it cannot be among the S best after this sweep, and the S-th best only rises,
+    // so it is not met at all. Children met earlier and dropped lie below the set's S-th best
+    // and do not move the bar.
+    ws.child_in_set.assign(H, 0);
+    for (index_t i = 0; i < n; ++i) {
+        const std::uint64_t* c = ws.cand.data() + i * words_;
+        index_t flips = 0, unit = -1;
+        for (index_t w = 0; w < words_ && flips <= 1; ++w) {
+            const std::uint64_t x = c[w] ^ parent_bits[w];
+            if (x == 0) continue;
+            flips += __builtin_popcountll(x);
+            unit = w * 64 + __builtin_ctzll(x);
+        }
+        if (flips == 1) ws.child_in_set[unit] = 1;
+    }
+    ws.bar_values.assign(ws.cand_lpj.begin(), ws.cand_lpj.end());
+    for (index_t h = 0; h < H; ++h)
+        if (!ws.child_in_set[h] && std::isfinite(ws.scores[h]))
+            ws.bar_values.push_back(ws.scores[h]);
+    double bar = threshold;
+    if (static_cast<index_t>(ws.bar_values.size()) >= S_) {
+        std::nth_element(ws.bar_values.begin(), ws.bar_values.begin() + (S_ - 1),
+                         ws.bar_values.end(), std::greater<double>());
+        bar = std::max(threshold, ws.bar_values[S_ - 1]);
+    }
+    // A score within rounding of the bar is met: the S best are chosen among exact values. NaN
+    // (a numerically unsafe update) is met too and evaluated the exact way.
+    const double margin = 1e-7 * (1.0 + std::abs(bar));
     auto may_enter = [&](index_t h) {
-        return ws.scores[h] > threshold - margin || std::isnan(ws.scores[h]);
+        return ws.scores[h] > bar - margin || std::isnan(ws.scores[h]);
     };
     ws.flips.clear();  // the removals, then the additions
     for (index_t h = 0; h < H; ++h)
