@@ -75,8 +75,9 @@ Derived derive(const SSSCParams& p, bool want_diag) {
     return d;
 }
 
-// The body of compute_state_terms, inlined into a copy per small k where the loops over the
-// units have constant trip counts (unrolled by the compiler; k is 1 to 16 for nearly every state).
+// The body of compute_state_terms, inlined into a copy per k from 3 to 12 where the loops over
+// the units have constant trip counts (unrolled by the compiler): states of at most two units
+// come from the shared table, and the real crops' states hold 7-10 (bench/README.md).
 static ZSE_SIMD_INLINE void state_terms_body(const Derived& dv, const index_t* A, index_t k,
                                              StateTerms& t, double* base, TermsScratch& scratch) {
     const SSSCParams& p = *dv.p;
