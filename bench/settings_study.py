@@ -10,7 +10,8 @@ A setting is Python keyword arguments of zse.SSSC, plus ``n_train`` for zse.reco
 "auto"); an empty setting is zse's defaults. Images from ../shared/data: Set12 (classic/) and
 the ISBI 2012 ssTEM slices (em/, real EM texture with mild noise of its own; slice 0 has the
 least); ``--crop N`` keeps the top-left N x N corner. White Gaussian noise from
-default_rng(0), not clipped; seed 0.
+default_rng(0), not clipped; seed 0. Each line also gives the noise-to-signal ratio sigma /
+std(clean image) of its case.
 """
 
 import argparse
@@ -59,7 +60,8 @@ def main():
                 )
                 seconds = time.perf_counter() - start
                 print(
-                    f"{name} sigma {sigma:g} [{setting or 'defaults'}]: "
+                    f"{name} sigma {sigma:g} (sigma/std {sigma / clean.std():.2f}) "
+                    f"[{setting or 'defaults'}]: "
                     f"{zse.psnr(clean, out['mean'], 255):.3f} dB, {seconds:.1f} s, learned sigma "
                     f"{np.sqrt(model.sigma2_):.2f}",
                     flush=True,
