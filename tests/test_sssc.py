@@ -429,11 +429,82 @@ def test_denoising_house_gains_a_clear_margin(shared_data):
         ({"mutation": "sparseflip"}, "bitflip_prob"),
         ({"updates": "fast"}, "updates"),
         ({"H": 4, "n_states": 8, "n_parents": 2, "n_children": 5}, "n_children <= H"),
+        ({"n_states": 8, "n_parents": 4, "n_estimate_states": 9}, "n_estimate_states=9 exceeds"),
+        (
+            {"estimation_search": "evolution", "n_parents": 10, "n_estimate_states": 8},
+            "n_estimate_states >= n_parents",
+        ),
     ],
 )
 def test_bad_parameters(params, match):
     with pytest.raises(ValueError, match=match):
         zse.SSSC(**params).fit(np.random.default_rng(0).normal(size=(50, 9)))
+
+
+# -- estimation with fewer states than training (issue 20, round 5) ------------------------------
+
+
+def fitted_small_model(rng, **params):
+    H = 5
+    p = random_params(rng, 12, H)
+    Y, _ = sample_sssc(rng, 60, p["W"], p["pi"], p["mu"], p["Psi"], p["sigma2"])
+    model = zse.SSSC(H, n_states=8, n_parents=4, n_children=1, max_iter=5, random_state=0)
+    return model.set_params(**params).fit(Y), Y
+
+
+def test_estimation_starts_from_the_best_learned_states(rng):
+    """Brute force over all 2^H states: a training patch's estimation set is the
+    n_estimate_states best of its learned set under the fitted parameters, best first."""
+    model, Y = fitted_small_model(rng, n_estimate_states=3)
+    H = model.H
+    exact = _core.sssc_log_joint(
+        model._centred(Y), model._kernel_model(), reference.pack_states(reference.all_states(H)), 1
+    )
+    K, _ = model._states_for(Y, 1, estimation=True)
+    assert K.shape == (len(Y), 3, 1)
+    weights = 1 << np.arange(H)
+    learned = reference.unpack_states(model.K_, H) @ weights
+    chosen = reference.unpack_states(K, H) @ weights
+    for n in range(len(Y)):
+        values = exact[n, learned[n]]
+        order = sorted(range(len(values)), key=lambda i: (-values[i], i))
+        assert chosen[n].tolist() == learned[n][order[:3]].tolist()
+    # score() keeps the training truncation, comparable with free_energies_
+    assert model._states_for(Y, 1)[0].shape == model.K_.shape
+
+
+def test_streamed_estimate_keeps_the_same_best_learned_states(rng):
+    """zse.reconstruct's streamed estimate (the C++ selection) of an image whose every patch was
+    trained on, without further search, equals merging the E-step's estimates from the Python
+    selection of the same states."""
+    image = rng.normal(size=(12, 11)) + np.linspace(0, 3, 11)
+    model = zse.SSSC(
+        5, n_states=8, n_parents=4, n_children=1, max_iter=4, random_state=0, n_train_sweeps=0
+    ).set_params(n_estimate_states=3)
+    out = zse.reconstruct(image, model, patch_size=4, n_train=10**6, n_threads=1)
+    patches = zse.extract_patches(image, 4)
+    K, _ = model._states_for(patches, 1, estimation=True)
+    estimates = model._estep(
+        model._centred(patches), K, 10**9, evolve=False, want_estimates=True, n_threads=1
+    )["estimates"]
+    expected = zse.merge_patches(
+        estimates * model.data_scale_ + model.bias_, image.shape, 4, stats=("mean",)
+    )
+    np.testing.assert_allclose(out["mean"], expected["mean"], rtol=1e-10, atol=1e-10)
+
+
+def test_fewer_estimation_states_keep_results_independent_of_threads(rng):
+    image = rng.normal(size=(40, 37)) + np.linspace(0, 3, 37)
+    outs = []
+    for threads in (1, 2):
+        model = zse.SSSC(
+            6, n_states=12, n_parents=4, n_children=1, max_iter=4, random_state=0
+        ).set_params(n_estimate_states=5)
+        outs.append(
+            zse.reconstruct(image, model, stats=("mean", "var"), patch_size=5, n_threads=threads)
+        )
+    for stat in ("mean", "var"):
+        np.testing.assert_array_equal(outs[0][stat], outs[1][stat])
 
 
 def test_bad_patches_and_unfitted():

@@ -131,9 +131,9 @@ py::dict sssc_estimate_volume(const ArrayF64& volume, const Patch3& patch, const
     zse::require(train_positions.ndim() == 1, "train_positions must be 1-D");
     const zse::index_t M = train_positions.shape(0);
     zse::require(train_states.ndim() == 3 && train_states.shape(0) == M &&
-                     train_states.shape(1) == plan.n_states &&
+                     train_states.shape(1) >= plan.n_states &&
                      train_states.shape(2) == zse::state_words(p.H),
-                 "train_states must have shape (n_train, n_states, words)");
+                 "train_states must have shape (n_train, S, words) with S >= n_states");
     zse::require(plan.train_sweeps >= 0 && plan.warm_sweeps >= 0 && plan.fresh_sweeps >= 1 &&
                      plan.patience >= 0,
                  "fresh_sweeps must be >= 1, train_sweeps, warm_sweeps and patience >= 0");
@@ -146,6 +146,7 @@ py::dict sssc_estimate_volume(const ArrayF64& volume, const Patch3& patch, const
     opt.train_positions = train_positions.data();
     opt.train_states = train_states.data();
     opt.n_train = M;
+    opt.train_S = train_states.shape(1);
     opt.train_sweeps = plan.train_sweeps;
     opt.warm_sweeps = plan.warm_sweeps;
     opt.fresh_sweeps = plan.fresh_sweeps;

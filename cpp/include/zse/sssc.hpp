@@ -94,11 +94,13 @@ struct SSSCImageOptions {
     std::uint64_t seed = 0;        ///< the model's seed: random streams (seed, epoch, patch)
     std::uint64_t fresh_seed = 1;  ///< seed of fresh initial states
     EvoConfig evo;
-    /// Training patches (sorted global indices) and their learned state sets (M x S x words):
-    /// they start from those and get `train_sweeps` sweeps.
+    /// Training patches (sorted global indices) and their learned state sets (M x train_S x
+    /// words): they start from the S best of those under the given parameters (all of them
+    /// when train_S == S) and get `train_sweeps` sweeps.
     const std::int64_t* train_positions = nullptr;
     const std::uint64_t* train_states = nullptr;
     index_t n_train = 0;
+    index_t train_S = 0;  ///< states per learned set, >= S (0: S)
     index_t train_sweeps = 1;
     /// Other patches start from their left (or upper) neighbour's final states, with
     /// `warm_sweeps` sweeps; a band's first patch starts from fresh states with `fresh_sweeps`

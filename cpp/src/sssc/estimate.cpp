@@ -2,6 +2,7 @@
 // warm-start chains along the bands, fresh states at a band's start (ALGORITHM.md §2.6).
 #include <algorithm>
 #include <memory>
+#include <numeric>
 
 #include "detail.hpp"
 #include "zse/tiles.hpp"
@@ -28,18 +29,51 @@ void sssc_estimate_volume(const double* volume, const VolumeGrid& grid, const SS
     const EStepRunner runner(params, opt.S, eo);
     const index_t words = state_words(params.H), S = opt.S, D = params.D;
     const std::size_t set_size = static_cast<std::size_t>(S * words);
+    // Learned sets larger than the estimation's: a training patch's learned states are scored
+    // with the given parameters and the S best kept (ALGORITHM.md §2.6, §4.11).
+    const index_t train_S = opt.train_S > 0 ? opt.train_S : S;
+    require(train_S >= S, "the learned state sets must hold at least the estimation's S states");
+    std::unique_ptr<EStepRunner> ranker;
+    if (train_S > S) ranker = std::make_unique<EStepRunner>(params, train_S, eo);
+    const std::size_t train_set_size = static_cast<std::size_t>(train_S * words);
 
     // Per band (one slot at a time): the state cache, the workspace and the warm-start chain.
     struct Slot {
         std::unique_ptr<StateCache> cache;
         std::unique_ptr<Workspace> ws;
-        std::vector<std::uint64_t> current, row_start;
+        std::vector<std::uint64_t> current, row_start, learned;
+        std::vector<double> learned_lpj;
+        std::vector<index_t> learned_order;
         bool has_prev = false, has_row_start = false;
         index_t cursor = 0;  // next training position >= the current patch
     };
     std::vector<Slot> slots(static_cast<std::size_t>(std::max(1, n_threads)));
     const std::int64_t* pos_begin = opt.train_positions;
     const std::int64_t* pos_end = opt.train_positions + opt.n_train;
+
+    // The S best of a learned set (lpj with the given parameters, ties to the earlier state)
+    // into `current`, in that order.
+    auto keep_best_learned = [&](const EStepRunner& rank_runner, const std::uint64_t* learned,
+                                 const PatchJob& pj, Slot& sl, SSSCStats& counters) {
+        sl.learned.assign(learned, learned + train_set_size);
+        sl.learned_lpj.resize(static_cast<std::size_t>(train_S));
+        PatchJob scoring;
+        scoring.stream = pj.stream;
+        scoring.y = pj.y;
+        scoring.Kn = sl.learned.data();
+        scoring.n_sweeps = 0;
+        scoring.lpj = sl.learned_lpj.data();
+        rank_runner.run_patch(scoring, *sl.cache, *sl.ws, counters);
+        sl.learned_order.resize(static_cast<std::size_t>(train_S));
+        std::iota(sl.learned_order.begin(), sl.learned_order.end(), index_t{0});
+        const double* lpj = sl.learned_lpj.data();
+        std::stable_sort(sl.learned_order.begin(), sl.learned_order.end(),
+                         [lpj](index_t a, index_t b) { return lpj[a] > lpj[b]; });
+        for (index_t s = 0; s < S; ++s) {
+            const std::uint64_t* state = sl.learned.data() + sl.learned_order[s] * words;
+            std::copy(state, state + words, sl.current.begin() + s * words);
+        }
+    };
 
     RowEstimator estimator = [&](const RowJob& job) {
         Slot& sl = slots[static_cast<std::size_t>(job.slot)];
@@ -67,8 +101,12 @@ void sssc_estimate_volume(const double* volume, const VolumeGrid& grid, const SS
             pj.variance = job.variances != nullptr ? job.variances + t * D : nullptr;
             if (sl.cursor < opt.n_train && pos_begin[sl.cursor] == n) {
                 const std::uint64_t* learned =
-                    opt.train_states + static_cast<std::size_t>(sl.cursor) * set_size;
-                std::copy(learned, learned + set_size, sl.current.begin());
+                    opt.train_states + static_cast<std::size_t>(sl.cursor) * train_set_size;
+                if (ranker) {
+                    keep_best_learned(*ranker, learned, pj, sl, counters);
+                } else {
+                    std::copy(learned, learned + set_size, sl.current.begin());
+                }
                 pj.n_sweeps = opt.train_sweeps;
             } else if (t > 0 && sl.has_prev) {
                 pj.n_sweeps = opt.warm_sweeps;  // `current` still holds the left neighbour's set

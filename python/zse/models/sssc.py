@@ -21,6 +21,7 @@ from .checkpoints import CheckpointError
 from .em import EMEstimator
 from .sssc_parameters import (
     SSSC_PARAMETERS,
+    estimation_states,
     lowered_defaults,
 )
 
@@ -115,13 +116,28 @@ class SSSC(EMEstimator):
         if "sparseflip" in values["mutation"] and values["bitflip_prob"] is None:
             msg = f"mutation {values['mutation']!r} needs bitflip_prob in (0, 1)"
             raise ValueError(msg)
+        S_est = values["n_estimate_states"]
+        if S_est is not None and S_est > S:
+            msg = f"n_estimate_states={S_est} exceeds n_states={S}; use n_estimate_states <= {S}"
+            raise ValueError(msg)
+        if (
+            values["estimation_search"] == "evolution"
+            and estimation_states(values) < (values["n_parents"])
+        ):
+            msg = (
+                f"the evolutionary estimation search draws n_parents={values['n_parents']} "
+                f"parents from n_estimate_states={S_est}; use n_estimate_states >= n_parents"
+            )
+            raise ValueError(msg)
 
-    def _search_shape(self):
-        """H, S and the initial states' unit probability, after checking every parameter."""
+    def _search_shape(self, estimation=False):
+        """H, S (the states kept per patch in training, or with ``estimation`` while
+        estimating) and the initial states' unit probability, after checking every parameter."""
         values = self._check_params()
         H = values["H"]
         p_init = 1.0 / H if values["p_init"] is None else float(values["p_init"])
-        return H, values["n_states"], p_init
+        S = estimation_states(values) if estimation else values["n_states"]
+        return H, S, p_init
 
     @classmethod
     def fitting_defaults(cls, given: dict) -> list[tuple]:
@@ -403,14 +419,21 @@ class SSSC(EMEstimator):
         noise = rng.standard_normal((n, self.W_.shape[0])) * np.sqrt(self.sigma2_)
         return self.bias_ + (s * z) @ self.W_.T + noise
 
-    def _states_for(self, Y, n_threads):
-        """State sets for Y: the training sets if Y is the training data, else fresh ones."""
+    def _states_for(self, Y, n_threads, *, estimation=False):
+        """State sets for Y and their sweeps: the training sets if Y is the training data, else
+        fresh ones; with ``estimation`` of the estimation's size (the best of each training set
+        under the fitted parameters)."""
+        H, S, p_init = self._search_shape(estimation)
         if fingerprint(Y) == self._train_fingerprint:
-            return self.K_.copy(), 1
-        p_init = 1.0 / self.H if self.p_init is None else float(self.p_init)
-        K = _core.sssc_init_states(
-            Y.shape[0], self.K_.shape[1], self.H, p_init, self._seed + 1, n_threads
-        )
+            K = self.K_.copy()
+            if S < K.shape[1]:
+                lpj = self._estep(
+                    self._centred(Y), K, 10**9, evolve=False, want_lpj=True, n_threads=n_threads
+                )["lpj"]
+                best = np.argsort(-lpj, axis=1, kind="stable")[:, :S]
+                K = np.ascontiguousarray(np.take_along_axis(K, best[:, :, None], axis=1))
+            return K, 1
+        K = _core.sssc_init_states(Y.shape[0], S, H, p_init, self._seed + 1, n_threads)
         return K, int(self.n_estimate_sweeps)
 
     def _prepare(self, patches):
@@ -422,9 +445,9 @@ class SSSC(EMEstimator):
     def estimate(self, patches, *, return_variance=False):
         """Posterior-mean estimate W <s z> of every noise-free patch (ALGORITHM.md §3.8).
 
-        For the training patches the learned state sets are refined by one more evolutionary
-        sweep with the final parameters; other patches get ``n_estimate_sweeps`` sweeps from
-        fresh states.
+        Every patch keeps ``n_estimate_states`` states: the training patches the best of their
+        learned sets under the final parameters, refined by one more sweep of the estimation
+        search; other patches get ``n_estimate_sweeps`` sweeps from fresh states.
 
         Parameters
         ----------
@@ -441,7 +464,7 @@ class SSSC(EMEstimator):
         """
         Y = self._prepare(patches)
         n_threads = effective_n_threads(self.n_threads)
-        K, sweeps = self._states_for(Y, n_threads)
+        K, sweeps = self._states_for(Y, n_threads, estimation=True)
         out = self._estep(
             self._centred(Y),
             K,
@@ -481,7 +504,7 @@ class SSSC(EMEstimator):
         exactly those patches (their learned state sets are the starting point there).
         """
         check_n_features(self, int(np.prod(patch)))
-        H, S, p_init = self._search_shape()
+        H, S, p_init = self._search_shape(estimation=True)
         if len(positions) != self.K_.shape[0]:
             positions = np.zeros(0, dtype=np.int64)
         states = self.K_ if len(positions) else np.zeros((0, S, self.K_.shape[2]), np.uint64)
