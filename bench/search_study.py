@@ -5,12 +5,16 @@ other search settings, side by side in one run (bench/README.md "ES3C engine").
     python bench/search_study.py em/tem_giantvirus_crop1_641.tif --crop 320 --settings 30:0 30:3 10:0
     python bench/search_study.py em/tem_giantvirus_crop1_641.tif --crop 320 \
         --settings 200:0:evolution 30:0:evolution 5:0 10:0 15:0 20:0 30:0
+    python bench/search_study.py classic/set12_02_house_256.png:25 --stats mean,var \
+        --settings 10:0:neighbours:32 10:0:neighbours:16 11:0:neighbours:32
 
 An image given as NAME:SIGMA gets Gaussian noise of that sigma (default_rng(0)) and is scored
 against its clean version (PSNR); a real micrograph (no sigma) is denoised as it is and scored
 against the reference setting (the first one): the RMS change of the mean image in units of the
-learned sigma. Each setting is WARM_SWEEPS:PATIENCE[:SEARCH] (SSSC n_warm_sweeps,
-search_patience and estimation_search, default neighbours). The
+learned sigma; with ``--stats mean,var`` also the RMS change of the variance image relative to
+the first setting's RMS. Each setting is WARM_SWEEPS:PATIENCE[:SEARCH[:STATES]] (SSSC
+n_warm_sweeps, search_patience, estimation_search, default neighbours, and
+n_estimate_states, default the model's). The
 model is fitted once at the defaults (seed 0) on the training positions of zse.reconstruct, and
 every setting estimates the same image from the same training state sets.
 """
@@ -26,7 +30,7 @@ from zse._threads import effective_n_threads
 from zse.reconstruct import training_positions
 
 
-def study(spec: str, settings, crop: int | None, n_threads):
+def study(spec: str, settings, crop: int | None, n_threads, stats):
     n_threads = effective_n_threads(n_threads)
     name, _, sigma = spec.partition(":")
     image = load(name)
@@ -63,22 +67,32 @@ def study(spec: str, settings, crop: int | None, n_threads):
         fields = setting.split(":")
         warm, patience = int(fields[0]), int(fields[1])
         search = fields[2] if len(fields) > 2 else "neighbours"
-        model.set_params(n_warm_sweeps=warm, search_patience=patience, estimation_search=search)
+        states = int(fields[3]) if len(fields) > 3 else None
+        model.set_params(
+            n_warm_sweeps=warm,
+            search_patience=patience,
+            estimation_search=search,
+            n_estimate_states=states,
+        )
         t = time.perf_counter()
-        out = model.estimate_volume(volume, patch, ["mean"], positions, "average", n_threads)
+        out = model.estimate_volume(volume, patch, stats, positions, "average", n_threads)
         seconds = time.perf_counter() - t
-        mean = out["mean"].reshape(image.shape)
+        images = {stat: out[stat].reshape(image.shape) for stat in stats}
         line = (
-            f"  {search:10s} warm {warm:3d} patience {patience}: {seconds:7.2f} s, "
+            f"  {search:10s} warm {warm:3d} patience {patience} states "
+            f"{'default' if states is None else states}: {seconds:7.2f} s, "
             f"{1e6 * seconds / n_patches:7.1f} us/patch"
         )
         if clean is not None:
-            line += f", {zse.psnr(clean, mean, 255):.3f} dB"
+            line += f", {zse.psnr(clean, images['mean'], 255):.3f} dB"
         if reference is None:
-            reference = mean
+            reference = images
         else:
-            change = np.sqrt(np.mean((mean - reference) ** 2)) / np.sqrt(model.sigma2_)
-            line += f", RMS change vs the first setting {change:.4f} sigma"
+            change = np.sqrt(np.mean((images["mean"] - reference["mean"]) ** 2))
+            line += f", RMS change vs the first setting {change / np.sqrt(model.sigma2_):.4f} sigma"
+            if "var" in images:
+                change = np.sqrt(np.mean((images["var"] - reference["var"]) ** 2))
+                line += f", variance image {change / np.sqrt(np.mean(reference['var'] ** 2)):.3f}"
         print(line, flush=True)
 
 
@@ -88,9 +102,10 @@ def main():
     parser.add_argument("--settings", nargs="+", default=["30:0", "30:2", "30:3", "30:5"])
     parser.add_argument("--crop", type=int, default=None, help="top-left crop (square)")
     parser.add_argument("--n-threads", type=int, default=None)
+    parser.add_argument("--stats", default="mean", help="mean or mean,var")
     args = parser.parse_args()
     for spec in args.images:
-        study(spec, args.settings, args.crop, args.n_threads)
+        study(spec, args.settings, args.crop, args.n_threads, args.stats.split(","))
 
 
 if __name__ == "__main__":
