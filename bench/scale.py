@@ -251,7 +251,9 @@ def write_report(rows: list[dict], path: Path, command: str) -> None:
         f"`{command}` on {platform.machine()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}. Synthetic TEM scenes (`zse.synthetic_tem`, 20 e-/px) "
         "and real micrographs (by their path under ../shared/data); SSSC at its defaults (H=64, "
-        "S=32, 100 epochs unless the row says otherwise), patch 8x8 (4x4x4 for the volume; rows "
+        "S=32, 100 epochs unless the row says otherwise; 16 states per patch while estimating "
+        "in the rows `this` of the real micrographs, 32 before), patch 8x8 (4x4x4 for the "
+        "volume; rows "
         'measured before 2026-12 used 6x6), `n_train="auto"`, stats mean and var. Peak RSS is '
         "the whole process (Python, NumPy and zse included). `build` baseline: the same case "
         "with the package given by --baseline, in the same run.",
