@@ -478,9 +478,8 @@ def test_streamed_estimate_keeps_the_same_best_learned_states(rng):
     trained on, without further search, equals merging the E-step's estimates from the Python
     selection of the same states."""
     image = rng.normal(size=(12, 11)) + np.linspace(0, 3, 11)
-    model = zse.SSSC(
-        5, n_states=8, n_parents=4, n_children=1, max_iter=4, random_state=0, n_train_sweeps=0
-    ).set_params(n_estimate_states=3)
+    model = zse.SSSC(5, n_states=8, n_estimate_states=3, n_parents=4, n_children=1, max_iter=4)
+    model.set_params(random_state=0, n_train_sweeps=0)
     out = zse.reconstruct(image, model, patch_size=4, n_train=10**6, n_threads=1)
     patches = zse.extract_patches(image, 4)
     K, _ = model._states_for(patches, 1, estimation=True)
@@ -497,9 +496,8 @@ def test_fewer_estimation_states_keep_results_independent_of_threads(rng):
     image = rng.normal(size=(40, 37)) + np.linspace(0, 3, 37)
     outs = []
     for threads in (1, 2):
-        model = zse.SSSC(
-            6, n_states=12, n_parents=4, n_children=1, max_iter=4, random_state=0
-        ).set_params(n_estimate_states=5)
+        model = zse.SSSC(6, n_states=12, n_estimate_states=5, n_parents=4, n_children=1)
+        model.set_params(max_iter=4, random_state=0)
         outs.append(
             zse.reconstruct(image, model, stats=("mean", "var"), patch_size=5, n_threads=threads)
         )

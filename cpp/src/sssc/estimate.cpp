@@ -53,8 +53,8 @@ void sssc_estimate_volume(const double* volume, const VolumeGrid& grid, const SS
 
     // The S best of a learned set (lpj with the given parameters, ties to the earlier state)
     // into `current`, in that order.
-    auto keep_best_learned = [&](const EStepRunner& rank_runner, const std::uint64_t* learned,
-                                 const PatchJob& pj, Slot& sl, SSSCStats& counters) {
+    auto keep_best_learned = [&](const std::uint64_t* learned, const PatchJob& pj, Slot& sl,
+                                 SSSCStats& counters) {
         sl.learned.assign(learned, learned + train_set_size);
         sl.learned_lpj.resize(static_cast<std::size_t>(train_S));
         PatchJob scoring;
@@ -63,7 +63,7 @@ void sssc_estimate_volume(const double* volume, const VolumeGrid& grid, const SS
         scoring.Kn = sl.learned.data();
         scoring.n_sweeps = 0;
         scoring.lpj = sl.learned_lpj.data();
-        rank_runner.run_patch(scoring, *sl.cache, *sl.ws, counters);
+        ranker->run_patch(scoring, *sl.cache, *sl.ws, counters);
         sl.learned_order.resize(static_cast<std::size_t>(train_S));
         std::iota(sl.learned_order.begin(), sl.learned_order.end(), index_t{0});
         const double* lpj = sl.learned_lpj.data();
@@ -103,7 +103,7 @@ void sssc_estimate_volume(const double* volume, const VolumeGrid& grid, const SS
                 const std::uint64_t* learned =
                     opt.train_states + static_cast<std::size_t>(sl.cursor) * train_set_size;
                 if (ranker) {
-                    keep_best_learned(*ranker, learned, pj, sl, counters);
+                    keep_best_learned(learned, pj, sl, counters);
                 } else {
                     std::copy(learned, learned + set_size, sl.current.begin());
                 }

@@ -120,10 +120,8 @@ class SSSC(EMEstimator):
         if S_est is not None and S_est > S:
             msg = f"n_estimate_states={S_est} exceeds n_states={S}; use n_estimate_states <= {S}"
             raise ValueError(msg)
-        if (
-            values["estimation_search"] == "evolution"
-            and estimation_states(values) < (values["n_parents"])
-        ):
+        evolving = values["estimation_search"] == "evolution"
+        if evolving and estimation_states(values) < values["n_parents"]:
             msg = (
                 f"the evolutionary estimation search draws n_parents={values['n_parents']} "
                 f"parents from n_estimate_states={S_est}; use n_estimate_states >= n_parents"
