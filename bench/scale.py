@@ -252,7 +252,7 @@ def write_report(rows: list[dict], path: Path, command: str) -> None:
         f"{platform.python_version()}. Synthetic TEM scenes (`zse.synthetic_tem`, 20 e-/px) "
         "and real micrographs (by their path under ../shared/data); SSSC at its defaults (H=64, "
         "S=32, 100 epochs unless the row says otherwise; 16 states per patch while estimating "
-        "in the rows `this` of the real micrographs, 32 before), patch 8x8 (4x4x4 for the "
+        "in the rows `this` of the 2-D images, 32 in the others), patch 8x8 (4x4x4 for the "
         "volume; rows "
         'measured before 2026-12 used 6x6), `n_train="auto"`, stats mean and var. Peak RSS is '
         "the whole process (Python, NumPy and zse included). `build` baseline: the same case "
