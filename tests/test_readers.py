@@ -199,6 +199,56 @@ def test_mrc_stack_on_the_command_line_is_every_section_or_one_page(tmp_path, ca
         np.testing.assert_array_equal(mrc.data, data[2])
 
 
+def _page_by_page_tiff(path, n_pages=4, shape=(16, 16), seed=0):
+    """A stack written one page at a time, as many acquisition programs write them (each page
+    its own series in tifffile's eyes)."""
+    rng = np.random.default_rng(seed)
+    pages = rng.poisson(5.0, size=(n_pages, *shape)).astype(np.float32)
+    for page in pages:
+        tifffile.imwrite(path, page, append=True)
+    return pages
+
+
+def test_tiff_written_page_by_page_is_the_same_stack_for_every_reader(tmp_path, capsys):
+    from zse.slabs import VolumeSource
+
+    path = tmp_path / "appended.tif"
+    pages = _page_by_page_tiff(path)
+    assert io.read_info(path).n_sections == 4
+    np.testing.assert_array_equal(io.read_volume(path), pages)
+    np.testing.assert_array_equal(VolumeSource(path).read(0, 4), pages)
+    np.testing.assert_array_equal(io.read_image(path, page=2), pages[2])
+    # the command line: as a stack of sections and as a volume, every page denoised
+    common = ["--model", "pmm", "--n-components", "2", "--max-iter", "2", "-q"]
+    assert main(["denoise", str(path), "-o", str(tmp_path / "stack"), *common]) == 0
+    assert tifffile.imread(tmp_path / "stack" / "appended_mean.tif").shape == (4, 16, 16)
+    argv = ["denoise", str(path), "-o", str(tmp_path / "vol"), "--volume", *common]
+    assert main([*argv, "--patch-size", "3x3x3"]) == 0
+    assert tifffile.imread(tmp_path / "vol" / "appended_mean.tif").shape == (4, 16, 16)
+
+
+@pytest.mark.parametrize("written", ["page_by_page", "at_once"])
+def test_truncated_multi_page_tiff_is_an_error_naming_the_page(tmp_path, capsys, written):
+    from zse.slabs import VolumeSource
+
+    whole = tmp_path / "whole.tif"
+    if written == "page_by_page":
+        _page_by_page_tiff(whole)
+    else:
+        stack = np.random.default_rng(1).normal(100.0, 5.0, size=(4, 16, 16)).astype(np.float32)
+        tifffile.imwrite(whole, stack, photometric="minisblack")
+    cut = tmp_path / "cut.tif"
+    for length in (1500, 2300, 3000):
+        cut.write_bytes(whole.read_bytes()[:length])
+        for reader in (io.read_info, io.read_volume, io.read_image, VolumeSource):
+            with pytest.raises(ValueError, match=r"cut\.tif.* page \d+"):
+                reader(cut)
+        assert main(["denoise", str(cut), "-o", str(tmp_path / "o"), "-q"]) == 2
+        err = capsys.readouterr().err
+        assert "cut.tif" in err and "page" in err and "truncated or corrupt" in err
+        assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize(
     "content", [b"", b"II*\x00", b"\x89PNG\r\n\x1a\n" + b"\x00" * 20, b"not an image at all"]
 )

@@ -269,7 +269,30 @@ def test_cli_slabs_with_model_auto_tests_the_central_slices(tmp_path):
     assert main([*argv, "--n-components", "3", "--max-iter", "2", "-q"]) == 0
     record = json.loads((tmp_path / "o" / "c.zse.json").read_text())
     assert record["model"]["name"] == "GPMM" and record["model_choice"]["counts"]
-    assert record["model_choice"]["tested_on"] == "slices 0..9"
+    assert "sections_tested" not in record["model_choice"]  # 10 slices: all of them tested
+
+
+def test_slabs_and_whole_volume_test_the_same_slices_for_model_auto(tmp_path):
+    """A volume whose central slices hold counts and the others Gaussian noise: --slabs and the
+    whole-volume run test the same slices, so they pick the same model (and the same images)."""
+    rng = np.random.default_rng(3)
+    volume = rng.normal(100.0, 4.0, size=(40, 24, 24))
+    volume[12:28] = counts_volume((16, 24, 24), seed=5)
+    with mrcfile.new(tmp_path / "m.mrc") as mrc:
+        mrc.set_data(volume.astype(np.float32))
+        mrc.set_volume()
+    common = [str(tmp_path / "m.mrc"), "--patch-size", "3x3x3", "--max-iter", "2", "-q"]
+    assert main(["denoise", *common, "-o", str(tmp_path / "whole")]) == 0
+    assert main(["denoise", *common, "-o", str(tmp_path / "slabs"), "--slabs", "7"]) == 0
+    whole = json.loads((tmp_path / "whole" / "m.zse.json").read_text())
+    slabs = json.loads((tmp_path / "slabs" / "m.zse.json").read_text())
+    assert whole["model_choice"] == slabs["model_choice"]
+    assert whole["model_choice"]["sections_tested"] == zse.counts.count_test_sections(40)
+    assert whole["model"]["name"] == slabs["model"]["name"]
+    np.testing.assert_array_equal(
+        mrcfile.read(tmp_path / "whole" / "m_mean.mrc"),
+        mrcfile.read(tmp_path / "slabs" / "m_mean.mrc"),
+    )
 
 
 def test_cli_never_drops_crop_or_bin_on_a_volume(volume_files, capsys):

@@ -26,6 +26,22 @@ BLOCK = 16
 # about 0.5 in 96 x 96 test scenes.
 RATIO_RANGE = (0.7, 1.5)
 SLOPE_TOLERANCE = 0.6
+# Sections of a stack or volume the test looks at: all of them up to this many, else this many
+# spread evenly over the whole.
+TEST_SECTIONS = 16
+
+
+def count_test_sections(n_sections: int) -> list[int]:
+    """The sections (slices) of a stack or volume of ``n_sections`` that ``--model auto``
+    tests for counts: all of them up to 16, else 16 spread evenly from the first to the last.
+
+    Both the whole-volume path and the slab path read exactly these, so they decide alike.
+    """
+    n_sections = int(n_sections)
+    if n_sections <= TEST_SECTIONS:
+        return list(range(n_sections))
+    spread = np.round(np.linspace(0, n_sections - 1, TEST_SECTIONS)).astype(np.int64)
+    return [int(z) for z in np.unique(spread)]
 
 
 def count_evidence(image, *, gain: float = 1.0, offset: float = 0.0) -> dict:

@@ -71,11 +71,20 @@ class VolumeSource:
         elif suffix in TIFF_SUFFIXES:
             import tifffile
 
+            from .io.read import tiff_layout
+
             with tifffile.TiffFile(self.path) as tif:
-                pages = tif.pages
+                layout = tiff_layout(tif, self.path)
+                pages = layout.pages
                 first = pages[0]
                 self.shape = (len(pages), *first.shape)
                 self.dtype = first.dtype
+                if layout.single_page_stack:
+                    msg = (
+                        f"{self.path} holds its {layout.n_sections} slices in one TIFF page; "
+                        "zse reads such a file only whole, not slab by slab"
+                    )
+                    raise ValueError(msg)
                 for index, page in enumerate(pages):
                     if page.shape != first.shape or page.dtype != first.dtype:
                         msg = f"{self.path}: page {index} differs from page 0: not a volume"

@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import __version__, _files, io
 from .._memory import available_memory
+from ..counts import count_test_sections
 from ..slabs import VolumeSource, default_slab_slices, reconstruct_slabs
 from .errors import UsageError
 from .request import Request
@@ -25,8 +26,6 @@ from .run import (
 # The whole-volume path is taken while its images (input and outputs, float64) take at most
 # this part of the available memory; beyond, the slab path (README "Volumes larger than memory").
 WHOLE_VOLUME_SHARE = 0.5
-# Slices of the central slab the count test of --model auto looks at.
-COUNT_TEST_SLICES = 16
 
 
 def wants_slabs(path: Path, options: Request) -> bool:
@@ -89,12 +88,17 @@ def denoise_volume_in_slabs(
         model_name = type(fitted).__name__.lower()
         patch = patch_for("volume", model_name, options, fitted.fitted_patch())
     else:
-        middle = max(0, Z // 2 - COUNT_TEST_SLICES // 2)
-        end = min(Z, middle + COUNT_TEST_SLICES)
-        sample = source.read(middle, end) if options.model == "auto" else None
+        # The slices the whole-volume path tests (zse.counts.count_test_sections), read alone.
+        sections = count_test_sections(Z)
+        sample = (
+            np.concatenate([source.read(z, z + 1) for z in sections])
+            if options.model == "auto"
+            else None
+        )
         model_name, evidence = choose_model(options, sample)
         if evidence is not None:
-            evidence = {**evidence, "tested_on": f"slices {middle}..{end - 1}"}
+            if "n_blocks" in evidence and len(sections) < Z:
+                evidence = {**evidence, "sections_tested": sections}
             log(f"model auto: {model_name} ({evidence['reason']})")
         patch = patch_for("volume", model_name, options)
     fmt, stats, names, output_set = open_outputs(

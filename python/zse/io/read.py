@@ -98,15 +98,15 @@ def _read_tiff(path: Path, page: int | None) -> np.ndarray:
 
     file_size = path.stat().st_size
     with tifffile.TiffFile(path) as tif:
-        pages = tif.pages
-        first = _first_page(pages, path)
-        if len(pages) == 1 and first.samplesperpixel == 1 and len(first.shape) == 3:
+        layout = tiff_layout(tif, path)
+        first = layout.pages[0]
+        if layout.single_page_stack:
             # One page that holds a whole stack (e.g. ImageJ hyperstacks stored contiguously).
-            index = _select_page(first.shape[0], page, path, "section")
+            index = _select_page(layout.n_sections, page, path, "section")
             _check_tiff_data(first, path, file_size)
             return first.asarray()[index]
-        index = _select_page(len(pages), page, path)
-        tiff_page = pages[index]
+        index = _select_page(len(layout.pages), page, path)
+        tiff_page = layout.pages[index]
         _check_tiff_data(tiff_page, path, file_size)
         array = tiff_page.asarray()
         spp = int(tiff_page.samplesperpixel)
@@ -118,11 +118,60 @@ def _read_tiff(path: Path, page: int | None) -> np.ndarray:
         return _to_grey(array, spp - n_extra, n_extra, path)
 
 
-def _first_page(pages, path: Path):
-    if len(pages) == 0:
+@dataclass
+class TiffLayout:
+    """Every page of a TIFF file, each checked readable (see :func:`tiff_layout`)."""
+
+    pages: list
+    n_sections: int  # pages, or the sections of one page that holds a whole stack
+    single_page_stack: bool
+
+
+def tiff_layout(tif, path: Path) -> TiffLayout:
+    """The pages of the open TIFF ``tif``: every page the file's page list holds, whatever its
+    metadata groups them into (a file written page by page, ``imwrite(..., append=True)``,
+    has one series per page; every reader sees all of them).
+
+    A page list that breaks off (a truncated or corrupt file, which tifffile only logs) and a
+    page whose data lie beyond the end of the file are errors naming the file and the page, so
+    no reader sees fewer pages than the file was written with.
+    """
+    import logging
+
+    import tifffile
+
+    problems: list = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record):
+            problems.append(record.getMessage())
+
+    handler = _Collect(level=logging.WARNING)
+    logger = tifffile.logger()
+    logger.addHandler(handler)
+    try:
+        pages = list(tif.pages)
+    finally:
+        logger.removeHandler(handler)
+    if not pages:
         msg = f"{path} is a TIFF file without any readable image (no page; damaged file?)"
         raise ValueError(msg)
-    return pages[0]
+    if problems:
+        msg = (
+            f"{path}: page {len(pages)} cannot be read: the file's list of pages breaks off "
+            f"after {len(pages)} page(s) ({problems[0]}; truncated or corrupt file)"
+        )
+        raise ValueError(msg)
+    file_size = path.stat().st_size
+    for index, tiff_page in enumerate(pages):
+        try:
+            _check_tiff_data(tiff_page, path, file_size, memory=False)
+        except ValueError as error:
+            msg = f"page {index} of {error}" if len(pages) > 1 else str(error)
+            raise ValueError(msg) from None
+    first = pages[0]
+    single = len(pages) == 1 and first.samplesperpixel == 1 and len(first.shape) == 3
+    return TiffLayout(pages, int(first.shape[0]) if single else len(pages), single)
 
 
 def _existing_file(path) -> Path:
@@ -137,7 +186,9 @@ def _existing_file(path) -> Path:
     return path
 
 
-def _check_tiff_data(tiff_page, path: Path, file_size: int) -> None:
+def _check_tiff_data(tiff_page, path: Path, file_size: int, memory: bool = True) -> None:
+    """Refuse a page whose data the file cannot hold; with ``memory``, also one whose decoded
+    values would not fit in memory."""
     photometric = int(tiff_page.photometric)
     if photometric in _TIFF_PHOTOMETRIC_REFUSED:
         msg = (
@@ -169,7 +220,8 @@ def _check_tiff_data(tiff_page, path: Path, file_size: int) -> None:
             f"but holds only {sum(counts)} bytes of image data (truncated or corrupt file)"
         )
         raise ValueError(msg)
-    _check_decoded_size(shape, itemsize, path)
+    if memory:
+        _check_decoded_size(shape, itemsize, path)
 
 
 def _read_mrc(path: Path, page: int | None) -> np.ndarray:
@@ -344,9 +396,9 @@ def read_volume(path) -> np.ndarray:
             import tifffile
 
             with tifffile.TiffFile(path) as tif:
-                file_size = path.stat().st_size
-                first = _first_page(tif.pages, path)
-                for index, page in enumerate(tif.pages):
+                layout = tiff_layout(tif, path)
+                first = layout.pages[0]
+                for index, page in enumerate(layout.pages):
                     if page.shape != first.shape or page.dtype != first.dtype:
                         msg = (
                             f"{path} has pages that differ (page 0 is {first.shape} "
@@ -354,8 +406,14 @@ def read_volume(path) -> np.ndarray:
                             "are no stack or volume; denoise one page with --page k"
                         )
                         raise ValueError(msg)
-                    _check_tiff_data(page, path, file_size)
-                volume = tif.asarray()
+                n_pages = len(layout.pages)
+                shape = first.shape if n_pages == 1 else (n_pages, *first.shape)
+                _check_decoded_size(shape, first.dtype.itemsize, path)
+                if n_pages == 1:
+                    volume = first.asarray()  # one page holding a whole stack
+                else:
+                    volume = tif.asarray(key=range(len(layout.pages)))
+                    volume = volume.reshape(len(layout.pages), *first.shape)
         else:
             msg = f"{path}: volumes are read from MRC or TIFF files, not {suffix!r}"
             raise ValueError(msg)
@@ -455,12 +513,8 @@ def _tiff_info(path: Path) -> ImageInfo:
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
-        pages = tif.pages
-        first = _first_page(pages, path)
-        if len(pages) == 1 and first.samplesperpixel == 1 and len(first.shape) == 3:
-            n_sections = int(first.shape[0])
-        else:
-            n_sections = len(pages)
+        layout = tiff_layout(tif, path)
+        first, n_sections = layout.pages[0], layout.n_sections
         voxel_size = None
         tags = first.tags
         if "XResolution" in tags and "ResolutionUnit" in tags:

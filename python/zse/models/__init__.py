@@ -9,6 +9,8 @@ A model is any object with ``fit(patches)`` (returning itself) and ``estimate(pa
 
 from __future__ import annotations
 
+import numpy as np
+
 from .base import AUTO_TRAIN_MAX, BaseEstimator, NotFittedError, as_model, is_fitted
 from .checkpoints import CheckpointError
 from .gpmm import GPMM
@@ -31,7 +33,8 @@ def choose_model(data, *, counts=None, gain=None, offset=None) -> tuple[str, dic
 
     The command line (``--model auto``) and :func:`zse.reconstruct` (``model="auto"``) both
     decide here: :data:`COUNTS_MODEL` (GPMM) when ``(data - offset) * gain`` holds electron
-    counts by :func:`zse.counts.count_evidence` (or ``counts=True``), else SSSC.
+    counts by :func:`zse.counts.count_evidence` (or ``counts=True``), else SSSC. Of a stack or
+    volume (3-D ``data``) the sections :func:`zse.counts.count_test_sections` names are tested.
 
     Returns
     -------
@@ -40,17 +43,23 @@ def choose_model(data, *, counts=None, gain=None, offset=None) -> tuple[str, dic
     evidence : dict
         ``counts`` (bool), ``reason`` (a sentence) and, when tested, the measured statistics.
     """
-    from ..counts import count_evidence
+    from ..counts import count_evidence, count_test_sections
 
     if counts is not None:
         reason = "--counts given" if counts else "--no-counts given"
         evidence = {"counts": bool(counts), "reason": reason}
     else:
+        sections = None
+        if np.ndim(data) == 3 and len(data) > len(count_test_sections(len(data))):
+            sections = count_test_sections(len(data))
+            data = np.asarray(data)[sections]
         evidence = count_evidence(
             data,
             gain=1.0 if gain is None else gain,
             offset=0.0 if offset is None else offset,
         )
+        if sections is not None:
+            evidence["sections_tested"] = sections
     return (COUNTS_MODEL if evidence["counts"] else "sssc"), evidence
 
 
