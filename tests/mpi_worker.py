@@ -80,9 +80,27 @@ def fail(comm) -> None:
     print(f"rank {comm.Get_rank()} finished without an error", flush=True)
 
 
+def cancel(comm) -> None:
+    """A progress callback that cancels on rank 1 only, after the first epoch."""
+
+    def progress(phase, done, total):
+        if comm.Get_rank() == 1 and phase == "fit" and done == 1:
+            raise RuntimeError("cancelled on this rank")
+
+    model = zse.SSSC(H=4, n_states=4, n_parents=2, max_iter=3, random_state=0)
+    try:
+        zse.reconstruct(scene(), model, stats="mean", n_threads=1, comm=comm, progress=progress)
+    except zse.RankError as error:
+        print(f"rank {comm.Get_rank()} RankError: {error}", flush=True)
+        sys.exit(3)
+    print(f"rank {comm.Get_rank()} finished without an error", flush=True)
+
+
 if __name__ == "__main__":
     world = MPI.COMM_WORLD
     if sys.argv[1] == "results":
         results(world, sys.argv[2], int(sys.argv[3]))
     elif sys.argv[1] == "fail":
         fail(world)
+    elif sys.argv[1] == "cancel":
+        cancel(world)

@@ -80,6 +80,18 @@ def test_an_error_on_one_rank_reaches_every_rank_and_ends_the_job():
     assert run.returncode != 0
 
 
+@needs_mpi
+def test_a_cancel_raised_on_one_rank_only_ends_the_fit_on_every_rank():
+    """reconstruct(progress=) under MPI: a callback that raises on rank 1 alone is a collective
+    cancel, not a hang of rank 0 in the next epoch's collectives."""
+    run = mpiexec(2, "cancel", timeout=120)
+    reports = re.findall(
+        r"rank (\d) RankError: rank 1 failed: RuntimeError: cancelled on this rank", run.stdout
+    )
+    assert sorted(reports) == ["0", "1"], run.stdout + run.stderr
+    assert run.returncode != 0
+
+
 class FakeComm:
     """Just enough of a communicator for the single-process checks of Team."""
 

@@ -24,9 +24,30 @@ def _check_finite(array: np.ndarray, name: str) -> None:
             raise ValueError(msg)
 
 
+def _dense(value, name: str) -> np.ndarray:
+    """``np.asarray(value)``; a sparse matrix (SciPy, PyData sparse) is refused by name rather
+    than turned into an array of objects."""
+    module = type(value).__module__ or ""
+    if module.startswith(("scipy.sparse", "sparse")) and hasattr(value, "toarray"):
+        msg = (
+            f"{name} must be a dense array, got a sparse {type(value).__name__}: pass "
+            f"{name}.toarray() (patches of an image are dense)"
+        )
+        raise TypeError(msg)
+    return np.asarray(value)
+
+
+def check_progress(progress, called_as: str = "progress(phase, done, total)") -> None:
+    """A progress callback must be None or callable (checked before any work, not at its
+    first call)."""
+    if progress is not None and not callable(progress):
+        msg = f"progress must be None or a callable, called as {called_as}; got {progress!r}"
+        raise TypeError(msg)
+
+
 def as_image(image, name: str = "image") -> np.ndarray:
     """Return ``image`` as a finite, C-contiguous float64 array of shape (rows, columns)."""
-    array = np.asarray(image)
+    array = _dense(image, name)
     _check_real_dtype(array, name)
     if array.ndim != 2:
         msg = (
@@ -39,7 +60,7 @@ def as_image(image, name: str = "image") -> np.ndarray:
 
 def as_patches(patches, name: str = "patches") -> np.ndarray:
     """Return ``patches`` as a finite, C-contiguous float64 array of shape (N, D)."""
-    array = np.asarray(patches)
+    array = _dense(patches, name)
     _check_real_dtype(array, name)
     if array.ndim != 2:
         msg = f"{name} must be 2-D (n_patches, n_features), got shape {array.shape}"
@@ -153,7 +174,7 @@ def check_int(value, name: str, low: int, high: int | None = None) -> int:
 
 def as_volume(image, name: str = "image") -> np.ndarray:
     """A finite, C-contiguous float64 2-D image (rows, columns) or 3-D volume (z, y, x)."""
-    array = np.asarray(image)
+    array = _dense(image, name)
     _check_real_dtype(array, name)
     if array.ndim not in (2, 3):
         msg = (

@@ -14,7 +14,7 @@ from ._memory import available_memory, format_bytes
 from ._mpi import team_of
 from ._progress import Progress
 from ._threads import effective_n_threads
-from ._validation import as_patch_shape, as_stats, as_volume, check_volume_fits
+from ._validation import as_patch_shape, as_stats, as_volume, check_progress, check_volume_fits
 from .models import AUTO_TRAIN_MAX, as_model, choose_model, is_fitted, make_model
 
 # Variances of values beyond these magnitudes over- or underflow float64 (squares of 1e154).
@@ -218,6 +218,7 @@ def reconstruct(
     """
     volume = as_volume(image)
     stats = as_stats(stats)
+    check_progress(progress)
     choice = None
     if model is None or isinstance(model, str):
         name = "auto" if model is None else model.lower()

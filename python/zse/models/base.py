@@ -366,6 +366,15 @@ class ForeignModel(BaseEstimator):
     patch-matrix path, no MPI, the defaults of :class:`BaseEstimator`."""
 
     def __init__(self, model):
+        if isinstance(model, type):
+            name = f"{model.__module__.split('.')[0]}.{model.__name__}"
+            if name.startswith("zse."):
+                name = f"zse.{model.__name__}"
+            msg = (
+                f"model must be a model instance, got the class {name}: pass an instance such as "
+                f"{name}() (with its parameters, e.g. {name}(random_state=0)) or a model's name"
+            )
+            raise TypeError(msg)
         if not (
             callable(getattr(model, "fit", None)) and callable(getattr(model, "estimate", None))
         ):

@@ -17,6 +17,7 @@ from .._mpi import team_of
 from .._progress import format_seconds, terminal_bar, time_left
 from .._random import seed_from
 from .._threads import effective_n_threads
+from .._validation import check_progress
 from .base import BaseEstimator
 from .checkpoints import CheckpointError, Checkpoints
 from .params import FilePath, Flag, Free, Int, Param, Real
@@ -151,6 +152,7 @@ class EMEstimator(Checkpoints, BaseEstimator):
         ``resume=True`` a fit continues from that file and gives bit-identical results to an
         uninterrupted run.
         """
+        check_progress(progress, "progress(epoch, max_iter)")
         before = dict(vars(self))
         try:
             self._fit(patches, progress)
@@ -267,8 +269,13 @@ class EMEstimator(Checkpoints, BaseEstimator):
                     tail = f"; about {format_seconds(left)} left" if left else ""
                     self._log(f"epoch {epoch}/{max_iter}  {message}  ({seconds[-1]:.2f} s{tail})")
                 converged = self._converged(objectives)
-                if progress is not None:
+                if progress is not None and team is None:
                     progress(epoch, max_iter)
+                elif progress is not None:
+                    # A collective cancel flag: a callback that raises on some ranks only
+                    # (a cancel seen by one process) stops the fit on every rank (RankError)
+                    # instead of leaving the others waiting in the next epoch's collectives.
+                    team.run(lambda done=epoch: progress(done, max_iter), gather=False)
                 if checkpoint is not None and (
                     epoch % every == 0 or epoch == max_iter or converged
                 ):

@@ -151,6 +151,26 @@ def read_model_meta(path) -> dict:
     return _read(path)[0]
 
 
+_MAGIC = {
+    b"II*\x00": "a TIFF image",
+    b"MM\x00*": "a TIFF image",
+    b"\x89PNG": "a PNG image",
+    b"\x93NUM": "a NumPy .npy array, not an archive",
+}
+
+
+def _kind_of_file(start: bytes) -> str:
+    """What the first bytes of a file that is no zip archive say it is."""
+    for magic, kind in _MAGIC.items():
+        if start.startswith(magic):
+            return f"it is {kind}"
+    if start[:2] == b"\xff\xd8":
+        return "it is a JPEG image"
+    if not start:
+        return "it is empty"
+    return "it is no npz archive"
+
+
 def _read(path):
     path = Path(path)
     if not path.exists():
@@ -158,6 +178,15 @@ def _read(path):
         raise FileNotFoundError(msg)
     if path.is_dir():
         msg = f"model file {path} is a directory"
+        raise ModelFileError(msg)
+    with open(path, "rb") as handle:
+        start = handle.read(4)
+    if start != b"PK\x03\x04":  # a model file is an npz (zip) archive
+        kind = _kind_of_file(start)
+        msg = (
+            f"{path} is not a zse model file ({kind}); a model file is what zse fit or "
+            "zse.save_model writes"
+        )
         raise ModelFileError(msg)
     try:
         with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as npz:

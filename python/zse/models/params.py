@@ -24,6 +24,8 @@ import numpy as np
 # only in ``--help-advanced`` (study switches), "common" under a general flag of its own
 # (``--seed``, ``--n-threads``, ``-q``), "python" nowhere (listed in the help's epilog).
 CLI_PLACES = ("main", "advanced", "common", "python")
+# The largest value of an Int without an upper bound of its own (the kernels' C int).
+C_INT_MAX = 2**31 - 1
 
 
 class Check:
@@ -74,6 +76,11 @@ class Int(Check):
             or (self.high is not None and value > self.high)
         ):
             msg = f"{name} must be {self.expected()}, got {value!r}"
+            raise ValueError(msg)
+        if self.high is None and value > C_INT_MAX:
+            # The kernels take these counts as C ints: a larger value is refused by name here,
+            # not by the bindings' "incompatible function arguments".
+            msg = f"{name} must be {self.expected()} and at most {C_INT_MAX}, got {value!r}"
             raise ValueError(msg)
         return int(value)
 
