@@ -303,3 +303,38 @@ def test_cli_never_drops_crop_or_bin_on_a_volume(volume_files, capsys):
     assert "apply to images and stacks" in capsys.readouterr().err
     assert main(argv) == 2
     assert "apply to images and stacks" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suffix", ["mrc", "tif"])
+def test_zse_fit_gathers_training_patches_slab_by_slab(tmp_path, monkeypatch, suffix):
+    """zse fit never reads a stack or volume whole: its patches are the whole volume's."""
+    from zse.cli.request import Request
+    from zse.cli.run import training_patches
+    from zse.reconstruct import training_positions
+
+    volume = counts_volume((30, 20, 18), seed=2).astype(np.float32)
+    path = tmp_path / f"v.{suffix}"
+    if suffix == "mrc":
+        with mrcfile.new(path) as mrc:
+            mrc.set_data(volume)
+            mrc.set_volume()
+    else:
+        for section in volume:
+            tifffile.imwrite(path, section, append=True)
+
+    def whole_read_refused(*args, **kwargs):
+        raise AssertionError("zse fit read the whole volume")
+
+    monkeypatch.setattr(zse.io, "read_volume", whole_read_refused)
+    monkeypatch.setattr("zse.slabs.default_slab_slices", lambda shape, n_stats: 4)
+    request = Request(inputs=(path,), volume=True, patch_size=(3, 3, 3), n_train=500)
+    patches, patch, model_name, evidence = training_patches([path], request)
+    assert model_name == "gpmm" and evidence["counts"] and patch == (3, 3, 3)
+    positions = training_positions(28 * 18 * 16, 500, 0)
+    expected = _core.gather_patches(volume.astype(np.float64), (3, 3, 3), positions, 1)
+    np.testing.assert_array_equal(patches, expected)
+    monkeypatch.undo()
+    model_file = tmp_path / "m.zse"
+    argv = ["fit", str(path), "-o", str(model_file), "--patch-size", "3x3x3", "--max-iter", "2"]
+    assert main([*argv, "--n-components", "3", "-q"]) == 0
+    assert zse.load_model(model_file).patch_size_ == (3, 3, 3)

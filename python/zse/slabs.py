@@ -40,6 +40,10 @@ def default_slab_slices(shape, n_stats: int) -> int:
     return int(np.clip(SLAB_BUDGET_BYTES // per_slice, MIN_SLAB_SLICES, MAX_SLAB_SLICES))
 
 
+class WholeOnly(ValueError):
+    """A file that holds its slices in one TIFF page: it can only be read whole."""
+
+
 class VolumeSource:
     """A volume file (MRC, or a multi-page TIFF) read a slab of slices at a time.
 
@@ -84,7 +88,7 @@ class VolumeSource:
                         f"{self.path} holds its {layout.n_sections} slices in one TIFF page; "
                         "zse reads such a file only whole, not slab by slab"
                     )
-                    raise ValueError(msg)
+                    raise WholeOnly(msg)
                 for index, page in enumerate(pages):
                     if page.shape != first.shape or page.dtype != first.dtype:
                         msg = f"{self.path}: page {index} differs from page 0: not a volume"

@@ -13,8 +13,9 @@ from .. import _files, io
 from ..models import make_model
 from .errors import UsageError, error_code, report
 from .inputs import expand_inputs, output_stems
+from .plan import planned_files
 from .request import Request, model_params, request_from_args
-from .run import denoise_one, planned_files, training_patches
+from .run import denoise_one, training_patches
 
 
 def _mpi_comm(request: Request):

@@ -1,113 +1,30 @@
-"""What the command line does with each input file: pick the model (``--model auto``), denoise,
-and write ``<stem>_<stat>.<ext>``, previews, ``<stem>_fields.png`` and ``<stem>.zse.json`` as one
-output set. Every function takes the typed request (:class:`zse.cli.request.Request`).
+"""What the command line does with each input file: read it, fit or apply the model, and write
+``<stem>_<stat>.<ext>``, previews, ``<stem>_fields.png`` and ``<stem>.zse.json`` as one output
+set (the plan of names and models: :mod:`zse.cli.plan`). Every function takes the typed request
+(:class:`zse.cli.request.Request`).
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from .. import __version__, _files, io
-from ..models import choose_model as pick_model
-from ..models import make_model, model_class
+from ..models import model_class
 from ..reconstruct import reconstruct
 from .errors import UsageError
 from .inputs import load
-from .request import Request, model_params
-
-MRC_OUT_SUFFIXES = (".mrc", ".mrcs", ".map", ".st", ".ali", ".rec")
-
-
-def choose_model(options: Request, data: np.ndarray) -> tuple[str, dict | None]:
-    """The model name and, for ``auto``, the evidence it was chosen on (the library's rule,
-    :func:`zse.models.choose_model`)."""
-    if options.model != "auto":
-        return options.model, None
-    return pick_model(data, counts=options.counts, gain=options.gain, offset=options.offset)
-
-
-def patch_for(kind: str, model_name: str, options, fitted_patch=None) -> tuple:
-    """The patch extents: --patch-size, else the model file's, else the model's default; a
-    stack's sections get 2-D patches as (1, rows, columns), which never cross sections."""
-    given = tuple(options.patch_size) if options.patch_size is not None else None
-    if given is not None and fitted_patch is not None and given != tuple(fitted_patch):
-        msg = (
-            f"the model file was trained on {'x'.join(map(str, fitted_patch))} patches, "
-            f"--patch-size asks for {'x'.join(map(str, given))}"
-        )
-        raise UsageError(msg)
-    if fitted_patch is not None and (len(fitted_patch) == 3) != (kind == "volume"):
-        what = "a volume (3-D patches)" if kind == "volume" else f"a 2-D {kind}"
-        msg = (
-            f"the model file was trained on {'x'.join(map(str, fitted_patch))} patches "
-            f"({len(fitted_patch)}-D) and cannot denoise {what}; fit a model on inputs of this "
-            "kind (zse fit)"
-        )
-        raise UsageError(msg)
-    if given is not None:
-        patch = given
-    elif fitted_patch is not None:
-        patch = tuple(fitted_patch)
-    else:
-        patch = model_class(model_name).default_patch(3 if kind == "volume" else 2)
-    if kind == "stack" and len(patch) == 2:
-        return (1, *patch)
-    return patch
-
-
-def output_format(path: Path, options) -> str:
-    if options.format:
-        return options.format
-    return "mrc" if path.suffix.lower() in MRC_OUT_SUFFIXES else "tif"
-
-
-def output_names(stem: str, stats, fmt: str, fields: bool) -> list[str]:
-    names = [f"{stem}_input.png"]
-    for stat in stats:
-        names += [f"{stem}_{stat}.{fmt}", f"{stem}_{stat}.png"]
-    if fields:
-        names.append(f"{stem}_fields.png")
-    names.append(f"{stem}.zse.json")
-    return names
-
-
-def checkpoint_for(base, stem: str, n_inputs: int, section: int | None = None) -> str | None:
-    """Where one fit's checkpoint goes: ``--checkpoint c.ckpt`` itself for one input,
-    ``c.<stem>.ckpt`` for each of several inputs, ``c.<stem>.<section>.ckpt`` for each
-    section of ``--per-section``."""
-    if not base:
-        return None
-    where = Path(base)
-    if section is None and n_inputs <= 1:
-        return str(where)
-    tag = stem if section is None else f"{stem}.{section}"
-    return str(where.with_name(f"{where.stem}.{tag}{where.suffix}"))
-
-
-def planned_files(paths, stems, options) -> list:
-    """Every file ``zse denoise`` may write for ``paths``, each with what writes it (for the
-    check that no output or checkpoint of one input replaces another input or another file of
-    the call)."""
-    planned = []
-    for path in paths:
-        stem, fmt = stems[path], output_format(path, options)
-        for name in output_names(stem, options.stats, fmt, fields=True):
-            planned.append((Path(options.output) / name, f"the output {name} of {path}"))
-        sections = [None]
-        if options.checkpoint and options.per_section:
-            try:
-                sections = list(range(io.read_info(path).n_sections))
-            except (OSError, ValueError):
-                sections = []  # the input fails on its own when it is read
-        for section in sections:
-            where = checkpoint_for(options.checkpoint, stem, len(paths), section)
-            if where is not None:
-                planned.append((Path(where), f"the checkpoint of {path}"))
-    return planned
+from .plan import (
+    base_record,
+    choose_model,
+    make_request_model,
+    open_outputs,
+    patch_for,
+)
+from .request import Request
+from .volumes import denoise_volume_in_slabs, wants_slabs
 
 
 def write_outputs(outputs, stem, loaded, results, stats, fmt, model, patch, record):
@@ -137,51 +54,6 @@ def _preview(array: np.ndarray) -> np.ndarray:
     return array[array.shape[0] // 2] if array.ndim == 3 else array
 
 
-def open_outputs(path, stem, options, model_name, fitted, inputs, is_root):
-    """The output format, statistics and file names of one input, and (on rank 0) its output
-    set: existing outputs are refused before any work (the set is opened only to write)."""
-    fmt = output_format(path, options)
-    stats = tuple(options.stats)
-    fields = (fitted is not None and fitted.fields_image() is not None) or (
-        fitted is None and model_name != "identity"
-    )
-    names = output_names(stem, stats, fmt, fields)
-    if inputs is None:
-        inputs = _files.Inputs([path] + ([options.model_file] if options.model_file else []))
-    output_set = (
-        io.OutputSet(options.output, names, overwrite=options.overwrite, inputs=inputs)
-        if is_root
-        else None
-    )
-    return fmt, stats, names, output_set
-
-
-def make_request_model(options, model_name, evidence, stem, section, is_root, note):
-    """The model the request asks for (its checkpoint named for this input and section); a
-    parameter the auto-chosen model lacks is a usage error that says what was chosen."""
-    try:
-        params = model_params(options, model_name, note)
-        if params.get("checkpoint"):
-            params["checkpoint"] = checkpoint_for(
-                params["checkpoint"], stem, options.n_inputs, section
-            )
-        return make_model(
-            model_name,
-            options=params,
-            random_state=options.seed,
-            n_threads=options.n_threads,
-            verbose=not options.quiet and is_root,
-        )
-    except ValueError as error:
-        if evidence is None:
-            raise
-        msg = (
-            f"{error} (--model auto chose {model_name}: {evidence['reason']}; name the "
-            "model with --model)"
-        )
-        raise UsageError(msg) from error
-
-
 def denoise_one(
     path: Path,
     stem: str,
@@ -202,7 +74,6 @@ def denoise_one(
     model file); no output replaces one of them.
     """
     from .._mpi import team_of
-    from .volumes import denoise_volume_in_slabs, wants_slabs
 
     if wants_slabs(path, options):
         return denoise_volume_in_slabs(
@@ -309,59 +180,28 @@ def denoise_one(
     return record
 
 
-def base_record(command: str) -> dict:
-    import platform
-
-    from .. import _core
-
-    return {
-        "zse_version": __version__,
-        "command": command,
-        "argv": sys.argv,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "platform": {
-            "python": platform.python_version(),
-            "machine": platform.machine(),
-            "system": platform.system(),
-            "openmp": bool(_core.has_openmp),
-            "compiler": _core.compiler(),
-        },
-        "versions": _versions(),
-    }
-
-
-def _versions() -> dict:
-    from importlib import metadata
-
-    versions = {"zse": __version__}
-    for name in ("numpy", "tifffile", "mrcfile", "pillow", "mpi4py"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
 def training_patches(paths, options):
     """Patches for ``zse fit``: drawn from every input (every section of stacks), the
     ``--n-train`` budget split over them by their number of patches; ``--model auto`` decides on
-    the first input. Inputs are read one at a time (a first pass counts their patches, a second
-    gathers them), so memory holds one input and the training patches, not every input at once.
-    Returns the patches, the patch size, the model name and the choice's evidence."""
+    the first input. Stacks and volumes (MRC, multi-page TIFF) are read slab by slab, as ``zse
+    denoise`` reads volumes larger than memory (an image, or an input with ``--page``, ``--crop``,
+    ``--bin`` or ``--decimate``, is read whole), so memory holds one slab and the training
+    patches, never a whole volume. Returns the patches, the patch size, the model name and the
+    choice's evidence."""
     from .. import _core
     from .._threads import effective_n_threads
     from ..reconstruct import training_positions
+    from ..slabs import SlabPlan, default_slab_slices, gather_training_patches
 
-    def as_volume(item):
-        return item.data if item.data.ndim == 3 else item.data[None]
-
-    kinds, shapes, model_name, evidence = set(), [], None, None
+    threads = effective_n_threads(options.n_threads)
+    readers, kinds, shapes, model_name, evidence = [], set(), [], None, None
     for path in paths:
-        item = load(path, options)
+        reader = _SlabReader.of(path, options) or _WholeReader(path, options)
         if model_name is None:
-            model_name, evidence = choose_model(options, item.data)
-        kinds.add(item.kind)
-        shapes.append(as_volume(item).shape)
+            model_name, evidence = choose_model(options, reader.count_test_sample())
+        readers.append(reader)
+        kinds.add(reader.kind)
+        shapes.append(reader.shape)
     if "volume" in kinds and len(kinds) > 1:
         msg = "zse fit cannot mix volumes with images or stacks (their patches differ in shape)"
         raise UsageError(msg)
@@ -377,11 +217,62 @@ def training_patches(paths, options):
     auto = model_class(model_name).auto_train_size
     budget = min(total, auto if options.n_train == "auto" else int(options.n_train))
     pieces = []
-    for i, (path, n) in enumerate(zip(paths, counts)):
+    for i, (reader, n) in enumerate(zip(readers, counts)):
         share = max(1, int(round(budget * n / total)))
         positions = training_positions(n, share, (options.seed or 0) + i)
-        volume = as_volume(load(path, options))
-        pieces.append(
-            _core.gather_patches(volume, patch3, positions, effective_n_threads(options.n_threads))
-        )
+        if isinstance(reader, _SlabReader):
+            plan = SlabPlan(reader.shape, patch3, default_slab_slices(reader.shape, 1))
+            pieces.append(gather_training_patches(reader.source, plan, positions, threads))
+        else:
+            pieces.append(_core.gather_patches(reader.volume(), patch3, positions, threads))
     return np.concatenate(pieces), patch[-2:] if kind == "stack" else patch, model_name, evidence
+
+
+class _WholeReader:
+    """An input of ``zse fit`` read whole (images, and inputs cropped, binned or paged)."""
+
+    def __init__(self, path, options):
+        self.path, self.options = path, options
+        loaded = load(path, options)
+        self.kind = loaded.kind
+        self.shape = (loaded.data if loaded.data.ndim == 3 else loaded.data[None]).shape
+
+    def volume(self) -> np.ndarray:
+        data = load(self.path, self.options).data  # read again: one input in memory at a time
+        return data if data.ndim == 3 else data[None]
+
+    def count_test_sample(self) -> np.ndarray:
+        return load(self.path, self.options).data
+
+
+class _SlabReader:
+    """A stack or volume of ``zse fit`` read slab by slab (zse.slabs.VolumeSource)."""
+
+    @classmethod
+    def of(cls, path, options):
+        if options.page is not None or options.crop or options.bin != 1 or options.decimate != 1:
+            return None
+        info = io.read_info(path)
+        if info.n_sections < 2:
+            return None
+        from ..slabs import VolumeSource, WholeOnly
+
+        try:
+            source = VolumeSource(path)
+        except WholeOnly:
+            return None
+        wants_volume = bool(options.volume) or (
+            options.patch_size is not None and len(options.patch_size) == 3
+        )
+        return cls(source, "volume" if wants_volume or info.kind == "volume" else "stack")
+
+    def __init__(self, source, kind: str):
+        self.source, self.kind, self.shape = source, kind, tuple(source.shape)
+
+    def count_test_sample(self) -> np.ndarray:
+        """The slices the count test of a whole read would look at, read alone."""
+        from ..counts import count_test_sections
+
+        return np.concatenate(
+            [self.source.read(z, z + 1) for z in count_test_sections(self.shape[0])]
+        )

@@ -14,14 +14,14 @@ from .._memory import available_memory
 from ..counts import count_test_sections
 from ..slabs import VolumeSource, default_slab_slices, reconstruct_slabs
 from .errors import UsageError
-from .request import Request
-from .run import (
+from .plan import (
     base_record,
     choose_model,
     make_request_model,
     open_outputs,
     patch_for,
 )
+from .request import Request
 
 # The whole-volume path is taken while its images (input and outputs, float64) take at most
 # this part of the available memory; beyond, the slab path (README "Volumes larger than memory").
