@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -12,7 +13,9 @@ import pytest
 starfile = pytest.importorskip("starfile")
 pd = pytest.importorskip("pandas")
 
-from zse import cli, relion  # noqa: E402
+import zse  # noqa: E402
+from zse import cli  # noqa: E402
+from zse.cli import relion  # noqa: E402
 
 PIXEL = 1.35
 FAST = ["--model", "pmm", "--n_components", "3", "--max_iter", "2", "--patch_size", "4"]
@@ -177,8 +180,9 @@ def test_refusals_are_clear(project, capsys):
     assert cli.main(["relion", "--o", "External/job015", "--in_mics", str(other)]) == 2
     assert "no rlnMicrographName column" in capsys.readouterr().err
     # an unknown option of zse denoise is an error of the job, not silently dropped
-    with pytest.raises(SystemExit):
-        cli.main(["relion", "--o", "External/job016", "--in_mics", str(star), "--no_such", "1"])
+    argv = ["relion", "--o", "External/job016", "--in_mics", str(star), "--no_such", "1"]
+    assert cli.main(argv) == 2
+    assert "unrecognized arguments: --no-such 1" in capsys.readouterr().err
 
 
 def test_output_star_never_replaces_a_file_zse_did_not_write(project):
@@ -189,3 +193,141 @@ def test_output_star_never_replaces_a_file_zse_did_not_write(project):
     assert cli.main(["relion", "--o", str(job_dir), "--in_mics", str(star)] + FAST) == 2
     assert (job_dir / "micrographs.star").read_text() == "data_\nsomebody's file\n"
     assert (job_dir / relion.FAILURE).exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "says"),
+    [
+        (["--j", "1.5"], "argument --j: invalid int value: '1.5'"),
+        (["--j", "abc"], "argument --j: invalid int value: 'abc'"),
+        (["--no_such_option", "3"], "unrecognized arguments: --no-such-option 3"),
+        (["--model", "nonsense"], "invalid choice: 'nonsense'"),
+        (["--n_train", "-4"], "--n-train must be auto or an int >= 1"),
+    ],
+)
+def test_usage_errors_leave_a_failure_marker_and_a_log_line(project, capsys, option, says):
+    star = _project(project, NAMES, "relion31")
+    job_dir = project / "External/job020"
+    code = cli.main(["relion", "--o", "External/job020/", "--in_mics", str(star), *option])
+    assert code == 2
+    assert (job_dir / relion.FAILURE).exists() and not (job_dir / relion.SUCCESS).exists()
+    assert says in (job_dir / relion.LOG_NAME).read_text()
+    assert says in capsys.readouterr().err  # RELION's run.err
+    assert not list(job_dir.rglob("*_mean.mrc"))
+
+
+def test_an_unusable_job_directory_is_a_clear_error(project, capsys):
+    star = _project(project, NAMES, "relion31")
+    (project / "External").mkdir()
+    (project / "External/job021").write_text("a file, not a folder")
+    assert cli.main(["relion", "--o", "External/job021", "--in_mics", str(star)]) == 2
+    err = capsys.readouterr().err
+    assert "--o External/job021 exists and is not a directory" in err and "Traceback" not in err
+    assert cli.main(["relion", "--o", "External/job021/sub", "--in_mics", str(star)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be made: External/job021 is not a directory" in err and "Traceback" not in err
+    assert (project / "External/job021").read_text() == "a file, not a folder"
+
+
+def test_the_input_jobs_folder_is_refused_and_left_untouched(project, capsys):
+    star = _project(project, NAMES, "relion31")
+    upstream = star.parent  # MotionCorr/job002/, RELION's finished motion correction
+    (upstream / relion.SUCCESS).touch()
+    nodes = "data_output_nodes\nloop_\n_rlnPipeLineNodeName #1\n_rlnPipeLineNodeTypeLabel #2\n"
+    (upstream / "RELION_OUTPUT_NODES.star").write_text(nodes)
+    before = sorted(p.relative_to(project) for p in project.rglob("*"))
+    code = cli.main(["relion", "--o", "MotionCorr/job002/", "--in_mics", str(star)] + FAST)
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "holds another job's RELION_JOB_EXIT_SUCCESS, RELION_OUTPUT_NODES.star" in err
+    assert (upstream / relion.SUCCESS).exists() and not (upstream / relion.FAILURE).exists()
+    assert (upstream / "RELION_OUTPUT_NODES.star").read_text() == nodes
+    assert sorted(p.relative_to(project) for p in project.rglob("*")) == before
+
+
+def test_the_input_star_inside_the_job_folder_is_refused_before_any_work(project):
+    star = _project(project, NAMES, "relion31")
+    job_dir = project / "External/job022"
+    job_dir.mkdir(parents=True)
+    inside = job_dir / "micrographs.star"  # the STAR the job would write, given as its input
+    inside.write_bytes(star.read_bytes())
+    code = cli.main(["relion", "--o", "External/job022", "--in_mics", str(inside)] + FAST)
+    assert code == 2
+    assert inside.read_bytes() == star.read_bytes()
+    log = (job_dir / relion.LOG_NAME).read_text()
+    assert "the job's micrographs.star would be written to" in log and "which is the input" in log
+    assert (job_dir / relion.FAILURE).exists()
+    assert not list(job_dir.rglob("*.mrc")) and not list(job_dir.rglob("*.zse.json"))
+
+
+def test_a_listed_input_is_never_replaced_by_another_inputs_output(project):
+    """Data loss: a STAR listing a.mrc and a_mean.mrc with --o at their folder would write a's
+    mean image over a_mean.mrc; the job refuses before any work."""
+    rng = np.random.default_rng(4)
+    _mrc(project / "Denoise/job030/a.mrc", rng.poisson(5.0, size=(24, 28)))
+    # a listed input that zse once wrote (an earlier job's mean image): zse's own file, which
+    # --overwrite-like re-runs may replace, but never while it is an input of this job
+    zse.io.write_mrc(
+        project / "Denoise/job030/a_mean.mrc",
+        rng.poisson(5.0, size=(24, 28)).astype(np.float32),
+        label="zse: an earlier job's mean",
+    )
+    listed = ["Denoise/job030/a.mrc", "Denoise/job030/a_mean.mrc"]
+    star = project / "mics.star"
+    starfile.write({"micrographs": pd.DataFrame({"rlnMicrographName": listed})}, star)
+    kept = (project / listed[1]).read_bytes()
+    code = cli.main(["relion", "--o", ".", "--in_mics", str(star)] + FAST)
+    assert code == 2
+    assert (project / listed[1]).read_bytes() == kept
+    log = (project / relion.LOG_NAME).read_text()
+    assert "the output a_mean.mrc of Denoise/job030/a.mrc would be written to" in log
+    assert not (project / "Denoise/job030/a.zse.json").exists()
+
+
+def test_model_file_is_applied_to_every_micrograph(project):
+    star = _project(project, NAMES, "relion31")
+    model_file = project / "m.zse"
+    fit = ["fit", NAMES[0], "-o", str(model_file), "--model", "pmm", "--n-components", "3"]
+    assert cli.main([*fit, "--max-iter", "2", "--patch-size", "4", "-q"]) == 0
+    job = "External/job023"
+    code = cli.main(["relion", "--o", job, "--in_mics", str(star), "--model_file", str(model_file)])
+    assert code == 0
+    applied = zse.load_model(model_file)
+    for name in NAMES:
+        out = project / job / Path(name).parent
+        record = json.loads((out / f"{Path(name).stem}.zse.json").read_text())
+        assert record["model_file"] == str(model_file)
+        assert record["model"]["name"] == "PMM" and record["patch_size"] == [4, 4]
+        expected = zse.reconstruct(mrcfile.read(name), applied, stats="mean", patch_size=4)
+        np.testing.assert_allclose(
+            mrcfile.read(out / f"{Path(name).stem}_mean.mrc"), expected["mean"], rtol=1e-6
+        )
+
+
+def test_checkpoint_is_one_file_per_micrograph_and_resumes(project):
+    star = _project(project, NAMES, "relion31")
+    job = "External/job024"
+    argv = ["relion", "--o", job, "--in_mics", str(star), *FAST, "--checkpoint", "c.ckpt"]
+    assert cli.main([*argv, "--resume"]) == 0
+    assert sorted(p.name for p in project.glob("c*.ckpt")) == ["c.mic_001.ckpt", "c.mic_002.ckpt"]
+    for name in NAMES:  # a second run (after a crash, say) resumes each from its own checkpoint
+        (project / job / Path(name).parent / f"{Path(name).stem}.zse.json").unlink()
+    assert cli.main([*argv, "--resume"]) == 0
+    assert "2 denoised, 0 finished before" in (project / job / relion.LOG_NAME).read_text()
+
+
+def test_star_values_are_written_back_as_they_were_read(project):
+    rng = np.random.default_rng(0)
+    names = ["Tomograms/job007/tomograms/rec_001.mrc"]
+    _mrc(project / names[0], rng.poisson(4.0, size=(10, 20, 22)), voxel=10.0, volume=True)
+    star = project / "Tomograms/job007/tomograms.star"
+    star.write_text(
+        "\ndata_global\n\nloop_\n_rlnTomoName #1\n_rlnTomoTomogramBinning #2\n"
+        "_rlnTomoReconstructedTomogram #3\n_rlnOpticsGroupName #4\n"
+        f"001\t4.000\t{names[0]}\t0042\n"
+    )
+    argv = ["relion", "--o", "External/job025", "--in_tomograms", str(star), *FAST[:-1], "4x4x4"]
+    assert cli.main(argv) == 0
+    text = (project / "External/job025/tomograms.star").read_text()
+    row = [line for line in text.splitlines() if names[0] in line][0].split()
+    assert row[:4] == ["001", "4.000", names[0], "0042"]

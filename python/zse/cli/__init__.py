@@ -27,7 +27,7 @@ def main(argv=None) -> int:
 
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["relion"]:  # RELION's own option syntax (--o, --in_mics, --j): its parser
-        from .. import relion
+        from . import relion
 
         return relion.run(argv[1:])
     parser = build_parser()

@@ -247,11 +247,20 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser(advanced: bool = False) -> argparse.ArgumentParser:
-    """The ``zse`` parser; ``advanced`` shows the study switches in the help."""
+class RaisingParser(argparse.ArgumentParser):
+    """A parser whose errors raise :class:`UsageError` instead of printing the usage and exiting
+    (``zse relion`` records them in the job's log and marks the job failed)."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser(advanced: bool = False, parser_class=argparse.ArgumentParser):
+    """The ``zse`` parser; ``advanced`` shows the study switches in the help; ``parser_class``
+    :class:`RaisingParser` for errors that raise."""
     from . import commands
 
-    parser = argparse.ArgumentParser(
+    parser = parser_class(
         prog="zse",
         description="Zero-shot enhancement of noisy electron-microscopy images.",
     )
