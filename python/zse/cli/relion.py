@@ -154,8 +154,7 @@ def _job_dir_problem(job_dir: Path) -> str | None:
     foreign = [
         name
         for name in RELION_JOB_FILES
-        if (job_dir / name).exists()
-        and not (name == nodes.name and _files.written_by_zse(nodes))
+        if (job_dir / name).exists() and not (name == nodes.name and _files.written_by_zse(nodes))
     ]
     if foreign:
         return (
@@ -247,9 +246,7 @@ def _run(args, extra, job_dir: Path, log) -> int:
     images = [str(v) for v in table[column]]
     # An unfinished micrograph of an earlier run is redone over its own leftovers (the file rule
     # still refuses to replace anything zse did not write).
-    options = resolve_threads(
-        request_from_args(parsed, [Path(i) for i in images], overwrite=True)
-    )
+    options = resolve_threads(request_from_args(parsed, [Path(i) for i in images], overwrite=True))
     fitted = load_model_file(options)
     read = _files.Inputs(
         [star_path, *(Path(i) for i in images)]
