@@ -75,7 +75,7 @@ class VolumeSource:
         elif suffix in TIFF_SUFFIXES:
             import tifffile
 
-            from .io.read import tiff_layout
+            from .io.tiff import tiff_layout
 
             with tifffile.TiffFile(self.path) as tif:
                 layout = tiff_layout(tif, self.path)

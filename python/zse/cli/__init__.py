@@ -37,7 +37,9 @@ def main(argv=None) -> int:
     except ValueError:  # not the main thread: leave signals alone
         previous = None
     try:
-        return args.func(args)
+        from .commands import COMMANDS
+
+        return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("zse: interrupted; no partial outputs were left", file=sys.stderr)
         return 130

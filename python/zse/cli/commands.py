@@ -230,3 +230,7 @@ def cmd_info(args) -> int:
 
     show_config()
     return 0
+
+
+# What each subcommand of the parser runs (zse relion has its own parser: zse.cli.relion).
+COMMANDS = {"denoise": cmd_denoise, "fit": cmd_fit, "demo": cmd_demo, "info": cmd_info}

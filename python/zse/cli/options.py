@@ -257,9 +257,8 @@ class RaisingParser(argparse.ArgumentParser):
 
 def build_parser(advanced: bool = False, parser_class=argparse.ArgumentParser):
     """The ``zse`` parser; ``advanced`` shows the study switches in the help; ``parser_class``
-    :class:`RaisingParser` for errors that raise."""
-    from . import commands
-
+    :class:`RaisingParser` for errors that raise. Each command's function is
+    :data:`zse.cli.commands.COMMANDS` [``args.command``]."""
     parser = parser_class(
         prog="zse",
         description="Zero-shot enhancement of noisy electron-microscopy images.",
@@ -315,7 +314,6 @@ def build_parser(advanced: bool = False, parser_class=argparse.ArgumentParser):
     )
     _add_model_options(p, advanced)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.set_defaults(func=commands.cmd_denoise)
 
     p = sub.add_parser(
         "fit",
@@ -329,7 +327,6 @@ def build_parser(advanced: bool = False, parser_class=argparse.ArgumentParser):
     _add_input_options(p)
     _add_model_options(p, advanced)
     p.add_argument("--overwrite", action="store_true", help="replace an existing model file")
-    p.set_defaults(func=commands.cmd_fit)
 
     p = sub.add_parser("demo", help="denoise a bundled example EM scene", epilog=_epilog())
     p.add_argument(
@@ -343,7 +340,7 @@ def build_parser(advanced: bool = False, parser_class=argparse.ArgumentParser):
     )
     _add_model_options(p, advanced)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.set_defaults(max_iter=DEMO_MAX_ITER, func=commands.cmd_demo)
+    p.set_defaults(max_iter=DEMO_MAX_ITER)
 
     sub.add_parser(
         "relion",
@@ -352,6 +349,5 @@ def build_parser(advanced: bool = False, parser_class=argparse.ArgumentParser):
         add_help=False,
     )
 
-    p = sub.add_parser("info", help="print version, OpenMP and thread configuration")
-    p.set_defaults(func=commands.cmd_info)
+    sub.add_parser("info", help="print version, OpenMP and thread configuration")
     return parser

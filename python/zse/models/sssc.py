@@ -21,6 +21,8 @@ from .checkpoints import CheckpointError
 from .em import EMEstimator
 from .sssc_parameters import (
     SSSC_PARAMETERS,
+    check_learned_shapes,
+    check_relations,
     estimation_states,
     lowered_defaults,
 )
@@ -103,30 +105,7 @@ class SSSC(EMEstimator):
 
     # -- checks and initialisation -----------------------------------------------------------
     def _check_relations(self, values):
-        H, S = values["H"], values["n_states"]
-        if H < 63 and S > 2**H:
-            msg = f"n_states={S} exceeds the 2^H={2**H} possible states; use n_states <= {2**H}"
-            raise ValueError(msg)
-        if values["n_parents"] > S:
-            msg = f"n_parents={values['n_parents']} exceeds n_states={S}; use n_parents <= {S}"
-            raise ValueError(msg)
-        if values["mutation"] == "randflip" and values["n_children"] > H:
-            msg = f"randflip needs n_children <= H, got {values['n_children']} > {H}"
-            raise ValueError(msg)
-        if "sparseflip" in values["mutation"] and values["bitflip_prob"] is None:
-            msg = f"mutation {values['mutation']!r} needs bitflip_prob in (0, 1)"
-            raise ValueError(msg)
-        S_est = values["n_estimate_states"]
-        if S_est is not None and S_est > S:
-            msg = f"n_estimate_states={S_est} exceeds n_states={S}; use n_estimate_states <= {S}"
-            raise ValueError(msg)
-        evolving = values["estimation_search"] == "evolution"
-        if evolving and estimation_states(values) < values["n_parents"]:
-            msg = (
-                f"the evolutionary estimation search draws n_parents={values['n_parents']} "
-                f"parents from n_estimate_states={S_est}; use n_estimate_states >= n_parents"
-            )
-            raise ValueError(msg)
+        check_relations(values)
 
     def _search_shape(self, estimation=False):
         """H, S (the states kept per patch in training, or with ``estimation`` while
@@ -348,26 +327,7 @@ class SSSC(EMEstimator):
             self._log(f"{self.n_dead_units_} unit(s) were never active in the last epoch")
 
     def _check_fitted_shapes(self):
-        D, H = self.n_features_in_, int(self.H)
-        expected = {
-            "W_": (D, H),
-            "_W_std": (D, H),
-            "pi_": (H,),
-            "mu_": (H,),
-            "Psi_": (H, H),
-            "bias_": (D,),
-            "_bias_std": (D,),
-        }
-        for name, shape in expected.items():
-            if np.shape(getattr(self, name)) != shape:
-                found = np.shape(getattr(self, name))
-                msg = f"{name} has shape {found}, expected {shape} (H={H}, D={D})"
-                raise ValueError(msg)
-        for name in ("sigma2_", "_sigma2_std", "data_scale_", "data_offset_"):
-            setattr(self, name, float(getattr(self, name)))
-        if not (self._sigma2_std > 0 and self.data_scale_ > 0):
-            msg = "sigma2_ and data_scale_ must be > 0"
-            raise ValueError(msg)
+        check_learned_shapes(self)
 
     def _after_load(self):
         super()._after_load()

@@ -3,6 +3,8 @@ take."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from .em import em_parameters
 from .params import Choice, Int, Param, Real
 
@@ -182,3 +184,57 @@ def estimation_states(values: dict) -> int:
         return int(values["n_estimate_states"])
     S = int(values["n_states"])
     return S if values["estimation_search"] == "evolution" else min(16, S)
+
+
+def check_relations(values: dict) -> None:
+    """The relations between SSSC's parameters (each value alone is checked by its row):
+    ValueError naming the parameters and the valid range."""
+    H, S = values["H"], values["n_states"]
+    if H < 63 and S > 2**H:
+        msg = f"n_states={S} exceeds the 2^H={2**H} possible states; use n_states <= {2**H}"
+        raise ValueError(msg)
+    if values["n_parents"] > S:
+        msg = f"n_parents={values['n_parents']} exceeds n_states={S}; use n_parents <= {S}"
+        raise ValueError(msg)
+    if values["mutation"] == "randflip" and values["n_children"] > H:
+        msg = f"randflip needs n_children <= H, got {values['n_children']} > {H}"
+        raise ValueError(msg)
+    if "sparseflip" in values["mutation"] and values["bitflip_prob"] is None:
+        msg = f"mutation {values['mutation']!r} needs bitflip_prob in (0, 1)"
+        raise ValueError(msg)
+    S_est = values["n_estimate_states"]
+    if S_est is not None and S_est > S:
+        msg = f"n_estimate_states={S_est} exceeds n_states={S}; use n_estimate_states <= {S}"
+        raise ValueError(msg)
+    evolving = values["estimation_search"] == "evolution"
+    if evolving and estimation_states(values) < values["n_parents"]:
+        msg = (
+            f"the evolutionary estimation search draws n_parents={values['n_parents']} "
+            f"parents from n_estimate_states={S_est}; use n_estimate_states >= n_parents"
+        )
+        raise ValueError(msg)
+
+
+def check_learned_shapes(model) -> None:
+    """The learned arrays of a fitted SSSC (read from a model file) against each other and the
+    parameters; the learned scalars as floats, the scales positive."""
+    D, H = model.n_features_in_, int(model.H)
+    expected = {
+        "W_": (D, H),
+        "_W_std": (D, H),
+        "pi_": (H,),
+        "mu_": (H,),
+        "Psi_": (H, H),
+        "bias_": (D,),
+        "_bias_std": (D,),
+    }
+    for name, shape in expected.items():
+        if np.shape(getattr(model, name)) != shape:
+            found = np.shape(getattr(model, name))
+            msg = f"{name} has shape {found}, expected {shape} (H={H}, D={D})"
+            raise ValueError(msg)
+    for name in ("sigma2_", "_sigma2_std", "data_scale_", "data_offset_"):
+        setattr(model, name, float(getattr(model, name)))
+    if not (model._sigma2_std > 0 and model.data_scale_ > 0):
+        msg = "sigma2_ and data_scale_ must be > 0"
+        raise ValueError(msg)
