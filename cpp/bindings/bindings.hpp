@@ -37,11 +37,15 @@ using Patch3 = std::tuple<zse::index_t, zse::index_t, zse::index_t>;
 
 // SSSC's parameters in the kernels' (standardised) units; `bias` and `scale` map a patch of the
 // data to those units and an estimate back (the streamed estimate only; ALGORITHM.md §3.10).
+// With a stationary noise covariance (ALGORITHM.md §3.14), `W` are the whitened fields, `W_out`
+// the fields in the data's coordinates and `whiten` the factor L that whitens a patch (L^-1 u).
 struct SSSCModel {
     ArrayF64 W, pi, mu, Psi;
     double sigma2 = 1.0;
     py::object bias = py::none();
     double scale = 1.0;
+    py::object W_out = py::none();
+    py::object whiten = py::none();
 };
 
 // A Poisson (alpha None) or Gamma-Poisson mixture's parameters.

@@ -82,6 +82,13 @@ zse::SSSCParams sssc_params(const SSSCModel& model) {
     p.mu = mu.data();
     p.Psi = Psi.data();
     p.sigma2 = model.sigma2;
+    if (!model.W_out.is_none()) {
+        zse::require(py::isinstance<ArrayF64>(model.W_out),
+                     "the model's W_out must be a C-contiguous float64 array");
+        const auto W_out = model.W_out.cast<ArrayF64>();
+        require_shape(W_out, {p.D, p.H}, "W_out");
+        p.W_out = W_out.data();
+    }
     return p;
 }
 

@@ -154,6 +154,16 @@ py::dict sssc_estimate_volume(const ArrayF64& volume, const Patch3& patch, const
     zse::PatchTransform to_model;
     to_model.offset = bias.data();
     to_model.divide = scale;
+    if (!model.whiten.is_none()) {
+        zse::require(py::isinstance<ArrayF64>(model.whiten),
+                     "the model's whitening factor must be a C-contiguous float64 array");
+        const auto whiten = model.whiten.cast<ArrayF64>();
+        require_shape(whiten, {p.D, p.D}, "whiten");
+        for (zse::index_t d = 0; d < p.D; ++d)
+            zse::require(whiten.data()[d * p.D + d] > 0.0,
+                         "the whitening factor needs a positive diagonal");
+        to_model.whiten = whiten.data();
+    }
     zse::EstimateTransform to_data;
     to_data.offset = bias.data();
     to_data.multiply = scale;

@@ -64,6 +64,8 @@ class SSSCModel:
         sigma2: typing.SupportsFloat | typing.SupportsIndex,
         bias: typing.Any = None,
         scale: typing.SupportsFloat | typing.SupportsIndex = 1.0,
+        W_out: typing.Any = None,
+        whiten: typing.Any = None,
     ) -> None: ...
     @property
     def W(self) -> numpy.typing.NDArray[numpy.float64]: ...

@@ -265,7 +265,7 @@ def reconstruct(
         t = time.perf_counter()
         epochs = None if progress is None else (lambda done, total: progress("fit", done, total))
         with model.fitting_on(comm if team is not None else None):
-            model.fit(train, progress=epochs)
+            model.fit(train, progress=epochs, patch_shape=patch)
         del train
         model._record_patch_shape(patch)
         log(f"fitted {type(given).__name__}", t)

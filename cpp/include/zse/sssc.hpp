@@ -21,6 +21,12 @@ struct SSSCParams {
     const double* mu = nullptr;
     const double* Psi = nullptr;
     double sigma2 = 1.0;
+    /// The fields the estimates and their variances are formed with (D x H), or nullptr for W.
+    /// With a stationary noise covariance Sigma = sigma2 L L^T the likelihood sees the whitened
+    /// patches L^-1 y and fields W = L^-1 W_out, the estimates W_out <s z> are in the data's
+    /// coordinates (ALGORITHM.md §3.14).
+    const double* W_out = nullptr;
+    const double* fields_out() const { return W_out != nullptr ? W_out : W; }
 };
 
 /// Sufficient statistics of an E-step (ALGORITHM.md §3.6), summed over patches.

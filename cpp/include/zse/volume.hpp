@@ -46,6 +46,10 @@ struct PatchTransform {
     const double* offset = nullptr;  ///< D values, or nullptr
     double multiply = 1.0;
     double divide = 1.0;
+    /// A D x D lower-triangular factor L (row-major), or nullptr: the transformed patch u is
+    /// then replaced by L^-1 u (forward substitution), the whitening of a stationary noise
+    /// covariance L L^T (ALGORITHM.md §3.14).
+    const double* whiten = nullptr;
 };
 
 /// Copies patch n of `volume` into out (D values), transformed. `first_slice`: `volume` holds the

@@ -44,6 +44,14 @@ void read_patch(const double* volume, const VolumeGrid& g, index_t n,
             d += g.Pw;
         }
     }
+    if (transform.whiten != nullptr) {
+        const double* L = transform.whiten;
+        for (index_t i = 0; i < d; ++i) {
+            double s = out[i];
+            for (index_t j = 0; j < i; ++j) s -= L[i * d + j] * out[j];
+            out[i] = s / L[i * d + i];
+        }
+    }
 }
 
 void gather_patches(const double* volume, const VolumeGrid& grid, const std::int64_t* positions,

@@ -149,7 +149,7 @@ void EStepRunner::run_patch(const PatchJob& job, StateCache& cache, Workspace& w
             // diag(W_A Lambda W_A^T) is stored for cached states; for the shared table's states
             // (k <= 2) it is formed here by the same row_spread.
             for (index_t d = 0; d < D; ++d) {
-                const double* w = p_.W + d * H;
+                const double* w = p_.fields_out() + d * H;
                 double wk = 0.0;
                 for (index_t i = 0; i < k; ++i)
                     wk += w[static_cast<index_t>(active[i])] * ws.kappa[i];
@@ -176,7 +176,7 @@ void EStepRunner::run_patch(const PatchJob& job, StateCache& cache, Workspace& w
     if (job.estimates != nullptr) {
         double* x = job.estimates;
         for (index_t d = 0; d < D; ++d) {
-            const double* w = p_.W + d * H;
+            const double* w = p_.fields_out() + d * H;
             double sum = 0.0;
             for (index_t hi : ws.support) sum += w[hi] * ws.esz[hi];
             x[d] = sum;

@@ -446,7 +446,7 @@ void fill_diag(const Derived& dv, StateTerms& t, double* base) {
     const index_t k = t.k;
     double* diag = base + terms_size(k, p.D, !dv.diagonal_psi, false);
     for (index_t d = 0; d < p.D; ++d)
-        diag[d] = row_spread(p.W + d * p.H, base, lambda_of(t, base), k);
+        diag[d] = row_spread(p.fields_out() + d * p.H, base, lambda_of(t, base), k);
     t.diag_ready = true;
 }
 

@@ -155,7 +155,7 @@ def cmd_fit(args) -> int:
         verbose=not request.quiet and is_root,
     )
     with model.fitting_on(comm):
-        model.fit(patches)
+        model.fit(patches, patch_shape=patch)
     if is_root:
         save_model(model, output, patch_size=patch, overwrite=request.overwrite)
         log(f"fitted {type(model).__name__} in {time.perf_counter() - t:.1f} s; wrote {output}")

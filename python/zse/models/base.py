@@ -386,7 +386,7 @@ class ForeignModel(BaseEstimator):
             getattr(model, "_provides_variance", False)
         )
 
-    def fit(self, patches, progress=None):
+    def fit(self, patches, progress=None, patch_shape=None):
         self.model.fit(patches)
         return self
 

@@ -128,7 +128,7 @@ class EMEstimator(Checkpoints, BaseEstimator):
         if self.verbose and (team is None or team.is_root):
             print(f"[zse] {type(self).__name__}: {message}", file=sys.stderr, flush=True)
 
-    def fit(self, patches, y=None, *, progress=None):
+    def fit(self, patches, y=None, *, progress=None, patch_shape=None):
         """Learn the model's parameters from the patches (n_patches, n_features).
 
         Parameters
@@ -139,6 +139,10 @@ class EMEstimator(Checkpoints, BaseEstimator):
         progress : callable, optional
             Called after every epoch as ``progress(epoch, max_iter)``; an exception it raises
             stops the fit (the estimator is left as it was).
+        patch_shape : tuple of int, optional
+            The patches' extents ((rows, columns) or (z, rows, columns)), for models whose
+            noise model depends on the pixels' offsets (SSSC with ``noise`` other than
+            "white"); square patches are assumed when not given. ``zse.reconstruct`` passes it.
 
         Returns
         -------
@@ -155,6 +159,7 @@ class EMEstimator(Checkpoints, BaseEstimator):
         check_progress(progress, "progress(epoch, max_iter)")
         before = dict(vars(self))
         try:
+            self._fit_patch_shape = None if patch_shape is None else tuple(patch_shape)
             self._fit(patches, progress)
         except BaseException:
             vars(self).clear()

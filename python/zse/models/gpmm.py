@@ -153,8 +153,8 @@ class GPMM(_PoissonMixture):
         super()._finish(Y)
         self._totals = None
 
-    def fit(self, patches, y=None, *, progress=None):
-        super().fit(patches, y, progress=progress)
+    def fit(self, patches, y=None, *, progress=None, patch_shape=None):
+        super().fit(patches, y, progress=progress, patch_shape=patch_shape)
         if self.alpha_capped_:
             warnings.warn(
                 f"GPMM: alpha reached its cap alpha_max={self.alpha_max:g}: the patch totals are "

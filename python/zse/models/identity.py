@@ -26,7 +26,7 @@ class Identity(BaseEstimator):
     def _after_load(self):
         self.n_features_in_ = int(self.n_features_in_)
 
-    def fit(self, patches, y=None, *, progress=None):
+    def fit(self, patches, y=None, *, progress=None, patch_shape=None):
         """Record the patch dimension; returns ``self``."""
         patches = as_patches(patches)
         self.n_features_in_ = patches.shape[1]

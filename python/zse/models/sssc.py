@@ -19,6 +19,15 @@ from . import sssc_init
 from .base import check_is_fitted, check_n_features, fingerprint
 from .checkpoints import CheckpointError
 from .em import EMEstimator
+from .sssc_estimate import states_for, stream_volume
+from .sssc_noise import (
+    describe_noise,
+    initial_noise,
+    noise_after_load,
+    noise_epoch,
+    noise_summary,
+    set_noise,
+)
 from .sssc_parameters import (
     SSSC_PARAMETERS,
     check_learned_shapes,
@@ -97,6 +106,7 @@ class SSSC(EMEstimator):
         "_W_std": "array",
         "_sigma2_std": "float",
         "_bias_std": "array",
+        "_noise_corr": "array",
     }
 
     # Training patches of ``zse.reconstruct(..., n_train="auto")``: more epochs on fewer
@@ -166,6 +176,12 @@ class SSSC(EMEstimator):
         extra = {}
         if with_bias:
             extra = {"bias": np.ascontiguousarray(self.bias_), "scale": float(self.data_scale_)}
+        if self._noise_L is not None:
+            # Coloured noise (ALGORITHM.md §3.14): the kernels see whitened patches and fields;
+            # estimates and variances come out with the fields in the data's coordinates.
+            extra["W_out"] = np.ascontiguousarray(self._noise_L @ self._W_std)
+            if with_bias:
+                extra["whiten"] = self._noise_L
         return _core.SSSCModel(
             self._W_std, self.pi_, self.mu_, self.Psi_, float(self._sigma2_std), **extra
         )
@@ -216,19 +232,30 @@ class SSSC(EMEstimator):
         H, S, p_init = self._search_shape()
         self.data_offset_, self.data_scale_ = self._fit_scaling
         self._bias_std = np.zeros(Y.shape[1])
+        self._set_noise(None)
         self._work = self._centred(Y)  # the patches the kernels see, refreshed every epoch
         self._column_means = self._work.mean(axis=0)
+        # The noise model (ALGORITHM.md §3.14): white, or a stationary correlation whose first
+        # estimate comes from the flattest patches; the kernels then see whitened patches.
+        noise, self.noise_evidence_ = initial_noise(
+            self._work, self.noise, vars(self).get("_fit_patch_shape"), int(self.noise_support)
+        )
+        if noise is not None:
+            self._set_noise(noise)
+            self._work = self._centred(Y)
         rng = np.random.default_rng(seed)
         if self.init == "patches":
             params, mean = sssc_init.data_driven(self._work, H, rng)
             # The bias starts at the mean patch; _column_means stay those of the bias-free
             # patches, which the bias M-step needs (ALGORITHM.md §3.10).
-            self._bias_std = mean
+            self._bias_std = mean if self._noise_L is None else self._noise_L @ mean
             self._work = self._centred(Y)
         else:
             params = sssc_init.evo_standard(self._work, H, rng)
         self._W_std, self.pi_, self.mu_ = params["W"], params["pi"], params["mu"]
         self.Psi_, self._sigma2_std = params["Psi"], params["sigma2"]
+        if self._noise is not None and self.noise_update == "first":
+            self._sigma2_std = self._noise.variance
         self.n_dead_units_ = 0
         self._K = _core.sssc_init_states(Y.shape[0], S, H, p_init, seed, n_threads)
 
@@ -240,7 +267,12 @@ class SSSC(EMEstimator):
         bias = self.data_offset_ + self.data_scale_ * self._bias_std
         out = np.subtract(Y, bias, out=out)
         out /= self.data_scale_
+        if self._noise_L is not None:
+            out[...] = np.linalg.solve(self._noise_L, out.T).T
         return out
+
+    def _set_noise(self, noise):
+        set_noise(self, noise)
 
     def _em_epoch(self, Y, epoch, n_threads):
         N = Y.shape[0]
@@ -251,9 +283,14 @@ class SSSC(EMEstimator):
         self._W_std, self.pi_, self.mu_ = update["W"], update["pi"], update["mu"]
         self.Psi_, self._sigma2_std = update["Psi"], update["sigma2"]
         self.n_dead_units_ = update["n_dead_units"]
-        # Conditional M-step of the bias: b = mean_n (y_n - W <s z>_n), exact given q and the
-        # new W, so the free energy cannot decrease (ALGORITHM.md §3.10).
-        self._bias_std = self._column_means - self._W_std @ (np.asarray(stats.a_sz) / N)
+        # Conditional M-step of the bias: b = mean_n (y_n - W_o <s z>_n), exact given q and the
+        # new W, so the free energy cannot decrease (ALGORITHM.md §3.10); W_o = L W (§3.14).
+        a = np.asarray(stats.a_sz) / N
+        old_bias = self._bias_std
+        W_out = self._W_std if self._noise_L is None else self._noise_L @ self._W_std
+        self._bias_std = self._column_means - W_out @ a
+        if self._noise is not None:
+            noise_epoch(self, stats, N, work, self._column_means - old_bias - W_out @ a, W_out)
         if stats.n_invalid:
             self._log(f"{stats.n_invalid} state(s) had a non-positive-definite covariance")
         sigma = np.sqrt(self._sigma2_std) * self.data_scale_
@@ -286,8 +323,9 @@ class SSSC(EMEstimator):
         return unit
 
     def _log_scale_per_patch(self) -> float:
-        # A density in the data's units: log p(a y) = log p(y) - D log a (ALGORITHM.md §3.10).
-        return self._W_std.shape[0] * float(np.log(self.data_scale_))
+        # A density in the data's units: log p(a y) = log p(y) - D log a (ALGORITHM.md §3.10),
+        # and of the unwhitened patches: log p(y) = log p(L^-1 y) - log det L (§3.14).
+        return self._W_std.shape[0] * float(np.log(self.data_scale_)) + self._noise_log_det
 
     def _state_arrays(self):
         return {
@@ -299,6 +337,7 @@ class SSSC(EMEstimator):
             "K": self._full_state_sets(),
             "bias": self._bias_std,
             "n_dead_units": np.int64(self.n_dead_units_),
+            "noise_corr": self._noise_corr,
         }
 
     def _load_state_arrays(self, arrays):
@@ -313,13 +352,17 @@ class SSSC(EMEstimator):
         self._K = np.ascontiguousarray(arrays["K"], dtype=np.uint64)
         self._bias_std = np.ascontiguousarray(arrays["bias"], dtype=np.float64)
         self.n_dead_units_ = int(arrays["n_dead_units"])
+        if self._noise is not None:
+            self._set_noise(self._noise.with_correlation_matrix(arrays["noise_corr"]))
 
     def _finish(self, Y):
         # The learned parameters in the data's units; the kernels keep the standardised ones
         # (at extreme scales sigma2_ may under- or overflow, the standardised values do not).
-        self.W_ = self._W_std * self.data_scale_
+        W_out = self._W_std if self._noise_L is None else self._noise_L @ self._W_std
+        self.W_ = W_out * self.data_scale_
         self.bias_ = self.data_offset_ + self.data_scale_ * self._bias_std
         self.sigma2_ = float(np.float64(self._sigma2_std) * self._variance_unit())
+        describe_noise(self)
         self.K_ = self._full_state_sets()
         del self._K, self._work, self._column_means
         self.n_features_in_ = Y.shape[1]
@@ -331,6 +374,7 @@ class SSSC(EMEstimator):
 
     def _after_load(self):
         super()._after_load()
+        noise_after_load(self)
         words = (int(self.H) + 63) // 64
         self.K_ = np.zeros((0, int(self.n_states), words), dtype=np.uint64)
 
@@ -340,6 +384,7 @@ class SSSC(EMEstimator):
         if "sigma2_" in vars(self):
             summary["learned_sigma"] = float(np.sqrt(self.sigma2_))
             summary["n_dead_units"] = int(self.n_dead_units_)
+            summary["noise"] = noise_summary(self)
         return summary
 
     def fields_image(self):
@@ -355,7 +400,8 @@ class SSSC(EMEstimator):
     def sample(self, n_samples=1, random_state=None):
         """Draw patches from the learned generative model (ALGORITHM.md §3.1).
 
-        s_h ~ Bernoulli(pi_h), z ~ N(mu, Psi), y = bias + W (s * z) + sqrt(sigma2) * noise.
+        s_h ~ Bernoulli(pi_h), z ~ N(mu, Psi), y = bias + W (s * z) + eps with
+        eps ~ N(0, noise_covariance_) (sigma2 I for white noise).
 
         Parameters
         ----------
@@ -375,24 +421,12 @@ class SSSC(EMEstimator):
         lower = np.linalg.cholesky(self.Psi_)
         z = self.mu_ + rng.standard_normal((n, H)) @ lower.T
         noise = rng.standard_normal((n, self.W_.shape[0])) * np.sqrt(self.sigma2_)
+        if self._noise_L is not None:
+            noise = noise @ self._noise_L.T  # eps ~ N(0, sigma2 C), C = L L^T
         return self.bias_ + (s * z) @ self.W_.T + noise
 
     def _states_for(self, Y, n_threads, *, estimation=False):
-        """State sets for Y and their sweeps: the training sets if Y is the training data, else
-        fresh ones; with ``estimation`` of the estimation's size (the best of each training set
-        under the fitted parameters)."""
-        H, S, p_init = self._search_shape(estimation)
-        if fingerprint(Y) == self._train_fingerprint:
-            K = self.K_.copy()
-            if S < K.shape[1]:
-                lpj = self._estep(
-                    self._centred(Y), K, 10**9, evolve=False, want_lpj=True, n_threads=n_threads
-                )["lpj"]
-                best = np.argsort(-lpj, axis=1, kind="stable")[:, :S]
-                K = np.ascontiguousarray(np.take_along_axis(K, best[:, :, None], axis=1))
-            return K, 1
-        K = _core.sssc_init_states(Y.shape[0], S, H, p_init, self._seed + 1, n_threads)
-        return K, int(self.n_estimate_sweeps)
+        return states_for(self, Y, n_threads, estimation=estimation)
 
     def _prepare(self, patches):
         check_is_fitted(self)
@@ -456,34 +490,4 @@ class SSSC(EMEstimator):
         return stats.log_joint_sum / Y.shape[0] - self._log_scale_per_patch()
 
     def _stream_volume(self, volume, patch, positions, n_threads, stream):
-        """Streamed estimate and merge of every patch of a (Z, R, Q) volume (ALGORITHM.md §2.6).
-
-        ``positions`` are the sorted training positions when this model was just fitted on
-        exactly those patches (their learned state sets are the starting point there).
-        """
-        check_n_features(self, int(np.prod(patch)))
-        H, S, p_init = self._search_shape(estimation=True)
-        if len(positions) != self.K_.shape[0]:
-            positions = np.zeros(0, dtype=np.int64)
-        states = self.K_ if len(positions) else np.zeros((0, S, self.K_.shape[2]), np.uint64)
-        plan = _core.VolumeSearch(
-            n_states=S,
-            p_init=p_init,
-            seed=self._seed,
-            fresh_seed=(self._seed + 1) % 2**64,
-            train_sweeps=int(self.n_train_sweeps),
-            warm_sweeps=int(self.n_warm_sweeps),
-            fresh_sweeps=int(self.n_estimate_sweeps),
-            patience=int(self.search_patience),
-        )
-        return _core.sssc_estimate_volume(
-            volume,
-            patch,
-            self._kernel_model(with_bias=True),
-            states,
-            np.ascontiguousarray(positions, dtype=np.int64),
-            self._search_options(estimation=True),
-            plan,
-            stream,
-            n_threads,
-        )
+        return stream_volume(self, volume, patch, positions, n_threads, stream)

@@ -13,6 +13,7 @@ MUTATIONS = ("randflip", "sparseflip", "cross", "cross_randflip", "cross_sparsef
 UPDATES = ("exact", "reference")
 INITS = ("evo", "patches")
 ESTIMATION_SEARCHES = ("neighbours", "evolution")
+NOISE_MODELS = ("auto", "white", "correlated")
 
 SSSC_PARAMETERS = (
     Param("H", 64, Int(1, 256), "latent units (generative fields)", positional=True),
@@ -71,6 +72,36 @@ SSSC_PARAMETERS = (
         doc="tvlearn/evo's standard one (every field near the mean patch plus noise; "
         "ALGORITHM.md §3.7), or data-driven: the bias is the mean patch and the fields are H "
         "distinct training patches minus the mean, drawn with the seed (§3.7).",
+        cli="advanced",
+    ),
+    Param(
+        "noise",
+        "auto",
+        Choice(NOISE_MODELS),
+        "noise model: white, correlated (stationary, learned) or auto",
+        doc="'white': eps ~ N(0, sigma2 I). 'correlated': eps ~ N(0, sigma2 C) with C a "
+        "stationary correlation over the patch (C_ij depends on the offset between pixels i "
+        "and j only, within noise_support pixels along each axis), learned with the other "
+        "parameters: the E-step runs on whitened patches, estimates are formed in the data's "
+        "coordinates (ALGORITHM.md §3.14). 'auto': learn C and keep it where the noise is "
+        "measurably correlated (neighbouring pixels' correlation >= 0.1), else white.",
+    ),
+    Param(
+        "noise_support",
+        3,
+        Int(1, 16),
+        "offsets (pixels along each axis) the learned noise correlation may reach",
+        cli="advanced",
+    ),
+    Param(
+        "noise_update",
+        "first",
+        Choice(("first", "em")),
+        "keep the noise correlation's first estimate, or update it every epoch (EM)",
+        doc="'em' replaces C every epoch by the expected residual covariance averaged over "
+        "equal offsets (ALGORITHM.md §3.14); it lets texture the fields do not explain drain "
+        "into the noise (bench/README.md, 'Coloured noise'), so the default keeps the first "
+        "estimate and learns only sigma2.",
         cli="advanced",
     ),
     Param(
@@ -227,6 +258,7 @@ def check_learned_shapes(model) -> None:
         "Psi_": (H, H),
         "bias_": (D,),
         "_bias_std": (D,),
+        "_noise_corr": (D, D),
     }
     for name, shape in expected.items():
         if np.shape(getattr(model, name)) != shape:
@@ -237,4 +269,11 @@ def check_learned_shapes(model) -> None:
         setattr(model, name, float(getattr(model, name)))
     if not (model._sigma2_std > 0 and model.data_scale_ > 0):
         msg = "sigma2_ and data_scale_ must be > 0"
+        raise ValueError(msg)
+    C = np.asarray(model._noise_corr)
+    if not (np.allclose(C, C.T) and np.allclose(np.diag(C), 1.0)):
+        msg = "the noise correlation must be symmetric with a unit diagonal"
+        raise ValueError(msg)
+    if np.linalg.eigvalsh(C).min() <= 0:
+        msg = "the noise correlation must be positive definite"
         raise ValueError(msg)

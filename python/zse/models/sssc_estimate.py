@@ -1,0 +1,61 @@
+"""SSSC's estimation helpers: the state sets a batch of patches starts from, and the streamed
+estimate of every patch of an image or volume (ALGORITHM.md §2.6, §4.11)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _core
+from .base import check_n_features, fingerprint
+
+
+def states_for(model, Y, n_threads, *, estimation=False):
+    """State sets for Y and their sweeps: the training sets if Y is the training data, else
+    fresh ones; with ``estimation`` of the estimation's size (the best of each training set
+    under the fitted parameters)."""
+    H, S, p_init = model._search_shape(estimation)
+    if fingerprint(Y) == model._train_fingerprint:
+        K = model.K_.copy()
+        if S < K.shape[1]:
+            lpj = model._estep(
+                model._centred(Y), K, 10**9, evolve=False, want_lpj=True, n_threads=n_threads
+            )["lpj"]
+            best = np.argsort(-lpj, axis=1, kind="stable")[:, :S]
+            K = np.ascontiguousarray(np.take_along_axis(K, best[:, :, None], axis=1))
+        return K, 1
+    K = _core.sssc_init_states(Y.shape[0], S, H, p_init, model._seed + 1, n_threads)
+    return K, int(model.n_estimate_sweeps)
+
+
+def stream_volume(model, volume, patch, positions, n_threads, stream):
+    """Streamed estimate and merge of every patch of a (Z, R, Q) volume (ALGORITHM.md §2.6).
+
+    ``positions`` are the sorted training positions when this model was just fitted on
+    exactly those patches (their learned state sets are the starting point there).
+    """
+    check_n_features(model, int(np.prod(patch)))
+    H, S, p_init = model._search_shape(estimation=True)
+    if len(positions) != model.K_.shape[0]:
+        positions = np.zeros(0, dtype=np.int64)
+    states = model.K_ if len(positions) else np.zeros((0, S, model.K_.shape[2]), np.uint64)
+    plan = _core.VolumeSearch(
+        n_states=S,
+        p_init=p_init,
+        seed=model._seed,
+        fresh_seed=(model._seed + 1) % 2**64,
+        train_sweeps=int(model.n_train_sweeps),
+        warm_sweeps=int(model.n_warm_sweeps),
+        fresh_sweeps=int(model.n_estimate_sweeps),
+        patience=int(model.search_patience),
+    )
+    return _core.sssc_estimate_volume(
+        volume,
+        patch,
+        model._kernel_model(with_bias=True),
+        states,
+        np.ascontiguousarray(positions, dtype=np.int64),
+        model._search_options(estimation=True),
+        plan,
+        stream,
+        n_threads,
+    )

@@ -1,0 +1,170 @@
+"""SSSC's noise model beyond white noise (ALGORITHM.md §3.14): the first estimate of a
+stationary noise correlation C, the choice of ``noise="auto"``, and the M-step of C.
+
+All values are in SSSC's standardised units (ALGORITHM.md §3.10): the model is
+y = b + W_o (s * z) + eps, eps ~ N(0, sigma2 C), C = L L^T with unit diagonal; the kernels see
+the whitened patches L^-1 (y - b), the whitened fields W = L^-1 W_o and white noise of variance
+sigma2.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..noise import (
+    AUTO_MIN_CORRELATION,
+    FLAT_FRACTION,
+    MIN_FLAT_PATCHES,
+    StationaryNoise,
+    flattest_patches_acf,
+    neighbour_correlations,
+    patch_extent,
+    stationary_part,
+)
+
+
+def patch_shape_for(D: int, patch_shape):
+    """The patch shape a fit was given, or a square one when ``D`` is a square (None else)."""
+    if patch_shape is not None:
+        shape = tuple(int(n) for n in patch_shape)
+        if int(np.prod(shape)) != D:
+            msg = f"patch_shape {shape} has {int(np.prod(shape))} pixels, the patches have {D}"
+            raise ValueError(msg)
+        return shape
+    side = math.isqrt(D)
+    return (side, side) if side * side == D else None
+
+
+def initial_noise(work: np.ndarray, mode: str, patch_shape, support: int):
+    """The noise correlation a fit starts from (None: white) and the evidence of the choice.
+
+    ``work``: the standardised training patches (N, D). ``mode``: "white", "correlated" or
+    "auto". The first estimate comes from the flattest patches
+    (:func:`zse.noise.flattest_patches_acf`); "auto" keeps it when neighbouring pixels'
+    correlation reaches AUTO_MIN_CORRELATION along some axis.
+    """
+    if mode == "white":
+        return None, {"noise": "white", "reason": "noise='white' given"}
+    shape = patch_shape_for(work.shape[1], patch_shape)
+    if shape is None:
+        if mode == "correlated":
+            msg = (
+                "noise='correlated' needs the patch shape of non-square patches: "
+                "fit(patches, patch_shape=(rows, columns)) or (z, rows, columns)"
+            )
+            raise ValueError(msg)
+        return None, {"noise": "white", "reason": "the patch shape is unknown"}
+    extent = patch_extent(shape)
+    if extent == (1,):
+        return None, {"noise": "white", "reason": "one-pixel patches"}
+    if mode == "auto" and FLAT_FRACTION * len(work) < MIN_FLAT_PATCHES:
+        reason = (
+            f"{len(work)} training patches are too few to find {MIN_FLAT_PATCHES} flat ones "
+            f"among the flattest {FLAT_FRACTION:.0%} (noise='correlated' estimates it anyway)"
+        )
+        return None, {"noise": "white", "reason": reason}
+    acf = flattest_patches_acf(work, extent, support)
+    noise = StationaryNoise.from_acf(acf, extent, support)
+    rho = noise.neighbour_correlations()
+    evidence = {"neighbour_correlation": [round(r, 4) for r in rho], "support": int(support)}
+    strongest = max(abs(r) for r in rho)
+    if mode == "auto" and strongest < AUTO_MIN_CORRELATION:
+        reason = (
+            f"neighbouring pixels' noise correlation {strongest:.3f} < {AUTO_MIN_CORRELATION} "
+            "(first estimate, flattest patches)"
+        )
+        return None, {"noise": "white", "reason": reason, **evidence}
+    reason = (
+        "noise='correlated' given"
+        if mode == "correlated"
+        else f"neighbouring pixels' noise correlation {strongest:.3f} >= {AUTO_MIN_CORRELATION}"
+    )
+    return noise, {"noise": "correlated", "reason": reason, **evidence}
+
+
+def noise_mstep(noise: StationaryNoise, stats, N: int, gram_white, W_new, mean_residual, support):
+    """The M-step of the noise (ALGORITHM.md §3.14): the expected residual covariance of the
+    E-step's patches, in the data's coordinates, projected onto stationary covariances
+    (averaged over equal offsets), cut to ``support`` and made positive definite.
+
+    ``gram_white``: sum of the kernels' (whitened, bias-free) patches' outer products;
+    ``W_new``: the whitened fields of this M-step; ``mean_residual``: the mean residual
+    y - b - W_o <s z> (the bias update's shift). Returns the new noise and its variance sigma2.
+    """
+    L = noise.L
+    Y_sz = L @ np.asarray(stats.Y_sz)
+    W_o = L @ W_new
+    G = L @ gram_white @ L.T
+    S = (G - W_o @ Y_sz.T - Y_sz @ W_o.T + W_o @ np.asarray(stats.B_szsz) @ W_o.T) / N
+    S -= np.outer(mean_residual, mean_residual)
+    acf = stationary_part(S, noise.extent)
+    new = StationaryNoise.from_acf(acf, noise.extent, support)
+    centre = tuple(n - 1 for n in noise.extent)
+    return new, float(acf[centre])
+
+
+def noise_summary(model) -> dict:
+    """The learned noise model of a fitted SSSC for records: its kind, the evidence of the
+    choice (fits in this process) and the neighbouring pixels' correlation."""
+    C = np.asarray(model._noise_corr)
+    summary = {"model": model.noise_model_}
+    evidence = vars(model).get("noise_evidence_")
+    if evidence is not None:
+        summary["choice"] = evidence
+    shape = vars(model).get("patch_size_")
+    if shape is not None and model.noise_model_ == "correlated":
+        extent = patch_extent(shape)
+        acf = stationary_part(C, extent)
+        rho = neighbour_correlations(acf, extent)
+        summary["neighbour_correlation"] = [round(r, 4) for r in rho]
+    return summary
+
+
+def set_noise(model, noise) -> None:
+    """A fit's noise (a StationaryNoise; None: white) and what follows from it: C, its
+    Cholesky factor L and log det L (the density's change of coordinates)."""
+    model._noise = noise
+    if noise is None:
+        model._noise_L, model._noise_log_det = None, 0.0
+        model._noise_corr = np.eye(len(model._bias_std))
+    else:
+        model._noise_corr = noise.C
+        model._noise_L, model._noise_log_det = noise.L, noise.log_det_L
+
+
+def noise_epoch(model, stats, N: int, work, shift, W_out) -> None:
+    """The noise's part of an M-step (after the kernels' and the bias's; ALGORITHM.md §3.14).
+
+    ``noise_update="first"``: sigma2 stays the first estimate's (the sigma2 M-step of a sparse
+    code underestimates a coloured noise). ``"em"``: C and sigma2 from the expected residual
+    covariance, and the fields re-expressed in the new whitened coordinates.
+    """
+    if model.noise_update == "first":
+        model._sigma2_std = model._noise.variance
+        return
+    noise, sigma2 = noise_mstep(
+        model._noise, stats, N, work.T @ work, model._W_std, shift, int(model.noise_support)
+    )
+    set_noise(model, noise)
+    model._W_std = np.ascontiguousarray(np.linalg.solve(model._noise_L, W_out))
+    model._sigma2_std = sigma2
+
+
+def describe_noise(model) -> None:
+    """noise_covariance_ (the learned noise covariance over a patch, in the data's units
+    squared) and noise_model_ ("white" or "correlated") of a fitted SSSC."""
+    model.noise_covariance_ = model.sigma2_ * model._noise_corr
+    white = np.array_equal(model._noise_corr, np.eye(len(model._noise_corr)))
+    model.noise_model_ = "white" if white else "correlated"
+
+
+def noise_after_load(model) -> None:
+    """The whitening factor of a model read from a file (its correlation C is stored)."""
+    model._noise_corr = np.ascontiguousarray(model._noise_corr, dtype=np.float64)
+    white = np.array_equal(model._noise_corr, np.eye(len(model._noise_corr)))
+    model._noise = None
+    model._noise_L = None if white else np.ascontiguousarray(np.linalg.cholesky(model._noise_corr))
+    model._noise_log_det = 0.0 if white else float(np.sum(np.log(np.diag(model._noise_L))))
+    describe_noise(model)

@@ -1,0 +1,247 @@
+"""Stationary (coloured) noise over a patch: its covariance, learned from the image itself.
+
+Real EM noise is correlated: a detector's MTF, interpolation, binning and a tomogram's filtered
+back-projection correlate neighbouring pixels. A stationary noise has a covariance that depends
+only on the offset between two pixels, Sigma_ij = c(p_j - p_i) (its autocovariance c, whose
+Fourier transform is the noise power spectrum). SSSC with ``noise="correlated"`` models
+y = b + W (s * z) + eps with eps ~ N(0, sigma2 C), C = c / c(0) a correlation of this form, and
+runs its E-step on whitened patches L^-1 y (C = L L^T; ALGORITHM.md §3.14).
+
+This module holds the pieces that do not depend on the model: the offsets of a patch's pixel
+pairs, the projection of a D x D matrix onto stationary covariances (averaging over equal
+offsets), a positive-definite stationary covariance from an autocovariance (its power spectrum
+clipped at a floor), and the blind first estimate from the flattest patches of the image.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+# Offsets (in pixels along each axis) beyond which the first estimate and every M-step set the
+# autocovariance to zero: the correlations of detectors, interpolation and binning reach a few
+# pixels, while a smooth signal correlates over the whole patch (identifiability, §3.14).
+DEFAULT_SUPPORT = 3
+# The power spectrum is kept above this fraction of its maximum (positive definiteness).
+PSD_FLOOR = 1e-3
+# The first estimate uses this fraction of the training patches, the flattest ones.
+FLAT_FRACTION = 0.1
+MIN_FLAT_PATCHES = 256
+FLAT_ROUNDS = 4
+DETREND = 1  # the constant only: a slope removed too hides more of a strongly correlated noise
+# noise="auto" takes the coloured model when the first estimate's correlation between
+# neighbours (any axis) is at least this (white noise measures |rho| < 0.05 in 16 384 patches).
+AUTO_MIN_CORRELATION = 0.1
+
+
+def patch_extent(shape) -> tuple:
+    """The patch's extents along its axes of more than one pixel ((1, 8, 8) -> (8, 8))."""
+    extent = tuple(int(n) for n in shape if int(n) > 1)
+    return extent or (1,)
+
+
+def pixel_coordinates(extent) -> np.ndarray:
+    """(D, ndim) coordinates of a patch's pixels in row-major order."""
+    grids = np.meshgrid(*[np.arange(n) for n in extent], indexing="ij")
+    return np.stack([g.ravel() for g in grids], axis=1)
+
+
+def offset_index(extent) -> np.ndarray:
+    """(D, D) index of the offset p_j - p_i of every pixel pair on the flattened grid of
+    offsets, whose shape is (2 n - 1 for n in extent) and whose centre is offset 0."""
+    coords = pixel_coordinates(extent)
+    delta = coords[None, :, :] - coords[:, None, :] + (np.asarray(extent) - 1)
+    return np.ravel_multi_index(tuple(np.moveaxis(delta, -1, 0)), [2 * n - 1 for n in extent])
+
+
+def offset_grid(extent) -> np.ndarray:
+    """The offsets of the autocovariance grid, (2 n - 1, ..., ndim)."""
+    axes = [np.arange(-(n - 1), n) for n in extent]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
+
+
+def support_mask(extent, support: int) -> np.ndarray:
+    """True on the autocovariance grid where every axis's offset is at most ``support``."""
+    return np.all(np.abs(offset_grid(extent)) <= support, axis=-1)
+
+
+def stationary_part(S: np.ndarray, extent) -> np.ndarray:
+    """The autocovariance that is closest to the D x D matrix ``S`` among stationary ones:
+    the mean of S over the pixel pairs of each offset, symmetric (c(-d) = c(d))."""
+    index = offset_index(extent)
+    size = int(np.prod([2 * n - 1 for n in extent]))
+    weights = np.asarray(S, dtype=np.float64).ravel()
+    sums = np.bincount(index.ravel(), weights=weights, minlength=size)
+    counts = np.bincount(index.ravel(), minlength=size)
+    grid = (sums / np.maximum(counts, 1)).reshape([2 * n - 1 for n in extent])
+    return 0.5 * (grid + np.flip(grid))
+
+
+def positive_definite(acf: np.ndarray, extent, floor: float = PSD_FLOOR) -> tuple:
+    """An autocovariance on the same grid whose power spectrum (on a periodic grid four times
+    the patch) is at least ``floor`` times its maximum, and that spectrum: every covariance
+    matrix built from it is positive definite."""
+    torus = [max(1, int(2 ** np.ceil(np.log2(4 * n)))) if n > 1 else 1 for n in extent]
+    embedded = np.zeros(torus)
+    centre = [n - 1 for n in extent]
+    for index in np.ndindex(*acf.shape):
+        position = tuple((i - c) % t for i, c, t in zip(index, centre, torus))
+        embedded[position] += acf[index]
+    psd = np.real(np.fft.fftn(embedded))
+    psd = np.maximum(psd, floor * max(float(psd.max()), np.finfo(np.float64).tiny))
+    periodic = np.real(np.fft.ifftn(psd))
+    out = np.empty_like(acf)
+    for index in np.ndindex(*acf.shape):
+        out[index] = periodic[tuple((i - c) % t for i, c, t in zip(index, centre, torus))]
+    return 0.5 * (out + np.flip(out)), psd
+
+
+def covariance(acf: np.ndarray, extent) -> np.ndarray:
+    """The D x D covariance of a stationary noise with autocovariance ``acf``."""
+    return np.ascontiguousarray(acf.ravel()[offset_index(extent)])
+
+
+def neighbour_correlations(acf: np.ndarray, extent) -> list:
+    """c(offset 1 along each axis) / c(0), the correlation of neighbouring pixels."""
+    centre = tuple(n - 1 for n in extent)
+    values = []
+    for axis, n in enumerate(extent):
+        if n < 2:
+            continue
+        one = list(centre)
+        one[axis] += 1
+        values.append(float(acf[tuple(one)] / acf[centre]))
+    return values
+
+
+def flattest_patches_acf(
+    Y: np.ndarray, extent, support: int = DEFAULT_SUPPORT, fraction: float = FLAT_FRACTION
+) -> np.ndarray:
+    """A first, blind estimate of the noise's autocovariance from the patches ``Y`` (N, D).
+
+    Each patch loses its best-fitting plane (a constant and a slope along each axis, which a
+    smooth signal is locally); the flattest FLAT_FRACTION of them (least residual energy) are
+    taken as noise. Their residual covariance is E = Q Sigma Q for the projector Q that removes
+    planes, linear in the autocovariance on the support: solved by least squares, so that the
+    plane removal does not bias the estimate. Selecting the flattest patches underestimates the
+    noise's scale; the model learns that (sigma2) and this gives the shape.
+    """
+    Y = np.asarray(Y, dtype=np.float64)
+    coords = pixel_coordinates(extent).astype(np.float64)
+    design = np.column_stack([np.ones(len(coords)), coords - coords.mean(axis=0)])[:, :DETREND]
+    Q = np.eye(len(coords)) - design @ np.linalg.pinv(design)
+    residual = Y @ Q
+    count = min(len(Y), max(MIN_FLAT_PATCHES, int(fraction * len(Y))))
+    index = offset_index(extent)
+    mask = support_mask(extent, support).ravel()
+    grid_size = mask.size
+    canonical = np.minimum(np.arange(grid_size), grid_size - 1 - np.arange(grid_size))
+    unknowns = np.unique(canonical[mask])
+    basis = np.column_stack(
+        [(Q @ (canonical[index] == u).astype(np.float64) @ Q).ravel() for u in unknowns]
+    )
+    # Selecting the flattest patches by their plain energy favours noise that looks white (the
+    # directions of large noise variance are the ones a low energy leaves out): the estimate
+    # comes out less correlated than the noise. Selected by the energy whitened with the current
+    # estimate instead, the selection treats every direction of the noise alike, and the
+    # estimate's shape is unbiased at the fixed point; a few rounds reach it.
+    metric = Q
+    for _ in range(FLAT_ROUNDS):
+        energy = np.einsum("nd,de,ne->n", residual, metric, residual)
+        flat = np.sort(np.argsort(energy, kind="stable")[:count])
+        E = residual[flat].T @ residual[flat] / count
+        values = np.linalg.lstsq(basis, E.ravel(), rcond=None)[0]
+        flat_acf = np.zeros(grid_size)
+        for u, value in zip(unknowns, values):
+            flat_acf[canonical == u] = value
+        shaped, _ = positive_definite(flat_acf.reshape([2 * n - 1 for n in extent]), extent)
+        metric = np.linalg.pinv(Q @ covariance(shaped, extent) @ Q, hermitian=True)
+    # Selected by whitened energy, Gaussian noise keeps its shape but loses scale: a spherical
+    # Gaussian cut at the f-quantile of its squared radius (chi-square with k = D - ndim - 1
+    # degrees of freedom, the rank of Q) keeps E[chi2 | chi2 <= q_f] / k of its variance.
+    k = int(round(np.trace(Q)))
+    fraction_kept = count / len(Y)
+    flat_acf /= truncated_chi2_mean(k, fraction_kept) / k
+    return flat_acf.reshape([2 * n - 1 for n in extent])
+
+
+def _chi2_cdf(k: int, x: float) -> float:
+    """P(chi2_k <= x): the regularised lower incomplete gamma P(k/2, x/2) by its series."""
+    a, h = 0.5 * k, 0.5 * x
+    if h <= 0:
+        return 0.0
+    term = total = 1.0 / a
+    n = 1
+    while term > 1e-17 * total and n < 10000:
+        term *= h / (a + n)
+        total += term
+        n += 1
+    return float(np.exp(a * np.log(h) - h - math.lgamma(a)) * total)
+
+
+def truncated_chi2_mean(k: int, fraction: float) -> float:
+    """E[X | X <= q] for X ~ chi2_k and q its ``fraction`` quantile (k P_{k+2}(q) / P_k(q))."""
+    if fraction >= 1.0:
+        return float(k)
+    low, high = 0.0, float(k + 50 * np.sqrt(2 * k) + 50)
+    for _ in range(200):  # the quantile by bisection
+        mid = 0.5 * (low + high)
+        low, high = (mid, high) if _chi2_cdf(k, mid) < fraction else (low, mid)
+    q = 0.5 * (low + high)
+    return k * _chi2_cdf(k + 2, q) / _chi2_cdf(k, q)
+
+
+@dataclass
+class StationaryNoise:
+    """A stationary noise correlation over one patch shape (unit variance: C = acf / acf(0)),
+    with its Cholesky factor L (C = L L^T) and log det L."""
+
+    extent: tuple
+    correlation: np.ndarray  # the autocorrelation on the offset grid, 1 at offset 0
+    psd: np.ndarray  # its power spectrum on the periodic grid (relative units)
+    variance: float = 1.0  # the noise's variance c(0) where it was estimated
+
+    @classmethod
+    def from_acf(cls, acf: np.ndarray, extent, support: int) -> StationaryNoise:
+        kept = np.where(support_mask(extent, support), acf, 0.0)
+        centre = tuple(n - 1 for n in extent)
+        if not kept[centre] > 0:
+            msg = "the noise's estimated variance is not positive"
+            raise ValueError(msg)
+        variance = float(kept[centre])
+        kept = kept / variance
+        clipped, psd = positive_definite(kept, extent)
+        scale = float(clipped[centre])
+        return cls(tuple(extent), clipped / scale, psd / scale, variance * scale)
+
+    @property
+    def C(self) -> np.ndarray:
+        return covariance(self.correlation, self.extent)
+
+    @property
+    def L(self) -> np.ndarray:
+        return np.ascontiguousarray(np.linalg.cholesky(self.C))
+
+    @property
+    def log_det_L(self) -> float:
+        return float(np.sum(np.log(np.diag(self.L))))
+
+    def whiten(self, Y: np.ndarray, out=None) -> np.ndarray:
+        """L^-1 y for every row y of Y (in place into ``out`` when given)."""
+        white = np.linalg.solve(self.L, np.asarray(Y).T).T
+        if out is None:
+            return np.ascontiguousarray(white)
+        out[...] = white
+        return out
+
+    def neighbour_correlations(self) -> list:
+        return neighbour_correlations(self.correlation, self.extent)
+
+    def with_correlation_matrix(self, C: np.ndarray) -> StationaryNoise:
+        """The same kind of noise with the correlation read back from its D x D matrix (a
+        checkpoint's)."""
+        correlation = stationary_part(C, self.extent)
+        _, psd = positive_definite(correlation, self.extent)
+        return StationaryNoise(self.extent, correlation, psd, self.variance)
