@@ -239,9 +239,11 @@ class StationaryNoise:
     def neighbour_correlations(self) -> list:
         return neighbour_correlations(self.correlation, self.extent)
 
-    def with_correlation_matrix(self, C: np.ndarray) -> StationaryNoise:
-        """The same kind of noise with the correlation read back from its D x D matrix (a
-        checkpoint's)."""
-        correlation = stationary_part(C, self.extent)
+    def restored(self, correlation: np.ndarray, variance: float) -> StationaryNoise:
+        """The same kind of noise with a stored autocorrelation grid and variance (a
+        checkpoint's): C is rebuilt from them bit for bit."""
+        if correlation.shape != self.correlation.shape:
+            msg = "the checkpoint's noise correlation does not match the patch shape"
+            raise ValueError(msg)
         _, psd = positive_definite(correlation, self.extent)
-        return StationaryNoise(self.extent, correlation, psd, self.variance)
+        return StationaryNoise(self.extent, np.array(correlation), psd, float(variance))

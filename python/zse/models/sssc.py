@@ -337,7 +337,9 @@ class SSSC(EMEstimator):
             "K": self._full_state_sets(),
             "bias": self._bias_std,
             "n_dead_units": np.int64(self.n_dead_units_),
-            "noise_corr": self._noise_corr,
+            # the noise's autocorrelation and variance, from which C is rebuilt bit for bit
+            "noise_grid": np.zeros(0) if self._noise is None else self._noise.correlation,
+            "noise_variance": np.float64(0.0 if self._noise is None else self._noise.variance),
         }
 
     def _load_state_arrays(self, arrays):
@@ -353,7 +355,9 @@ class SSSC(EMEstimator):
         self._bias_std = np.ascontiguousarray(arrays["bias"], dtype=np.float64)
         self.n_dead_units_ = int(arrays["n_dead_units"])
         if self._noise is not None:
-            self._set_noise(self._noise.with_correlation_matrix(arrays["noise_corr"]))
+            self._set_noise(
+                self._noise.restored(arrays["noise_grid"], float(arrays["noise_variance"]))
+            )
 
     def _finish(self, Y):
         # The learned parameters in the data's units; the kernels keep the standardised ones
