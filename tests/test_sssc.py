@@ -5,6 +5,7 @@ import reference
 import zse
 from zse import _core
 from zse.models import sssc_init
+from zse.models.sssc_estimate import states_for
 
 
 def random_params(rng, D, H):
@@ -460,7 +461,7 @@ def test_estimation_starts_from_the_best_learned_states(rng):
     exact = _core.sssc_log_joint(
         model._centred(Y), model._kernel_model(), reference.pack_states(reference.all_states(H)), 1
     )
-    K, _ = model._states_for(Y, 1, estimation=True)
+    K, _ = states_for(model, Y, 1, estimation=True)
     assert K.shape == (len(Y), 3, 1)
     weights = 1 << np.arange(H)
     learned = reference.unpack_states(model.K_, H) @ weights
@@ -470,7 +471,7 @@ def test_estimation_starts_from_the_best_learned_states(rng):
         order = sorted(range(len(values)), key=lambda i: (-values[i], i))
         assert chosen[n].tolist() == learned[n][order[:3]].tolist()
     # score() keeps the training truncation, comparable with free_energies_
-    assert model._states_for(Y, 1)[0].shape == model.K_.shape
+    assert states_for(model, Y, 1)[0].shape == model.K_.shape
 
 
 def test_streamed_estimate_keeps_the_same_best_learned_states(rng):
@@ -482,7 +483,7 @@ def test_streamed_estimate_keeps_the_same_best_learned_states(rng):
     model.set_params(random_state=0, n_train_sweeps=0)
     out = zse.reconstruct(image, model, patch_size=4, n_train=10**6, n_threads=1)
     patches = zse.extract_patches(image, 4)
-    K, _ = model._states_for(patches, 1, estimation=True)
+    K, _ = states_for(model, patches, 1, estimation=True)
     estimates = model._estep(
         model._centred(patches), K, 10**9, evolve=False, want_estimates=True, n_threads=1
     )["estimates"]

@@ -46,6 +46,9 @@ struct SSSCModel {
     double scale = 1.0;
     py::object W_out = py::none();
     py::object whiten = py::none();
+    // Signal-dependent noise (ALGORITHM.md §3.15): (alpha, offset, s2) of the generalized
+    // Anscombe transform the patches pass through before `bias`, or None.
+    py::object gat = py::none();
 };
 
 // A Poisson (alpha None) or Gamma-Poisson mixture's parameters.

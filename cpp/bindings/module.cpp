@@ -39,12 +39,14 @@ PYBIND11_MODULE(_core, m) {
     // ---- option structs (bindings.hpp), taken whole by the entry points ---------------------
     py::class_<SSSCModel>(m, "SSSCModel", "SSSC's parameters in the kernels' units (private)")
         .def(py::init([](ArrayF64 W, ArrayF64 pi, ArrayF64 mu, ArrayF64 Psi, double sigma2,
-                         py::object bias, double scale, py::object W_out, py::object whiten) {
-                 return SSSCModel{W, pi, mu, Psi, sigma2, bias, scale, W_out, whiten};
+                         py::object bias, double scale, py::object W_out, py::object whiten,
+                         py::object gat) {
+                 return SSSCModel{W, pi, mu, Psi, sigma2, bias, scale, W_out, whiten, gat};
              }),
              py::arg("W").noconvert(), py::arg("pi").noconvert(), py::arg("mu").noconvert(),
              py::arg("Psi").noconvert(), py::arg("sigma2"), py::arg("bias") = py::none(),
-             py::arg("scale") = 1.0, py::arg("W_out") = py::none(), py::arg("whiten") = py::none())
+             py::arg("scale") = 1.0, py::arg("W_out") = py::none(), py::arg("whiten") = py::none(),
+             py::arg("gat") = py::none())
         .def_readonly("W", &SSSCModel::W)
         .def_readonly("sigma2", &SSSCModel::sigma2)
         .def_readonly("scale", &SSSCModel::scale);

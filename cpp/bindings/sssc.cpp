@@ -167,6 +167,19 @@ py::dict sssc_estimate_volume(const ArrayF64& volume, const Patch3& patch, const
     zse::EstimateTransform to_data;
     to_data.offset = bias.data();
     to_data.multiply = scale;
+    if (!model.gat.is_none()) {
+        zse::require(py::isinstance<ArrayF64>(model.gat),
+                     "the model's Anscombe parameters must be a float64 array");
+        const auto gat = model.gat.cast<ArrayF64>();
+        require_shape(gat, {3}, "gat");
+        const double* g = gat.data();
+        zse::require(g[0] > 0.0 && std::isfinite(g[0]) && std::isfinite(g[1]) &&
+                         std::isfinite(g[2]) && g[2] >= 0.0,
+                     "the Anscombe parameters need alpha > 0, a finite offset and s2 >= 0");
+        to_model.gat_alpha = to_data.gat_alpha = g[0];
+        to_model.gat_offset = to_data.gat_offset = g[1];
+        to_model.gat_s2 = to_data.gat_s2 = g[2];
+    }
     zse::StreamOutputs out;
     py::dict result = stream_outputs(g, stream, out);
     set_input_slab(volume, stream, out);

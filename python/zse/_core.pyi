@@ -66,6 +66,7 @@ class SSSCModel:
         scale: typing.SupportsFloat | typing.SupportsIndex = 1.0,
         W_out: typing.Any = None,
         whiten: typing.Any = None,
+        gat: typing.Any = None,
     ) -> None: ...
     @property
     def W(self) -> numpy.typing.NDArray[numpy.float64]: ...

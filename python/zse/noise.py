@@ -247,3 +247,121 @@ class StationaryNoise:
             raise ValueError(msg)
         _, psd = positive_definite(correlation, self.extent)
         return StationaryNoise(self.extent, np.array(correlation), psd, float(variance))
+
+
+# -- signal-dependent noise: the noise-level function and the generalized Anscombe transform --
+# noise="auto" transforms the data when the noise variance grows with the brightness by at
+# least this factor between the 10th and the 90th percentile of the patches' means, and the
+# slope is at least this many standard errors away from zero.
+AUTO_MIN_VARIANCE_RATIO = 1.5
+AUTO_MIN_SLOPE_ERRORS = 3.0
+
+
+@dataclass
+class Anscombe:
+    """The generalized Anscombe transform of data whose noise variance is
+    alpha (x - offset) + alpha^2 s2 (Poisson counts scaled by alpha above an offset, plus
+    Gaussian noise of variance alpha^2 s2): f(x) = 2 sqrt((x - offset) / alpha + 3/8 + s2)
+    has noise of about unit variance whatever the brightness (ALGORITHM.md §3.15)."""
+
+    alpha: float
+    offset: float
+    s2: float
+
+    @property
+    def parameters(self) -> np.ndarray:
+        return np.array([self.alpha, self.offset, self.s2], dtype=np.float64)
+
+    def forward(self, x):
+        return 2.0 * np.sqrt(
+            np.maximum((np.asarray(x) - self.offset) / self.alpha + 0.375 + self.s2, 0.0)
+        )
+
+    def inverse(self, D):
+        """The closed-form unbiased inverse (Mäkitalo & Foi, IEEE TIP 2013) of denoised values
+        D (the algebraic inverse below D = 1), never below ``offset``; as the C++
+        anscombe_inverse."""
+        D = np.asarray(D, dtype=np.float64)
+        r = np.sqrt(1.5)
+        safe = np.maximum(D, 1.0)
+        exact = 0.25 * safe**2 + 0.25 * r / safe - 1.375 / safe**2 + 0.625 * r / safe**3 - 0.125
+        algebraic = 0.25 * D**2 - 0.375
+        z = np.where(D >= 1.0, exact, algebraic) - self.s2
+        return self.alpha * np.maximum(z, 0.0) + self.offset
+
+    def sample_inverse(self, D):
+        """The algebraic inverse (x whose transform is D): for samples, not for estimates."""
+        z = 0.25 * np.asarray(D, dtype=np.float64) ** 2 - 0.375 - self.s2
+        return self.alpha * z + self.offset
+
+    def inverse_slope(self, D):
+        """dx/dD of the inverse (the algebraic inverse's alpha D / 2), for variances."""
+        return self.alpha * 0.5 * np.asarray(D, dtype=np.float64)
+
+    def log_slope(self, x):
+        """log f'(x) per value: a density of f(x) plus the sum of these is one of x."""
+        z = np.maximum((np.asarray(x) - self.offset) / self.alpha + 0.375 + self.s2, 1e-12)
+        return -np.log(self.alpha) - 0.5 * np.log(z)
+
+
+def noise_level_function(Y: np.ndarray, patch_shape) -> dict:
+    """The noise variance against the brightness, from patches (N, D) of the given shape.
+
+    Per patch: its mean and the variance of each inner pixel's residual against the mean of its
+    four in-plane neighbours (divided by 1.25, the factor of white noise; a correlated noise
+    shrinks it alike at every brightness, which changes the line's scale, not its shape). The
+    patches are grouped into eight by brightness and a line variance = slope * mean + intercept
+    is fitted through the groups' medians.
+    """
+    from ._scaling import data_scaling
+    from .counts import _line
+
+    shape = tuple(int(n) for n in patch_shape)
+    # The line is fitted in standardised units (no square of the data's scale can leave
+    # float64's range) and its parameters are mapped back without squaring it.
+    offset, scale = data_scaling(Y)
+    cube = ((np.asarray(Y, dtype=np.float64) - offset) / scale).reshape(
+        len(Y), -1, shape[-2], shape[-1]
+    )
+    if shape[-2] < 3 or shape[-1] < 3:
+        return {"measurable": False, "reason": "patches narrower than 3 pixels"}
+    inner = cube[:, :, 1:-1, 1:-1]
+    around = 0.25 * (
+        cube[:, :, :-2, 1:-1] + cube[:, :, 2:, 1:-1] + cube[:, :, 1:-1, :-2] + cube[:, :, 1:-1, 2:]
+    )
+    variance = np.mean((inner - around) ** 2, axis=(1, 2, 3)) / 1.25
+    means = cube.mean(axis=(1, 2, 3))
+    edges = np.quantile(means, np.linspace(0, 1, 9))
+    group = np.clip(np.searchsorted(edges, means, side="right") - 1, 0, 7)
+    centres = np.array([np.median(means[group == g]) for g in range(8) if np.any(group == g)])
+    levels = np.array([np.median(variance[group == g]) for g in range(8) if np.any(group == g)])
+    slope, intercept, error = _line(centres, levels)
+    low, high = np.quantile(means, [0.1, 0.9])
+    at_low, at_high = slope * low + intercept, slope * high + intercept
+    return {
+        "measurable": bool(np.isfinite(slope)),
+        "slope": float(slope),  # in standardised units: (x - data_offset) / data_scale
+        "intercept": float(intercept),
+        "slope_error": float(error),
+        "variance_ratio": float(at_high / at_low) if at_low > 0 else float("inf"),
+        "data_offset": float(offset),
+        "data_scale": float(scale),
+    }
+
+
+def anscombe_for(level: dict, Y: np.ndarray) -> Anscombe | None:
+    """The transform of a noise-level function (None where it is not signal-dependent, or the
+    data reach far below the offset where their variance would vanish)."""
+    slope, intercept = level["slope"], level["intercept"]
+    if not (level["measurable"] and slope > 0):
+        return None
+    # In standardised units alpha' = slope and offset' = -intercept / slope where the
+    # intercept is negative; x = data_offset + data_scale x' maps both back (s2 is unitless).
+    offset = 0.0 if intercept >= 0 else -intercept / slope
+    transform = Anscombe(
+        float(level["data_scale"] * slope),
+        float(level["data_offset"] + level["data_scale"] * offset),
+        max(float(intercept), 0.0) / slope**2,
+    )
+    below = np.mean((np.asarray(Y) - transform.offset) / transform.alpha + 0.375 + transform.s2 < 0)
+    return transform if below <= 0.01 else None

@@ -64,6 +64,9 @@ struct EstimateTransform {
     const double* offset = nullptr;  ///< D values, or nullptr
     double multiply = 1.0;
     double divide = 1.0;
+    /// With gat_alpha > 0 (PatchTransform's), the mapped estimate D is then inverted with
+    /// anscombe_inverse and a variance v multiplied by anscombe_inverse_slope(D)^2.
+    double gat_alpha = 0.0, gat_offset = 0.0, gat_s2 = 0.0;
 };
 
 /// Geometry of the streaming: bands of `band_length` corner slices (rows for 2-D), fixed by the

@@ -50,7 +50,19 @@ struct PatchTransform {
     /// then replaced by L^-1 u (forward substitution), the whitening of a stationary noise
     /// covariance L L^T (ALGORITHM.md §3.14).
     const double* whiten = nullptr;
+    /// Signal-dependent noise, variance alpha (x - offset) + alpha^2 s2 (ALGORITHM.md §3.15):
+    /// with gat_alpha > 0 each value x is first replaced by its generalized Anscombe transform
+    /// 2 sqrt(max((x - gat_offset) / gat_alpha + 3/8 + gat_s2, 0)).
+    double gat_alpha = 0.0, gat_offset = 0.0, gat_s2 = 0.0;
 };
+
+/// The generalized Anscombe transform of one value (PatchTransform's gat_* fields).
+double anscombe_forward(double x, double alpha, double offset, double s2);
+/// Its closed-form unbiased inverse (Makitalo & Foi 2013) of a denoised value D, in the data's
+/// units; below D = 1 the algebraic inverse, and never below `offset`.
+double anscombe_inverse(double D, double alpha, double offset, double s2);
+/// d x / d D of the inverse at D (the algebraic inverse's: alpha D / 2), for variances.
+double anscombe_inverse_slope(double D, double alpha);
 
 /// Copies patch n of `volume` into out (D values), transformed. `first_slice`: `volume` holds the
 /// grid's slices from this one on (a slab of a volume too large for memory), 0: all of them.

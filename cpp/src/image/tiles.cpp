@@ -126,6 +126,18 @@ void estimate_and_merge(const double* volume, const VolumeGrid& original,
     const double scale_e = to_data.multiply, div_e = to_data.divide;
     const double scale_v = to_data.multiply * to_data.multiply,
                  div_v = to_data.divide * to_data.divide;
+    // An estimate in the data's units (the inverse of the generalized Anscombe transform when
+    // the model worked on it, ALGORITHM.md §3.15) and its variance.
+    const bool gat = to_data.gat_alpha > 0.0;
+    auto data_value = [&](double mapped) {
+        return gat ? anscombe_inverse(mapped, to_data.gat_alpha, to_data.gat_offset, to_data.gat_s2)
+                   : mapped;
+    };
+    auto data_variance = [&](double v, double mapped) {
+        if (!gat) return v;
+        const double slope = anscombe_inverse_slope(mapped, to_data.gat_alpha);
+        return v * slope * slope;
+    };
 
     // Full: estimates of one band go to the ring: voxel (z, r, c) of patch (z0, r0, c0) keeps its
     // estimate in slot d = ((z - z0) Ph + (r - r0)) Pw + (c - c0), so every estimate has its own
@@ -174,20 +186,24 @@ void estimate_and_merge(const double* volume, const VolumeGrid& original,
                                     const index_t c = t + j;
                                     const double off =
                                         to_data.offset != nullptr ? to_data.offset[d] : 0.0;
-                                    const double x = et[d] * scale_e / div_e + off;
+                                    const double x = data_value(et[d] * scale_e / div_e + off);
                                     if (!std::isfinite(x)) throw_non_finite(original, z0 + k, r, c);
                                     double* a = row + c * A;
                                     const bool first_c = t == std::max<index_t>(0, c - g.Pw + 1);
+                                    const double vx =
+                                        want_var ? data_variance(vt[d] * scale_v / div_v,
+                                                                 et[d] * scale_e / div_e + off)
+                                                 : 0.0;
                                     if (first_z && first_r && first_c) {
                                         a[0] = x;  // the shift: the first estimate, as full
                                         a[1] = 0.0;
                                         a[2] = 0.0;
-                                        if (want_var) a[3] = vt[d] * scale_v / div_v;
+                                        if (want_var) a[3] = vx;
                                     } else {
                                         const double dx = x - a[0];
                                         a[1] += dx;
                                         a[2] += dx * dx;
-                                        if (want_var) a[3] += vt[d] * scale_v / div_v;
+                                        if (want_var) a[3] += vx;
                                     }
                                 }
                                 continue;
@@ -200,8 +216,11 @@ void estimate_and_merge(const double* volume, const VolumeGrid& original,
                                 const double off =
                                     to_data.offset != nullptr ? to_data.offset[d] : 0.0;
                                 // The pixel (.., c0 + j) keeps this patch's value in slot d.
-                                dst[j * D + d] = et[d] * scale_e / div_e + off;
-                                if (want_var) dst_v[j * D + d] = vt[d] * scale_v / div_v;
+                                const double mapped = et[d] * scale_e / div_e + off;
+                                dst[j * D + d] = data_value(mapped);
+                                if (want_var)
+                                    dst_v[j * D + d] =
+                                        data_variance(vt[d] * scale_v / div_v, mapped);
                             }
                         }
                     }

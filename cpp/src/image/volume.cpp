@@ -1,5 +1,7 @@
 #include "zse/volume.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <string>
 
 #include "zse/parallel.hpp"
@@ -23,16 +25,43 @@ index_t VolumeGrid::coverage(index_t z, index_t r, index_t c) const {
     return (z1 - z0 + 1) * (r1 - r0 + 1) * (c1 - c0 + 1);
 }
 
+double anscombe_forward(double x, double alpha, double offset, double s2) {
+    return 2.0 * std::sqrt(std::max((x - offset) / alpha + 0.375 + s2, 0.0));
+}
+
+double anscombe_inverse(double D, double alpha, double offset, double s2) {
+    double z;
+    if (D >= 1.0) {
+        const double r = std::sqrt(1.5), D2 = D * D;
+        z = 0.25 * D2 + 0.25 * r / D - 1.375 / D2 + 0.625 * r / (D2 * D) - 0.125 - s2;
+    } else {
+        z = 0.25 * D * D - 0.375 - s2;
+    }
+    return alpha * std::max(z, 0.0) + offset;
+}
+
+double anscombe_inverse_slope(double D, double alpha) {
+    return alpha * 0.5 * D;
+}
+
 void read_patch(const double* volume, const VolumeGrid& g, index_t n,
                 const PatchTransform& transform, double* out, index_t first_slice) {
     const index_t Qc = g.Qc(), Rc = g.Rc();
     const index_t c0 = n % Qc, r0 = (n / Qc) % Rc, z0 = n / (Qc * Rc);
     index_t d = 0;
+    const bool gat = transform.gat_alpha > 0.0;
     for (index_t k = 0; k < g.Pz; ++k) {
         for (index_t i = 0; i < g.Ph; ++i) {
             const double* src = volume + ((z0 + k - first_slice) * g.R + r0 + i) * g.Q + c0;
-            if (transform.offset == nullptr && transform.multiply == 1.0 &&
-                transform.divide == 1.0) {
+            if (gat) {
+                for (index_t j = 0; j < g.Pw; ++j) {
+                    const double off = transform.offset != nullptr ? transform.offset[d + j] : 0.0;
+                    const double u = anscombe_forward(src[j], transform.gat_alpha,
+                                                      transform.gat_offset, transform.gat_s2);
+                    out[d + j] = (u - off) * transform.multiply / transform.divide;
+                }
+            } else if (transform.offset == nullptr && transform.multiply == 1.0 &&
+                       transform.divide == 1.0) {
                 for (index_t j = 0; j < g.Pw; ++j) out[d + j] = src[j];
             } else {
                 // x - 0, x * 1 and x / 1 are exact, so one expression serves every transform.

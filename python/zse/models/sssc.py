@@ -19,14 +19,18 @@ from . import sssc_init
 from .base import check_is_fitted, check_n_features, fingerprint
 from .checkpoints import CheckpointError
 from .em import EMEstimator
-from .sssc_estimate import states_for, stream_volume
+from .sssc_estimate import draw_samples, states_for, stream_volume
 from .sssc_noise import (
     describe_noise,
     initial_noise,
+    initial_transform,
+    log_slope_per_patch,
     noise_after_load,
     noise_epoch,
     noise_summary,
     set_noise,
+    transform_of,
+    untransformed,
 )
 from .sssc_parameters import (
     SSSC_PARAMETERS,
@@ -107,6 +111,7 @@ class SSSC(EMEstimator):
         "_sigma2_std": "float",
         "_bias_std": "array",
         "_noise_corr": "array",
+        "_gat": "array",
     }
 
     # Training patches of ``zse.reconstruct(..., n_train="auto")``: more epochs on fewer
@@ -176,6 +181,8 @@ class SSSC(EMEstimator):
         extra = {}
         if with_bias:
             extra = {"bias": np.ascontiguousarray(self.bias_), "scale": float(self.data_scale_)}
+        if transform_of(self) is not None:
+            extra["gat"] = np.ascontiguousarray(self._gat)
         if self._noise_L is not None:
             # Coloured noise (ALGORITHM.md §3.14): the kernels see whitened patches and fields;
             # estimates and variances come out with the fields in the data's coordinates.
@@ -225,14 +232,21 @@ class SSSC(EMEstimator):
     def _fit_data(self, patches):
         Y = as_patches(patches)
         self._train_fingerprint = fingerprint(Y)
-        self._fit_scaling = data_scaling(Y)
+        # Signal-dependent noise (ALGORITHM.md §3.15): the model works on the generalized
+        # Anscombe transform of the data when the evidence (or noise="poisson-gaussian") says so.
+        transform, self._signal_evidence = initial_transform(
+            Y, self.noise, vars(self).get("_fit_patch_shape")
+        )
+        self._gat = np.zeros(3) if transform is None else transform.parameters
+        self._fit_scaling = data_scaling(Y if transform is None else transform.forward(Y))
+        self._fit_log_slope = log_slope_per_patch(self, Y)
         return Y
 
     def _initialise(self, Y, seed, n_threads):
         H, S, p_init = self._search_shape()
         self.data_offset_, self.data_scale_ = self._fit_scaling
         self._bias_std = np.zeros(Y.shape[1])
-        self._set_noise(None)
+        set_noise(self, None)
         self._work = self._centred(Y)  # the patches the kernels see, refreshed every epoch
         self._column_means = self._work.mean(axis=0)
         # The noise model (ALGORITHM.md §3.14): white, or a stationary correlation whose first
@@ -240,8 +254,9 @@ class SSSC(EMEstimator):
         noise, self.noise_evidence_ = initial_noise(
             self._work, self.noise, vars(self).get("_fit_patch_shape"), int(self.noise_support)
         )
+        self.noise_evidence_["signal_dependence"] = self._signal_evidence
         if noise is not None:
-            self._set_noise(noise)
+            set_noise(self, noise)
             self._work = self._centred(Y)
         rng = np.random.default_rng(seed)
         if self.init == "patches":
@@ -265,20 +280,18 @@ class SSSC(EMEstimator):
         Computed afresh from Y (not updated in place) so that a resumed fit sees the same bits.
         """
         bias = self.data_offset_ + self.data_scale_ * self._bias_std
-        out = np.subtract(Y, bias, out=out)
+        transform = transform_of(self)
+        out = np.subtract(Y if transform is None else transform.forward(Y), bias, out=out)
         out /= self.data_scale_
         if self._noise_L is not None:
             out[...] = np.linalg.solve(self._noise_L, out.T).T
         return out
 
-    def _set_noise(self, noise):
-        set_noise(self, noise)
-
     def _em_epoch(self, Y, epoch, n_threads):
         N = Y.shape[0]
         work = self._centred(Y, out=self._work)
         stats = self._training_stats(work, epoch, n_threads)
-        free_energy = stats.log_joint_sum / N - self._log_scale_per_patch()
+        free_energy = stats.log_joint_sum / N - self._log_scale_per_patch() + self._fit_log_slope
         update = _core.sssc_mstep(stats, N, self._kernel_model(), self.updates == "exact")
         self._W_std, self.pi_, self.mu_ = update["W"], update["pi"], update["mu"]
         self.Psi_, self._sigma2_std = update["Psi"], update["sigma2"]
@@ -355,8 +368,8 @@ class SSSC(EMEstimator):
         self._bias_std = np.ascontiguousarray(arrays["bias"], dtype=np.float64)
         self.n_dead_units_ = int(arrays["n_dead_units"])
         if self._noise is not None:
-            self._set_noise(
-                self._noise.restored(arrays["noise_grid"], float(arrays["noise_variance"]))
+            set_noise(
+                self, self._noise.restored(arrays["noise_grid"], float(arrays["noise_variance"]))
             )
 
     def _finish(self, Y):
@@ -418,19 +431,7 @@ class SSSC(EMEstimator):
             In the data's units.
         """
         check_is_fitted(self)
-        n = check_int(n_samples, "n_samples", 1)
-        rng = self._rng(random_state)
-        H = self.W_.shape[1]
-        s = rng.random((n, H)) < self.pi_
-        lower = np.linalg.cholesky(self.Psi_)
-        z = self.mu_ + rng.standard_normal((n, H)) @ lower.T
-        noise = rng.standard_normal((n, self.W_.shape[0])) * np.sqrt(self.sigma2_)
-        if self._noise_L is not None:
-            noise = noise @ self._noise_L.T  # eps ~ N(0, sigma2 C), C = L L^T
-        return self.bias_ + (s * z) @ self.W_.T + noise
-
-    def _states_for(self, Y, n_threads, *, estimation=False):
-        return states_for(self, Y, n_threads, estimation=estimation)
+        return draw_samples(self, check_int(n_samples, "n_samples", 1), self._rng(random_state))
 
     def _prepare(self, patches):
         check_is_fitted(self)
@@ -460,7 +461,7 @@ class SSSC(EMEstimator):
         """
         Y = self._prepare(patches)
         n_threads = effective_n_threads(self.n_threads)
-        K, sweeps = self._states_for(Y, n_threads, estimation=True)
+        K, sweeps = states_for(self, Y, n_threads, estimation=True)
         out = self._estep(
             self._centred(Y),
             K,
@@ -474,11 +475,9 @@ class SSSC(EMEstimator):
         estimates = out["estimates"]
         estimates *= self.data_scale_
         estimates += self.bias_
-        if return_variance:
-            variance = out["variance"]
-            variance *= self._variance_unit()
-            return estimates, variance
-        return estimates
+        variance = out["variance"] * self._variance_unit() if return_variance else None
+        estimates, variance = untransformed(self, estimates, variance)
+        return (estimates, variance) if return_variance else estimates
 
     def score(self, patches, y=None) -> float:
         """Truncated free energy per patch (a lower bound of the log-likelihood per patch).
@@ -487,11 +486,15 @@ class SSSC(EMEstimator):
         """
         Y = self._prepare(patches)
         n_threads = effective_n_threads(self.n_threads)
-        K, sweeps = self._states_for(Y, n_threads)
+        K, sweeps = states_for(self, Y, n_threads)
         stats = self._estep(
             self._centred(Y), K, 10**9, n_sweeps=sweeps, n_threads=n_threads, estimation=True
         )["stats"]
-        return stats.log_joint_sum / Y.shape[0] - self._log_scale_per_patch()
+        return (
+            stats.log_joint_sum / Y.shape[0]
+            - self._log_scale_per_patch()
+            + log_slope_per_patch(self, Y)
+        )
 
     def _stream_volume(self, volume, patch, positions, n_threads, stream):
         return stream_volume(self, volume, patch, positions, n_threads, stream)

@@ -7,6 +7,7 @@ import numpy as np
 
 from .. import _core
 from .base import check_n_features, fingerprint
+from .sssc_noise import transform_of
 
 
 def states_for(model, Y, n_threads, *, estimation=False):
@@ -59,3 +60,17 @@ def stream_volume(model, volume, patch, positions, n_threads, stream):
         stream,
         n_threads,
     )
+
+
+def draw_samples(model, n: int, rng) -> np.ndarray:
+    """n patches of the fitted model's generative process (SSSC.sample), in the data's units."""
+    H = model.W_.shape[1]
+    s = rng.random((n, H)) < model.pi_
+    lower = np.linalg.cholesky(model.Psi_)
+    z = model.mu_ + rng.standard_normal((n, H)) @ lower.T
+    noise = rng.standard_normal((n, model.W_.shape[0])) * np.sqrt(model.sigma2_)
+    if model._noise_L is not None:
+        noise = noise @ model._noise_L.T  # eps ~ N(0, sigma2 C), C = L L^T
+    transformed = model.bias_ + (s * z) @ model.W_.T + noise
+    transform = transform_of(model)
+    return transformed if transform is None else transform.sample_inverse(transformed)

@@ -15,11 +15,16 @@ import numpy as np
 
 from ..noise import (
     AUTO_MIN_CORRELATION,
+    AUTO_MIN_SLOPE_ERRORS,
+    AUTO_MIN_VARIANCE_RATIO,
     FLAT_FRACTION,
     MIN_FLAT_PATCHES,
+    Anscombe,
     StationaryNoise,
+    anscombe_for,
     flattest_patches_acf,
     neighbour_correlations,
+    noise_level_function,
     patch_extent,
     stationary_part,
 )
@@ -47,6 +52,8 @@ def initial_noise(work: np.ndarray, mode: str, patch_shape, support: int):
     """
     if mode == "white":
         return None, {"noise": "white", "reason": "noise='white' given"}
+    if mode == "poisson-gaussian":
+        mode = "auto"  # the correlation of the transformed noise is measured as for "auto"
     shape = patch_shape_for(work.shape[1], patch_shape)
     if shape is None:
         if mode == "correlated":
@@ -168,3 +175,82 @@ def noise_after_load(model) -> None:
     model._noise_L = None if white else np.ascontiguousarray(np.linalg.cholesky(model._noise_corr))
     model._noise_log_det = 0.0 if white else float(np.sum(np.log(np.diag(model._noise_L))))
     describe_noise(model)
+
+
+def initial_transform(Y: np.ndarray, mode: str, patch_shape):
+    """The generalized Anscombe transform a fit works through (None: the data as they are)
+    and the evidence of the choice (ALGORITHM.md §3.15).
+
+    ``"auto"`` transforms when the noise variance measurably grows with the brightness
+    (:func:`zse.noise.noise_level_function`: a slope at least AUTO_MIN_SLOPE_ERRORS standard
+    errors above zero and AUTO_MIN_VARIANCE_RATIO between the 10th and 90th percentile of the
+    patches' brightness); ``"poisson-gaussian"`` always (an error where no positive slope is
+    measured).
+    """
+    if mode not in ("auto", "poisson-gaussian"):
+        return None, {"signal_dependent": False, "reason": f"noise={mode!r} given"}
+    shape = patch_shape_for(Y.shape[1], patch_shape)
+    if shape is None or min(shape[-2:]) < 3:
+        if mode == "poisson-gaussian":
+            msg = "noise='poisson-gaussian' needs the patch shape (rows and columns >= 3)"
+            raise ValueError(msg)
+        return None, {"signal_dependent": False, "reason": "the patch shape is unknown"}
+    level = noise_level_function(Y, shape)
+    evidence = {k: round(v, 6) for k, v in level.items() if isinstance(v, float)}
+    significant = (
+        level["measurable"]
+        and level["slope"] > AUTO_MIN_SLOPE_ERRORS * level["slope_error"]
+        and level["variance_ratio"] >= AUTO_MIN_VARIANCE_RATIO
+    )
+    transform = anscombe_for(level, Y) if significant or mode == "poisson-gaussian" else None
+    if transform is None:
+        if mode == "poisson-gaussian":
+            msg = (
+                "noise='poisson-gaussian': no noise variance that grows with the brightness "
+                f"was measured (slope {level.get('slope', float('nan')):.3g})"
+            )
+            raise ValueError(msg)
+        reason = (
+            f"the noise variance changes by {level.get('variance_ratio', float('nan')):.2f}x "
+            f"over the brightness (< {AUTO_MIN_VARIANCE_RATIO} or not measurable)"
+        )
+        return None, {"signal_dependent": False, "reason": reason, **evidence}
+    reason = (
+        "noise='poisson-gaussian' given"
+        if mode == "poisson-gaussian"
+        else f"the noise variance grows {level['variance_ratio']:.2f}x with the brightness"
+    )
+    return transform, {
+        "signal_dependent": True,
+        "reason": reason,
+        "alpha": transform.alpha,
+        "offset": transform.offset,
+        "s2": transform.s2,
+        **evidence,
+    }
+
+
+def transform_of(model):
+    """The fitted model's Anscombe transform, or None."""
+    gat = np.asarray(model._gat)
+    return Anscombe(*map(float, gat)) if gat[0] > 0 else None
+
+
+def log_slope_per_patch(model, Y) -> float:
+    """The mean over patches of sum_d log f'(y_d) for the model's Anscombe transform f (0
+    without one): a density of f(y) plus it is a density of y in the data's units (§3.15)."""
+    transform = transform_of(model)
+    if transform is None:
+        return 0.0
+    return float(np.sum(transform.log_slope(Y)) / len(Y))
+
+
+def untransformed(model, estimates, variance):
+    """Estimates (and variances, or None) made on the Anscombe transform mapped back to the
+    data: the exact unbiased inverse and the delta method through it (§3.15)."""
+    transform = transform_of(model)
+    if transform is None:
+        return estimates, variance
+    if variance is not None:
+        variance = variance * transform.inverse_slope(estimates) ** 2
+    return transform.inverse(estimates), variance

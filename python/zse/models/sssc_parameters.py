@@ -13,7 +13,7 @@ MUTATIONS = ("randflip", "sparseflip", "cross", "cross_randflip", "cross_sparsef
 UPDATES = ("exact", "reference")
 INITS = ("evo", "patches")
 ESTIMATION_SEARCHES = ("neighbours", "evolution")
-NOISE_MODELS = ("auto", "white", "correlated")
+NOISE_MODELS = ("auto", "white", "correlated", "poisson-gaussian")
 
 SSSC_PARAMETERS = (
     Param("H", 64, Int(1, 256), "latent units (generative fields)", positional=True),
@@ -78,13 +78,18 @@ SSSC_PARAMETERS = (
         "noise",
         "auto",
         Choice(NOISE_MODELS),
-        "noise model: white, correlated (stationary, learned) or auto",
+        "noise model: white, correlated (stationary, learned), poisson-gaussian or auto",
         doc="'white': eps ~ N(0, sigma2 I). 'correlated': eps ~ N(0, sigma2 C) with C a "
         "stationary correlation over the patch (C_ij depends on the offset between pixels i "
         "and j only, within noise_support pixels along each axis), learned with the other "
         "parameters: the E-step runs on whitened patches, estimates are formed in the data's "
-        "coordinates (ALGORITHM.md §3.14). 'auto': learn C and keep it where the noise is "
-        "measurably correlated (neighbouring pixels' correlation >= 0.1), else white.",
+        "coordinates (ALGORITHM.md §3.14). 'poisson-gaussian': noise whose variance grows with "
+        "the brightness (alpha (x - offset) + alpha^2 s2, measured on the training patches): "
+        "the model works on the generalized Anscombe transform of the data and its estimates "
+        "come back through the exact unbiased inverse (§3.15); the transformed noise's "
+        "correlation as with 'auto'. 'auto': each of the two where the evidence says so "
+        "(neighbouring pixels' correlation >= 0.1; a variance growing 1.5x over the "
+        "brightness), else white.",
     ),
     Param(
         "noise_support",
@@ -259,6 +264,7 @@ def check_learned_shapes(model) -> None:
         "bias_": (D,),
         "_bias_std": (D,),
         "_noise_corr": (D, D),
+        "_gat": (3,),
     }
     for name, shape in expected.items():
         if np.shape(getattr(model, name)) != shape:
@@ -269,6 +275,10 @@ def check_learned_shapes(model) -> None:
         setattr(model, name, float(getattr(model, name)))
     if not (model._sigma2_std > 0 and model.data_scale_ > 0):
         msg = "sigma2_ and data_scale_ must be > 0"
+        raise ValueError(msg)
+    gat = np.asarray(model._gat, dtype=np.float64)
+    if not (np.all(np.isfinite(gat)) and gat[0] >= 0 and gat[2] >= 0):
+        msg = "the Anscombe parameters (alpha, offset, s2) need alpha >= 0 and s2 >= 0"
         raise ValueError(msg)
     C = np.asarray(model._noise_corr)
     if not (np.allclose(C, C.T) and np.allclose(np.diag(C), 1.0)):
