@@ -73,7 +73,7 @@ def zse_methods(quick: bool, n_threads: int) -> list[Method]:
         kw = (
             f"defaults: H={d['H']}, n_states={d['n_states']}, n_parents={d['n_parents']}, "
             f"n_children={d['n_children']}, max_iter={d['max_iter']}, updates={d['updates']}, "
-            f"{p}x{p}, n_train auto ({zse.SSSC.auto_train_size})"
+            f"noise={d['noise']}, {p}x{p}, n_train auto ({zse.SSSC.auto_train_size})"
         )
     mix = ", ".join(f"{k}={v}" for k, v in mix_kw.items())
     return [
