@@ -393,3 +393,27 @@ def test_model_file_keeps_the_transform(tmp_path):
         loaded.estimate(patches[:40]), model.estimate(patches[:40]), rtol=1e-12
     )
     assert model.sample(5, random_state=0).shape == (5, 36)
+
+
+def test_command_line_noise_flag_and_record(tmp_path, coloured_scene):
+    import json
+
+    import tifffile
+
+    from zse.cli import main
+
+    _, noisy = coloured_scene
+    tifffile.imwrite(tmp_path / "c.tif", noisy.astype(np.float32))
+    common = ["--model", "sssc", "--max-iter", "3", "-q", "--stats", "mean"]
+    for kind in ("auto", "white"):
+        out = tmp_path / kind
+        assert (
+            main(["denoise", str(tmp_path / "c.tif"), "-o", str(out), "--noise", kind, *common])
+            == 0
+        )
+        record = json.loads((out / "c.zse.json").read_text())["model"]["noise"]
+        assert record["model"] == ("correlated" if kind == "auto" else "white")
+        assert record["choice"]["signal_dependence"]["signal_dependent"] is False
+    with pytest.raises(SystemExit) as refused:  # argparse names the choices
+        main(["denoise", str(tmp_path / "c.tif"), "-o", str(tmp_path / "x"), "--noise", "pink"])
+    assert refused.value.code == 2
