@@ -32,8 +32,12 @@ MIN_FLAT_PATCHES = 256
 FLAT_ROUNDS = 4
 DETREND = 1  # the constant only: a slope removed too hides more of a strongly correlated noise
 # noise="auto" takes the coloured model when the first estimate's correlation between
-# neighbours (any axis) is at least this (white noise measures |rho| < 0.05 in 16 384 patches).
-AUTO_MIN_CORRELATION = 0.1
+# neighbours (any axis) is at least this. Measured first estimates (bench/README.md, "Coloured
+# and signal-dependent noise"): white noise on Set12 0.00-0.07; the real ssTEM slices of the
+# Poisson table, whose flattest patches hold their own fine texture, 0.13-0.35; real EM noise
+# 0.63-0.89. Between 0.1 and 0.4 a coloured noise is taken for white (a loss there: house with
+# lag-1 0.39 noise reads 0.41, just above) rather than texture for noise.
+AUTO_MIN_CORRELATION = 0.4
 
 
 def patch_extent(shape) -> tuple:

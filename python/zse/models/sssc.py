@@ -19,7 +19,7 @@ from . import sssc_init
 from .base import check_is_fitted, check_n_features, fingerprint
 from .checkpoints import CheckpointError
 from .em import EMEstimator
-from .sssc_estimate import draw_samples, states_for, stream_volume
+from .sssc_estimate import draw_samples, search_options, states_for, stream_volume
 from .sssc_noise import (
     describe_noise,
     initial_noise,
@@ -91,6 +91,15 @@ class SSSC(EMEstimator):
         Units that received no posterior mass in the last M-step (their fields were kept).
     K_ : ndarray of shape (n_patches, n_states, words), uint64
         The training patches' final state sets (packed bits).
+    noise_model_ : {"white", "correlated"}
+        The noise's correlation model the fit used (``noise``; ALGORITHM.md §3.14).
+    noise_covariance_ : ndarray of shape (n_features, n_features)
+        The learned noise covariance over a patch, sigma2_ C (sigma2_ I for white noise).
+    noise_evidence_ : dict
+        Why ``noise="auto"`` chose what it chose (the measured correlation; under
+        ``"signal_dependence"`` the noise-level function and, when it was applied, the Anscombe
+        transform's alpha, offset and s2; §3.15). With the transform, W_, bias_, sigma2_ and
+        noise_covariance_ are in the transformed units.
     """
 
     parameters = SSSC_PARAMETERS
@@ -169,7 +178,7 @@ class SSSC(EMEstimator):
             Y,
             self._kernel_model(),
             K,
-            self._search_options(estimation),
+            search_options(self, estimation),
             request,
             n_threads,
             share=share,
@@ -191,19 +200,6 @@ class SSSC(EMEstimator):
                 extra["whiten"] = self._noise_L
         return _core.SSSCModel(
             self._W_std, self.pi_, self.mu_, self.Psi_, float(self._sigma2_std), **extra
-        )
-
-    def _search_options(self, estimation=False):
-        """The state search's settings, as the kernels take them (ALGORITHM.md §4.9, §4.10):
-        training always evolves the states; ``estimation`` searches with ``estimation_search``."""
-        return _core.SearchOptions(
-            method=self.estimation_search if estimation else "evolution",
-            n_parents=int(self.n_parents),
-            n_children=int(self.n_children),
-            n_generations=int(self.n_generations),
-            selection=self.selection,
-            mutation=self.mutation,
-            bitflip_prob=float(self.bitflip_prob or 0.0),
         )
 
     def _training_stats(self, work, epoch, n_threads):

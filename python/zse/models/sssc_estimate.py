@@ -10,6 +10,20 @@ from .base import check_n_features, fingerprint
 from .sssc_noise import transform_of
 
 
+def search_options(model, estimation=False):
+    """The state search's settings, as the kernels take them (ALGORITHM.md §4.9, §4.10):
+    training always evolves the states; ``estimation`` searches with ``estimation_search``."""
+    return _core.SearchOptions(
+        method=model.estimation_search if estimation else "evolution",
+        n_parents=int(model.n_parents),
+        n_children=int(model.n_children),
+        n_generations=int(model.n_generations),
+        selection=model.selection,
+        mutation=model.mutation,
+        bitflip_prob=float(model.bitflip_prob or 0.0),
+    )
+
+
 def states_for(model, Y, n_threads, *, estimation=False):
     """State sets for Y and their sweeps: the training sets if Y is the training data, else
     fresh ones; with ``estimation`` of the estimation's size (the best of each training set
@@ -55,7 +69,7 @@ def stream_volume(model, volume, patch, positions, n_threads, stream):
         model._kernel_model(with_bias=True),
         states,
         np.ascontiguousarray(positions, dtype=np.int64),
-        model._search_options(estimation=True),
+        search_options(model, estimation=True),
         plan,
         stream,
         n_threads,

@@ -88,7 +88,7 @@ SSSC_PARAMETERS = (
         "the model works on the generalized Anscombe transform of the data and its estimates "
         "come back through the exact unbiased inverse (§3.15); the transformed noise's "
         "correlation as with 'auto'. 'auto': each of the two where the evidence says so "
-        "(neighbouring pixels' correlation >= 0.1; a variance growing 1.5x over the "
+        "(neighbouring pixels' correlation >= 0.4; a variance growing 1.5x over the "
         "brightness), else white.",
     ),
     Param(
