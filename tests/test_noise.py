@@ -417,3 +417,18 @@ def test_command_line_noise_flag_and_record(tmp_path, coloured_scene):
     with pytest.raises(SystemExit) as refused:  # argparse names the choices
         main(["denoise", str(tmp_path / "c.tif"), "-o", str(tmp_path / "x"), "--noise", "pink"])
     assert refused.value.code == 2
+
+
+def test_reconstruct_noise_argument_reaches_the_model_it_makes(coloured_scene):
+    _, noisy = coloured_scene
+    image = noisy[:64, :64]
+    made = zse.reconstruct(image, "sssc", noise="white", stats="mean")
+    assert made.model.noise == "white" and made.model.noise_model_ == "white"
+    r, c = np.indices((96, 96))
+    rate = 6 + 3 * np.sin(c / 5.0) * np.cos(r / 7.0)
+    counts = np.random.default_rng(0).poisson(rate).astype(float)
+    assert zse.models.choose_model(counts)[0] == "gpmm"
+    with pytest.raises(ValueError, match="does not apply to model 'gpmm'.*model='auto' chose"):
+        zse.reconstruct(counts, noise="correlated")
+    with pytest.raises(ValueError, match=r"set it on the model: SSSC\(noise=...\)"):
+        zse.reconstruct(image, zse.SSSC(), noise="white")

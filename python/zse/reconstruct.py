@@ -15,7 +15,7 @@ from ._mpi import team_of
 from ._progress import Progress
 from ._threads import effective_n_threads
 from ._validation import as_patch_shape, as_stats, as_volume, check_progress, check_volume_fits
-from .models import AUTO_TRAIN_MAX, as_model, choose_model, is_fitted, make_model
+from .models import AUTO_TRAIN_MAX, as_model, choose_model, is_fitted, make_model, model_class
 
 # Variances of values beyond these magnitudes over- or underflow float64 (squares of 1e154).
 _SQUARE_SAFE_MAX = 1e150
@@ -142,6 +142,7 @@ def reconstruct(
     verbose=False,
     comm=None,
     progress=None,
+    noise=None,
 ) -> dict | None:
     """Denoise an image or volume with a patch model and merge the per-patch estimates.
 
@@ -194,6 +195,10 @@ def reconstruct(
         ``progress(phase, done, total)``: after every fit epoch (``"fit"``, epochs; zse models)
         and every wave of estimated bands (``"estimate"``, bands; rank 0's share under MPI). An
         exception it raises stops the work and reaches the caller (a cancel button).
+    noise : {"auto", "white", "correlated", "poisson-gaussian"}, optional
+        The noise model of a model this call makes (``model`` a name or ``"auto"``) that has
+        one (SSSC's ``noise``; default: the model's, ``"auto"``). A model object carries its
+        own: ``zse.SSSC(noise=...)``. ALGORITHM.md §3.14, §3.15.
 
     Returns
     -------
@@ -225,7 +230,18 @@ def reconstruct(
         if name == "auto":
             name, evidence = choose_model(volume)
             choice = {"model": name, **evidence}
-        model = make_model(name)
+        options = {} if noise is None else {"noise": noise}
+        if options and "noise" not in model_class(name)._param_names():
+            msg = (
+                f"noise={noise!r} does not apply to model {name!r}"
+                + (f" (model='auto' chose it: {choice['reason']})" if choice else "")
+                + "; the Poisson mixtures model counts as they are"
+            )
+            raise ValueError(msg)
+        model = make_model(name, options=options)
+    elif noise is not None:
+        msg = "noise= applies to a model reconstruct makes; set it on the model: SSSC(noise=...)"
+        raise ValueError(msg)
     given = model
     model = as_model(model)
     default = model.default_patch(volume.ndim)
