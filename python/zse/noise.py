@@ -153,7 +153,7 @@ def flattest_patches_acf(
     # estimate's shape is unbiased at the fixed point; a few rounds reach it.
     metric = Q
     for _ in range(FLAT_ROUNDS):
-        energy = np.einsum("nd,de,ne->n", residual, metric, residual)
+        energy = np.sum((residual @ metric) * residual, axis=1)  # no N x D x D temporary
         flat = np.sort(np.argsort(energy, kind="stable")[:count])
         E = residual[flat].T @ residual[flat] / count
         values = np.linalg.lstsq(basis, E.ravel(), rcond=None)[0]
