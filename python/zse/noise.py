@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -220,11 +221,11 @@ class StationaryNoise:
         scale = float(clipped[centre])
         return cls(tuple(extent), clipped / scale, psd / scale, variance * scale)
 
-    @property
+    @cached_property
     def C(self) -> np.ndarray:
         return covariance(self.correlation, self.extent)
 
-    @property
+    @cached_property
     def L(self) -> np.ndarray:
         return np.ascontiguousarray(np.linalg.cholesky(self.C))
 

@@ -184,6 +184,10 @@ class SSSC(EMEstimator):
             share=share,
         )
 
+    def _fields_out(self):
+        """The fields in the data's coordinates, W_o = L W (W itself for white noise; §3.14)."""
+        return self._W_std if self._noise_L is None else self._noise_L @ self._W_std
+
     def _kernel_model(self, *, with_bias=False):
         """The standardised parameters as the kernels take them; ``with_bias``: with the map
         between the data's units and the standardised ones (the streamed estimate)."""
@@ -195,7 +199,7 @@ class SSSC(EMEstimator):
         if self._noise_L is not None:
             # Coloured noise (ALGORITHM.md §3.14): the kernels see whitened patches and fields;
             # estimates and variances come out with the fields in the data's coordinates.
-            extra["W_out"] = np.ascontiguousarray(self._noise_L @ self._W_std)
+            extra["W_out"] = np.ascontiguousarray(self._fields_out())
             if with_bias:
                 extra["whiten"] = self._noise_L
         return _core.SSSCModel(
@@ -296,7 +300,7 @@ class SSSC(EMEstimator):
         # new W, so the free energy cannot decrease (ALGORITHM.md §3.10); W_o = L W (§3.14).
         a = np.asarray(stats.a_sz) / N
         old_bias = self._bias_std
-        W_out = self._W_std if self._noise_L is None else self._noise_L @ self._W_std
+        W_out = self._fields_out()
         self._bias_std = self._column_means - W_out @ a
         if self._noise is not None:
             noise_epoch(self, stats, N, work, self._column_means - old_bias - W_out @ a, W_out)
@@ -371,7 +375,7 @@ class SSSC(EMEstimator):
     def _finish(self, Y):
         # The learned parameters in the data's units; the kernels keep the standardised ones
         # (at extreme scales sigma2_ may under- or overflow, the standardised values do not).
-        W_out = self._W_std if self._noise_L is None else self._noise_L @ self._W_std
+        W_out = self._fields_out()
         self.W_ = W_out * self.data_scale_
         self.bias_ = self.data_offset_ + self.data_scale_ * self._bias_std
         self.sigma2_ = float(np.float64(self._sigma2_std) * self._variance_unit())
