@@ -343,6 +343,11 @@ def noise_level_function(Y: np.ndarray, patch_shape) -> dict:
     slope, intercept, error = _line(centres, levels)
     low, high = np.quantile(means, [0.1, 0.9])
     at_low, at_high = slope * low + intercept, slope * high + intercept
+    with np.errstate(over="ignore"):  # display only: the groups in the data's units
+        groups = {
+            "brightness": [float(offset + scale * c) for c in centres],
+            "variance": [float(scale * scale * v) for v in levels],
+        }
     return {
         "measurable": bool(np.isfinite(slope)),
         "slope": float(slope),  # in standardised units: (x - data_offset) / data_scale
@@ -351,6 +356,9 @@ def noise_level_function(Y: np.ndarray, patch_shape) -> dict:
         "variance_ratio": float(at_high / at_low) if at_low > 0 else float("inf"),
         "data_offset": float(offset),
         "data_scale": float(scale),
+        "brightness_low": float(offset + scale * low),  # 10th and 90th percentile, data units
+        "brightness_high": float(offset + scale * high),
+        "groups": groups,
     }
 
 

@@ -269,7 +269,7 @@ def build_parser(advanced: bool = False, parser_class=argparse.ArgumentParser):
     p = sub.add_parser(
         "denoise",
         help="denoise images, stacks and volumes; per input <stem>_mean/<stem>_var, previews, "
-        "<stem>_fields.png and <stem>.zse.json",
+        "<stem>_fields.png, <stem>_noise.png (SSSC) and <stem>.zse.json",
         epilog=_epilog(),
     )
     p.add_argument(

@@ -64,12 +64,14 @@ def output_format(path: Path, options) -> str:
     return "mrc" if path.suffix.lower() in MRC_OUT_SUFFIXES else "tif"
 
 
-def output_names(stem: str, stats, fmt: str, fields: bool) -> list[str]:
+def output_names(stem: str, stats, fmt: str, fields: bool, noise: bool = False) -> list[str]:
     names = [f"{stem}_input.png"]
     for stat in stats:
         names += [f"{stem}_{stat}.{fmt}", f"{stem}_{stat}.png"]
     if fields:
         names.append(f"{stem}_fields.png")
+    if noise:
+        names.append(f"{stem}_noise.png")
     names.append(f"{stem}.zse.json")
     return names
 
@@ -94,7 +96,7 @@ def planned_files(paths, stems, options) -> list:
     planned = []
     for path in paths:
         stem, fmt = stems[path], output_format(path, options)
-        for name in output_names(stem, options.stats, fmt, fields=True):
+        for name in output_names(stem, options.stats, fmt, fields=True, noise=True):
             planned.append((Path(options.output) / name, f"the output {name} of {path}"))
         sections = [None]
         if options.checkpoint and options.per_section:
@@ -117,7 +119,11 @@ def open_outputs(path, stem, options, model_name, fitted, inputs, is_root):
     fields = (fitted is not None and fitted.fields_image() is not None) or (
         fitted is None and model_name != "identity"
     )
-    names = output_names(stem, stats, fmt, fields)
+    # The picture of the learned noise: SSSC's (PMM and GPMM model Poisson counts as they are).
+    noise = (fitted is not None and fitted.noise_description() is not None) or (
+        fitted is None and model_name == "sssc"
+    )
+    names = output_names(stem, stats, fmt, fields, noise)
     if inputs is None:
         inputs = _files.Inputs([path] + ([options.model_file] if options.model_file else []))
     output_set = (

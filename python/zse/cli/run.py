@@ -45,6 +45,8 @@ def write_outputs(outputs, stem, loaded, results, stats, fmt, model, patch, reco
     if f"{stem}_fields.png" in outputs.names:
         fields, style = model.fields_image()
         io.write_fields_png(outputs.path(f"{stem}_fields.png"), fields, style, patch)
+    if f"{stem}_noise.png" in outputs.names:
+        io.write_noise_png(outputs.path(f"{stem}_noise.png"), model.noise_description())
     record["timings_s"]["write"] = round(time.perf_counter() - t, 4)
     io.write_json(outputs.path(f"{stem}.zse.json"), record)
 

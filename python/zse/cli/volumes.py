@@ -192,6 +192,8 @@ def denoise_volume_in_slabs(
             if f"{stem}_fields.png" in outputs.names:
                 fields_image, style = model.fields_image()
                 io.write_fields_png(outputs.path(f"{stem}_fields.png"), fields_image, style, patch)
+            if f"{stem}_noise.png" in outputs.names:
+                io.write_noise_png(outputs.path(f"{stem}_noise.png"), model.noise_description())
             record["timings_s"]["write"] = round(time.perf_counter() - t, 4)
             io.write_json(outputs.path(f"{stem}.zse.json"), record)
 

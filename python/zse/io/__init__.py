@@ -8,7 +8,14 @@ Input files are only ever opened for reading; every writer follows the one file 
 
 from __future__ import annotations
 
-from .preview import fields_mosaic, preview_uint8, write_fields_png, write_preview_png
+from .preview import (
+    fields_mosaic,
+    noise_picture,
+    preview_uint8,
+    write_fields_png,
+    write_noise_png,
+    write_preview_png,
+)
 from .read import (
     MRC_SUFFIXES,
     PIL_SUFFIXES,
@@ -45,6 +52,8 @@ __all__ = [
     "read_info",
     "read_volume",
     "write_fields_png",
+    "write_noise_png",
+    "noise_picture",
     "write_json",
     "write_mrc",
     "write_preview_png",

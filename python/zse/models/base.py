@@ -156,6 +156,12 @@ class BaseEstimator:
         for a model without fields."""
         return None
 
+    def noise_description(self):
+        """The learned noise model as ``<stem>_noise.png`` shows it (see
+        :func:`zse.io.noise_picture`); None for a model whose noise its kind fixes (Poisson
+        counts) or that has none."""
+        return None
+
     def streams(self) -> bool:
         """True when :meth:`estimate_volume` streams (volumes and MPI need it); a subclass that
         overrides ``estimate`` but not the streamed kernel gets the patch-matrix path, so its

@@ -7,19 +7,23 @@ per-state cache in the k x k form, accumulates the sufficient statistics and per
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from .. import _core
 from .._scaling import data_scaling
 from .._threads import effective_n_threads
 from .._validation import as_patches, check_int
-from . import sssc_init
+from . import sssc_init, sssc_noise
 from .base import check_is_fitted, check_n_features, fingerprint
 from .checkpoints import CheckpointError
 from .em import EMEstimator
-from .sssc_estimate import draw_samples, search_options, states_for, stream_volume
+from .sssc_estimate import (
+    draw_samples,
+    search_options,
+    states_for,
+    stream_volume,
+    variance_unit,
+)
 from .sssc_noise import (
     describe_noise,
     initial_noise,
@@ -322,19 +326,6 @@ class SSSC(EMEstimator):
         gain = (objectives[-1] - objectives[-1 - TOL_WINDOW]) / TOL_WINDOW
         return gain / self._W_std.shape[0] < float(self.tol)
 
-    def _variance_unit(self) -> np.float64:
-        """data_scale_ squared; a warning where that leaves float64's range."""
-        with np.errstate(over="ignore", under="ignore"):
-            unit = np.float64(self.data_scale_) ** 2
-        if not np.isfinite(unit) or unit < np.finfo(np.float64).tiny:
-            warnings.warn(
-                f"variances in the data's units (scale {self.data_scale_:.3g}, squared) are "
-                "outside float64's range and come out as inf or 0; rescale the data to get them",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-        return unit
-
     def _log_scale_per_patch(self) -> float:
         # A density in the data's units: log p(a y) = log p(y) - D log a (ALGORITHM.md §3.10),
         # and of the unwhitened patches: log p(y) = log p(L^-1 y) - log det L (§3.14).
@@ -378,7 +369,7 @@ class SSSC(EMEstimator):
         W_out = self._fields_out()
         self.W_ = W_out * self.data_scale_
         self.bias_ = self.data_offset_ + self.data_scale_ * self._bias_std
-        self.sigma2_ = float(np.float64(self._sigma2_std) * self._variance_unit())
+        self.sigma2_ = float(np.float64(self._sigma2_std) * variance_unit(self))
         describe_noise(self)
         self.K_ = self._full_state_sets()
         del self._K, self._work, self._column_means
@@ -409,6 +400,10 @@ class SSSC(EMEstimator):
         check_is_fitted(self)
         order = np.argsort(-np.asarray(self.pi_), kind="stable")
         return np.asarray(self.W_, dtype=np.float64).T[order], "symmetric"
+
+    def noise_description(self):
+        """The learned noise: its autocovariance and noise-level function (§3.14-§3.15)."""
+        return sssc_noise.noise_description(self)
 
     def memory_parts(self, n_train: int, n_features: int) -> dict:
         H, S = int(self.H), int(self.n_states)
@@ -475,7 +470,7 @@ class SSSC(EMEstimator):
         estimates = out["estimates"]
         estimates *= self.data_scale_
         estimates += self.bias_
-        variance = out["variance"] * self._variance_unit() if return_variance else None
+        variance = out["variance"] * variance_unit(self) if return_variance else None
         estimates, variance = untransformed(self, estimates, variance)
         return (estimates, variance) if return_variance else estimates
 

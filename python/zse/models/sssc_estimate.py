@@ -3,6 +3,8 @@ estimate of every patch of an image or volume (ALGORITHM.md §2.6, §4.11)."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .. import _core
@@ -88,3 +90,18 @@ def draw_samples(model, n: int, rng) -> np.ndarray:
     transformed = model.bias_ + (s * z) @ model.W_.T + noise
     transform = transform_of(model)
     return transformed if transform is None else transform.sample_inverse(transformed)
+
+
+def variance_unit(model) -> np.float64:
+    """data_scale_ squared (variances in the data's units); a warning where that leaves
+    float64's range."""
+    with np.errstate(over="ignore", under="ignore"):
+        unit = np.float64(model.data_scale_) ** 2
+    if not np.isfinite(unit) or unit < np.finfo(np.float64).tiny:
+        warnings.warn(
+            f"variances in the data's units (scale {model.data_scale_:.3g}, squared) are "
+            "outside float64's range and come out as inf or 0; rescale the data to get them",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return unit

@@ -28,6 +28,7 @@ from ..noise import (
     patch_extent,
     stationary_part,
 )
+from .base import check_is_fitted
 
 
 def patch_shape_for(D: int, patch_shape):
@@ -197,6 +198,10 @@ def initial_transform(Y: np.ndarray, mode: str, patch_shape):
         return None, {"signal_dependent": False, "reason": "the patch shape is unknown"}
     level = noise_level_function(Y, shape)
     evidence = {k: round(v, 6) for k, v in level.items() if isinstance(v, float)}
+    if "groups" in level:
+        evidence["groups"] = {
+            k: [float(f"{v:.6g}") for v in vs] for k, vs in level["groups"].items()
+        }
     significant = (
         level["measurable"]
         and level["slope"] > AUTO_MIN_SLOPE_ERRORS * level["slope_error"]
@@ -254,3 +259,68 @@ def untransformed(model, estimates, variance):
     if variance is not None:
         variance = variance * transform.inverse_slope(estimates) ** 2
     return transform.inverse(estimates), variance
+
+
+def noise_description(model) -> dict:
+    """What the ``<stem>_noise.png`` picture of a fitted SSSC shows (ALGORITHM.md §3.14-§3.15).
+
+    ``"autocovariance"``: the learned noise's autocovariance over the patch's offsets (the grid
+    of :func:`zse.noise.stationary_part`, in the data's units squared, or the transformed
+    ones with an Anscombe transform), with its ``"extent"`` (absent when the patch shape is
+    unknown). ``"level"``: the noise variance in the data's units as a function of the
+    brightness (a constant without the transform; sigma2_ times the transform's
+    Poisson-Gaussian variance alpha (x - offset) + alpha^2 s2 with it), drawn over
+    ``"brightness"`` (the training patches' 10th-90th percentile where the fit measured it),
+    and the measured groups' medians (``"measured"``) where the fit measured them.
+    """
+    check_is_fitted(model)
+    description = {"model": model.noise_model_, "sigma2": float(model.sigma2_)}
+    shape = model.fitted_patch() or patch_shape_for(len(model.bias_), None)
+    if shape is not None and patch_extent(shape) != (1,):
+        extent = patch_extent(shape)
+        description["extent"] = extent
+        description["autocovariance"] = stationary_part(model.noise_covariance_, extent)
+    evidence = vars(model).get("noise_evidence_", {}).get("signal_dependence", {})
+    transform = transform_of(model)
+    if "brightness_low" in evidence:
+        description["brightness"] = (evidence["brightness_low"], evidence["brightness_high"])
+    if "groups" in evidence:
+        # The measured medians are of the four-neighbour residual, which a correlated noise
+        # shrinks: undone with the learned correlation, so that they read as noise variances.
+        factor = residual_factor(description.get("autocovariance"))
+        groups = evidence["groups"]
+        description["measured"] = {
+            "brightness": groups["brightness"],
+            "variance": [v * factor for v in groups["variance"]],
+        }
+    sigma2 = float(model.sigma2_)
+    if transform is None:
+        description["level"] = lambda x: np.full(np.shape(x), sigma2)
+    else:
+        a, offset, s2 = transform.alpha, transform.offset, transform.s2
+        description["transform"] = {"alpha": a, "offset": offset, "s2": s2}
+        description["level"] = lambda x: sigma2 * (a * (np.asarray(x) - offset) + a * a * s2)
+        description.setdefault("brightness", (offset, offset + 100.0 * a))
+    return description
+
+
+def residual_factor(acf) -> float:
+    """1.25 / (the variance of a pixel's residual against the mean of its four in-plane
+    neighbours, relative to the noise variance) for the autocovariance ``acf`` (1 for white
+    noise, or when it is unknown): what turns :func:`zse.noise.noise_level_function`'s
+    medians into noise variances."""
+    if acf is None:
+        return 1.0
+    plane = np.asarray(acf, dtype=np.float64)
+    while plane.ndim > 2:
+        plane = plane[plane.shape[0] // 2]
+    if plane.ndim < 2 or min(plane.shape) < 5:
+        return 1.0
+    r, c = plane.shape[0] // 2, plane.shape[1] // 2
+    taps = {(0, 0): 1.0, (-1, 0): -0.25, (1, 0): -0.25, (0, -1): -0.25, (0, 1): -0.25}
+    variance = sum(
+        wa * wb * plane[r + b[0] - a[0], c + b[1] - a[1]]
+        for a, wa in taps.items()
+        for b, wb in taps.items()
+    )
+    return 1.25 * plane[r, c] / variance if variance > 0 else 1.0
