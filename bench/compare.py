@@ -62,6 +62,7 @@ FIELDS = [
     "settings",
     "learned_sigma",  # zse SSSC: sqrt(sigma2_) (Poisson cases: in the Anscombe domain, true 1)
     "var_spearman",  # Spearman(var image, clean |grad|^2 over the patch) where both exist
+    "model_chosen",  # zse (defaults, model auto): the model the count test chose
 ]
 
 
@@ -186,6 +187,7 @@ def measure(case: Case, method: Method | None, noisy, clean, data_range, tiles):
             seconds = time.perf_counter() - start
         peak = memory.peak_mib
     learned_sigma = out.pop("_learned_sigma", None)
+    chosen = out.pop("_chosen", "")
     estimate = out["mean"]
     spearman = ""
     if clean is not None and "var" in out:
@@ -203,6 +205,7 @@ def measure(case: Case, method: Method | None, noisy, clean, data_range, tiles):
         "settings": method.settings if method else "",
         "learned_sigma": "" if learned_sigma is None else f"{learned_sigma:.4f}",
         "var_spearman": spearman,
+        "model_chosen": chosen,
     }
     return row, out
 

@@ -37,6 +37,25 @@ class Case:
     credit: str = ""  # attribution shown with published pictures
     volume: bool = False  # a (z, rows, columns) volume: zse's 3-D patches, BM4D; 2-D peers n/a
     networks: bool = False  # the zero-shot networks (ZS-N2N, Noise2Void) run on it (their cost)
+    blur: float = 0.0  # coloured noise: the width b of its transfer exp(-2 pi^2 b^2 |f|^2)
+
+
+def transfer(shape, blur):
+    """The Gaussian transfer exp(-2 pi^2 b^2 |f|^2) on an image's frequency grid (a detector's
+    MTF, interpolation: ../shared/spec/NOISE-NOTES.md)."""
+    fy = np.fft.fftfreq(shape[0])[:, None]
+    fx = np.fft.fftfreq(shape[1])[None, :]
+    return np.exp(-2 * np.pi**2 * blur**2 * (fx**2 + fy**2))
+
+
+def coloured_noise(shape, blur, sigma, rng):
+    """Gaussian noise of variance sigma^2 through the transfer of width ``blur``, and its power
+    spectrum in bm3d's convention (lag-1 correlation 0.39, 0.67, 0.84 for b = 0.5, 0.8, 1.2)."""
+    G = transfer(shape, blur)
+    out = np.real(np.fft.ifft2(np.fft.fft2(rng.standard_normal(shape)) * G))
+    scale = np.sqrt(np.mean(G**2))
+    psd = sigma**2 * G**2 / scale**2 * shape[0] * shape[1]
+    return sigma * out / scale, psd
 
 
 def _crop(image, size, top=None, left=None):
@@ -55,6 +74,31 @@ def gaussian_case(label, path, sigma, crop=None, networks=False):
         return noisy, clean, 255.0
 
     return Case("gaussian", f"{label} s{sigma:g}", make, sigma=float(sigma), networks=networks)
+
+
+def coloured_case(label, path, sigma, blur, crop=256):
+    def make():
+        clean = _crop(load(path), crop)
+        noise, _ = coloured_noise(clean.shape, blur, sigma, np.random.default_rng(0))
+        return clean + noise, clean, 255.0
+
+    return Case("coloured", f"{label} s{sigma:g} b{blur:g}", make, sigma=float(sigma), blur=blur)
+
+
+def mtf_poisson_case(label, path, dose, crop, blur=0.8, top=None, left=None):
+    """Counts seen through a detector's MTF: Poisson counts filtered by the transfer (their noise
+    correlated, their values no longer integers); the reference is the rate filtered alike."""
+
+    def make():
+        clean = _crop(load(path), crop, top, left)
+        rate = dose * clean / clean.mean()
+        counts = np.random.default_rng(0).poisson(rate).astype(np.float64)
+        G = transfer(rate.shape, blur)
+        seen = np.real(np.fft.ifft2(np.fft.fft2(counts) * G))
+        reference = np.real(np.fft.ifft2(np.fft.fft2(rate) * G))
+        return seen, reference, float(reference.max() - reference.min())
+
+    return Case("poisson MTF", f"{label} d{dose:g} MTF b{blur:g}", make, blur=blur)
 
 
 def poisson_case(label, path, dose, crop, top=None, left=None, networks=False):
@@ -212,6 +256,27 @@ def full_cases() -> list[Case]:
         for k in (1, 2)
     ]
     cases += [volume_case("gaussian", 25), volume_case("poisson", 2)]
+    # Coloured noise (issue 33): the 256 x 256 ISBI slice 0 crop and two Set12 images, sigma 15
+    # and 25, lag-1 correlation 0.39 / 0.67 / 0.84.
+    coloured = {"ISBI slice0 256": ISBI["ISBI slice0"], "house": SET12["house"]}
+    coloured["peppers"] = SET12["peppers"]
+    cases += [
+        coloured_case(n, p, s, b)
+        for n, p in coloured.items()
+        for s in (15, 25)
+        for b in (0.5, 0.8, 1.2)
+    ]
+    cases += [
+        mtf_poisson_case(
+            "HRTEM S3_5 particle",
+            *HRTEM["HRTEM S3_5 particle"][:1],
+            2,
+            256,
+            top=HRTEM["HRTEM S3_5 particle"][1],
+            left=HRTEM["HRTEM S3_5 particle"][2],
+        ),
+        mtf_poisson_case("ISBI slice15", ISBI["ISBI slice15"], 5, POISSON_CROP),
+    ]
     return cases
 
 
@@ -230,4 +295,5 @@ def quick_cases() -> list[Case]:
             credit=CRYOET_CREDIT,
         ),
         volume_case("gaussian", 25, n=24),
+        coloured_case("house", SET12["house"], 25, 0.8, crop=96),
     ]

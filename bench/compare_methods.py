@@ -64,7 +64,27 @@ def zse_methods(quick: bool, n_threads: int) -> list[Method]:
 
         return run
 
+    def auto(x, case, sigma):
+        # What a user gets: zse.reconstruct(x) at its defaults (model="auto", the count test;
+        # noise="auto"), seeded; the chosen model is recorded with the row.
+        name, _ = zse.models.choose_model(x)
+        model = zse.models.make_model(name, random_state=0, n_threads=n_threads)
+        if quick:
+            model.set_params(**(sssc_kw if name == "sssc" else mix_kw))
+        out = zse.reconstruct(
+            x,
+            model,
+            stats=("mean", "var"),
+            patch_size=sssc_patch if quick else None,
+            n_threads=n_threads,
+        )
+        out["_chosen"] = name
+        return out
+
     counts_only = lambda case: case.counts  # noqa: E731
+    # Where "auto" can choose other than SSSC at its defaults (on the Gaussian tables it is the
+    # "zse SSSC" row: the count test says "not counts" on every one of them).
+    choice_matters = lambda case: case.group not in ("gaussian", "coloured")  # noqa: E731
     if quick:
         kw = ", ".join(f"{k}={v}" for k, v in sssc_kw.items()) + f", {patch}x{patch}"
     else:
@@ -77,6 +97,15 @@ def zse_methods(quick: bool, n_threads: int) -> list[Method]:
         )
     mix = ", ".join(f"{k}={v}" for k, v in mix_kw.items())
     return [
+        Method(
+            "zse (defaults, model auto)",
+            auto,
+            choice_matters,
+            f"zse.reconstruct(x) at its defaults (model and noise auto), seed 0, {n_threads} "
+            "threads, on the data as they are",
+            needs_counts=True,
+            stats=("mean", "var"),
+        ),
         # "streamed": the model since the units work (standardised patches, y = b + W(s z)) and the
         # image-native pipeline (n_train auto, warm-started estimation); older rows are recomputed.
         Method(
@@ -108,6 +137,74 @@ def _bm3d(x, sigma):
     import bm3d
 
     return {"mean": bm3d.bm3d(x, sigma_psd=sigma)}
+
+
+def _bm3d_psd(x, psd):
+    import bm3d
+
+    if not hasattr(np, "trapz"):
+        np.trapz = np.trapezoid  # noqa: NPY201 - bm3d 4.0.3 calls np.trapz for coloured noise
+    return {"mean": bm3d.bm3d(x, psd)}
+
+
+def true_psd(x, case):
+    """The coloured cases' noise power spectrum in bm3d's convention (compare_cases)."""
+    from compare_cases import coloured_noise
+
+    _, psd = coloured_noise(x.shape, case.blur, case.sigma, np.random.default_rng(0))
+    return psd
+
+
+def estimated_psd(x):
+    """A noise spectrum estimated from the image itself, the fair blind peer: zse's own first
+    estimate of the noise's autocovariance (zse.noise.flattest_patches_acf on up to 16 384 8 x 8
+    patches, made positive definite) on the image's periodic grid, in bm3d's units."""
+    from zse import noise
+
+    patches = zse.extract_patches(x, 8)
+    rng = np.random.default_rng(0)
+    keep = np.sort(rng.choice(len(patches), min(16384, len(patches)), replace=False))
+    acf = noise.flattest_patches_acf(patches[keep], (8, 8))
+    acf, _ = noise.positive_definite(acf, (8, 8))
+    torus = np.zeros(x.shape)
+    for (i, j), value in np.ndenumerate(acf):
+        torus[(i - 7) % x.shape[0], (j - 7) % x.shape[1]] += value
+    return np.maximum(np.real(np.fft.fft2(torus)), 0) * x.size
+
+
+def gat_bm3d(x, alpha, offset, s2):
+    """BM3D on the generalized Anscombe transform (unit noise variance there) and zse's exact
+    unbiased inverse (Mäkitalo & Foi)."""
+    from zse.noise import Anscombe
+
+    transform = Anscombe(float(alpha), float(offset), float(s2))
+    out = _bm3d(transform.forward(x), 1.0)["mean"]
+    return {"mean": transform.inverse(out)}
+
+
+def nlf_from_image(x):
+    """The noise-level function estimated from the image alone (zse.noise.noise_level_function
+    on its 8 x 8 patches): the transform's alpha, offset and s2."""
+    from zse.noise import anscombe_for, noise_level_function
+
+    patches = zse.extract_patches(x, 8)
+    transform = anscombe_for(noise_level_function(patches, (8, 8)), patches)
+    return (transform.alpha, transform.offset, transform.s2) if transform else (1.0, 0.0, 0.0)
+
+
+def nlf_from_pair(raw, reference):
+    """The noise-level function from the pair: (raw - reference)^2 against the reference,
+    a line through 32 brightness groups' means; as (alpha, offset, s2)."""
+    edges = np.quantile(reference, np.linspace(0, 1, 33))
+    group = np.clip(np.searchsorted(edges, reference, side="right") - 1, 0, 31)
+    centres = np.array([reference[group == g].mean() for g in range(32) if np.any(group == g)])
+    levels = np.array(
+        [((raw - reference)[group == g] ** 2).mean() for g in range(32) if np.any(group == g)]
+    )
+    slope, intercept = np.polyfit(centres, levels, 1)
+    if intercept >= 0:
+        return slope, 0.0, intercept / slope**2
+    return slope, -intercept / slope, 0.0
 
 
 def _nlm(x, sigma):
@@ -155,6 +252,34 @@ def peer_methods(quick: bool = False, n_threads: int = 1) -> tuple[list[Method],
             lambda x, case, sigma: _bm3d(x, estimate_sigma(x)),
             flat,
             settings="sigma_psd=estimate_sigma",
+        ),
+        Method(
+            "BM3D (true PSD)",
+            lambda x, case, sigma: _bm3d_psd(x, true_psd(x, case)),
+            lambda case: case.group == "coloured",
+            "bm3d.bm3d(psd = the true noise power spectrum)",
+        ),
+        Method(
+            "BM3D (estimated PSD)",
+            lambda x, case, sigma: _bm3d_psd(x, estimated_psd(x)),
+            lambda case: case.group in ("coloured", "poisson MTF", "real EM"),
+            "bm3d.bm3d(psd = estimated from the image: zse.noise.flattest_patches_acf, 8 x 8)",
+        ),
+        Method(
+            "GAT+BM3D (estimated NLF)",
+            lambda x, case, sigma: gat_bm3d(x, *nlf_from_image(x)),
+            lambda case: case.group == "real pair",
+            "noise-level function from the image (zse.noise.noise_level_function), "
+            "generalized Anscombe, bm3d sigma 1, exact unbiased inverse",
+            needs_counts=True,
+        ),
+        Method(
+            "GAT+BM3D (pair's NLF)",
+            lambda x, case, sigma: gat_bm3d(x, *nlf_from_pair(x, case.make()[1])),
+            lambda case: case.group == "real pair",
+            "noise-level function from the raw frame against the 50-frame average (not blind), "
+            "generalized Anscombe, bm3d sigma 1, exact unbiased inverse",
+            needs_counts=True,
         ),
         Method(
             "NLM",
