@@ -3,7 +3,7 @@ and BM3D told the noise's power spectrum (the true one, or one estimated from th
 
     python bench/noise_study.py                       # every table
     python bench/noise_study.py --table pair          # the real fluorescence pair
-    python bench/noise_study.py --picture docs/noise_cryoet.png   # the README's picture
+    python bench/noise_study.py --picture docs/noise_cryoet.png   # the picture of docs/tutorials/counts-and-noise.md
     python bench/noise_study.py --table synthetic --images house --blurs 0.8
     python bench/noise_study.py --table real --real cryoet crop1
 

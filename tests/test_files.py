@@ -1,4 +1,4 @@
-"""The file rule (zse._files, README "Reliability"): nothing zse writes replaces an input of the
+"""The file rule (zse._files, docs/reliability.md): nothing zse writes replaces an input of the
 same call or a file zse did not write; damaged model files and checkpoints are clear errors."""
 
 import json

@@ -1,4 +1,4 @@
-"""The one rule for every file zse writes (README "Reliability: files").
+"""The one rule for every file zse writes (docs/reliability.md, "Your files are never lost").
 
 Outputs, previews, run records, checkpoints and model files all pass through
 :func:`check_target` before anything is written and again just before a staged file is moved

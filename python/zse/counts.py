@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["bin_image", "count_evidence", "count_test_sections"]
+
 BLOCK = 16
 # Accepted as shot noise: the median ratio variance / mean is about 1, and the slope of variance
 # against mean is not measurably away from 1: |slope - 1| <= max(SLOPE_TOLERANCE, 3 standard

@@ -21,6 +21,19 @@ from functools import cached_property
 
 import numpy as np
 
+__all__ = [
+    "Anscombe",
+    "StationaryNoise",
+    "anscombe_for",
+    "covariance",
+    "flattest_patches_acf",
+    "neighbour_correlations",
+    "noise_level_function",
+    "patch_extent",
+    "positive_definite",
+    "stationary_part",
+]
+
 # Offsets (in pixels along each axis) beyond which the first estimate and every M-step set the
 # autocovariance to zero: the correlations of detectors, interpolation and binning reach a few
 # pixels, while a smooth signal correlates over the whole patch (identifiability, §3.14).

@@ -190,7 +190,7 @@ def reconstruct(
         image and settings; each trains on its share of the training patches (when the model's
         own ``comm`` is None, it is used for the fit) and estimates its share of the image's
         bands, each with ``n_threads`` threads. Results are bit-identical to one rank with any
-        thread count. Needs a zse model. See README "On a cluster".
+        thread count. Needs a zse model. See docs/tutorials/cluster.md.
     progress : callable, optional
         ``progress(phase, done, total)``: after every fit epoch (``"fit"``, epochs; zse models)
         and every wave of estimated bands (``"estimate"``, bands; rank 0's share under MPI). An
@@ -220,6 +220,17 @@ def reconstruct(
         message names the estimate and the options that shrink it.
     TypeError
         If ``model`` lacks ``fit``/``estimate`` or the image is not real-valued.
+
+    Examples
+    --------
+    >>> import zse
+    >>> noisy, clean = zse.synthetic_tem((64, 64), dose=20.0, seed=0)
+    >>> model = zse.GPMM(8, max_iter=5, random_state=0)
+    >>> result = zse.reconstruct(noisy, model, patch_size=6)
+    >>> list(result), result["mean"].shape
+    (['mean', 'var'], (64, 64))
+    >>> bool(zse.psnr(clean, result["mean"]) > zse.psnr(clean, noisy) + 3)
+    True
     """
     volume = as_volume(image)
     stats = as_stats(stats)

@@ -5,7 +5,7 @@ patches, ALGORITHM.md §2.6), and a band's estimates depend only on the band: so
 slices needs only the input slices its bands read, and gives the slices a whole-volume run would
 give, bit for bit. Training patches are gathered slab by slab at the same global positions.
 Peak memory is a slab of input (float64), a slab of each output, the merge's ring and the
-training patches, never the volume (README "Volumes larger than memory").
+training patches, never the volume (docs/tutorials/stacks-and-tomograms.md).
 """
 
 from __future__ import annotations
@@ -26,6 +26,16 @@ from ._validation import as_patch_shape, as_stats, check_volume_fits
 from .models import as_model, is_fitted
 from .models.base import Slab
 from .reconstruct import check_outputs, check_squares_fit, plan_training
+
+__all__ = [
+    "SlabPlan",
+    "VolumeSource",
+    "WholeOnly",
+    "default_slab_slices",
+    "estimate_slab_memory",
+    "gather_training_patches",
+    "reconstruct_slabs",
+]
 
 # Slabs when none is asked for: as many slices as keep a slab's input and output images
 # (float64) within this budget, at least 4 (each slab estimates Pz - 1 bands again) and at most

@@ -72,7 +72,7 @@ def cmd_denoise(args) -> int:
     request = resolve_threads(request_from_args(args, paths))
     stems = output_stems(paths)
     # The file rule: no output or checkpoint of one input may replace any input (checked for
-    # every input before any work; README "Reliability").
+    # every input before any work; docs/reliability.md).
     inputs = _files.Inputs(paths + ([request.model_file] if request.model_file else []))
     _files.check_plan(planned_files(paths, stems, request), inputs)
     comm, request = _mpi_comm(request)

@@ -24,7 +24,7 @@ from .plan import (
 from .request import Request
 
 # The whole-volume path is taken while its images (input and outputs, float64) take at most
-# this part of the available memory; beyond, the slab path (README "Volumes larger than memory").
+# this part of the available memory; beyond, the slab path (docs/tutorials/stacks-and-tomograms.md).
 WHOLE_VOLUME_SHARE = 0.5
 
 

@@ -3,7 +3,7 @@ previews, the JSON record), split by topic: :mod:`~zse.io.read`, :mod:`~zse.io.w
 :mod:`~zse.io.preview`.
 
 Input files are only ever opened for reading; every writer follows the one file rule of
-:mod:`zse._files`.
+``zse._files``.
 """
 
 from __future__ import annotations

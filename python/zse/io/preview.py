@@ -98,13 +98,14 @@ NOISE_PANEL = 192  # screen pixels of each of the noise picture's three panels
 
 
 def noise_picture(description: dict) -> np.ndarray:
-    """A model's learned noise (:meth:`noise_description`) as one 8-bit picture of three panels.
+    """A model's learned noise as one 8-bit picture of three panels.
 
-    Left, the noise power spectrum: the autocovariance on a 64-pixel periodic grid, zero
-    frequency at the centre, black 0 and white its maximum (a flat white square: white noise).
-    Middle, the correlation over the patch's offsets: mid-grey 0, white 1 (offset 0 at the
-    centre). Right, the noise variance against the brightness in the data's units: the model's
-    line and, as squares, the medians the fit measured. A 3-D patch shows its central section.
+    ``description`` is what :meth:`zse.SSSC.noise_description` returns. Left, the noise power
+    spectrum: the autocovariance on a 64-pixel periodic grid, zero frequency at the centre,
+    black 0 and white its maximum (a flat white square: white noise). Middle, the correlation
+    over the patch's offsets: mid-grey 0, white 1 (offset 0 at the centre). Right, the noise
+    variance against the brightness in the data's units: the model's line and, as squares, the
+    medians the fit measured. A 3-D patch shows its central section.
     """
     from PIL import Image, ImageDraw
 

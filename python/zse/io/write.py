@@ -1,7 +1,7 @@
 """Writing results: float32 TIFF and MRC (with the input's header), the JSON record, and sets of
 outputs that appear completely or not at all.
 
-Every writer follows the one file rule of :mod:`zse._files`: it replaces an existing file only
+Every writer follows the one file rule of ``zse._files``: it replaces an existing file only
 when zse wrote it and ``overwrite=True``, and never a file that is an input of the same call.
 Every file written carries zse's marker (a TIFF ``Software`` tag, an MRC label, a PNG text chunk,
 the record's ``zse_version``) so that a later call can tell its own outputs from a user's files.
@@ -34,7 +34,7 @@ def write_mrc(
 
     With ``info`` (from :func:`read_info` of the input) the voxel size, origin and labels are
     kept, a 3-D array is marked as a stack or a volume like the input, and ``label`` (at most
-    80 characters, starting with ``"zse:"``; default :data:`ZSE_LABEL`) is added to the labels:
+    80 characters, starting with ``"zse:"``; default ``ZSE_LABEL``) is added to the labels:
     it marks the file as zse's.
     """
     import mrcfile
@@ -156,7 +156,7 @@ class OutputSet:
     Files are written into a hidden staging folder inside ``directory`` and moved into place
     together when the ``with`` block ends without an error. On an error or an interrupt the
     staged files are deleted, and so is ``directory`` (and any parent) if this set created it
-    and it is still empty. The file rule (:mod:`zse._files`) is checked for every name before
+    and it is still empty. The file rule (``zse._files``) is checked for every name before
     any work and again before the files are moved: an input of the call (``inputs``) or a file
     zse did not write is never replaced, and existing outputs only with ``overwrite``.
 
@@ -273,7 +273,7 @@ class VolumeWriter:
     input's header (voxel size, origin, labels, zse's label last) or a multi-page TIFF.
 
     Nothing is held but the slab being written, so a volume larger than memory can be written
-    (README "Volumes larger than memory"). Use it on a path of an :class:`OutputSet` (the file
+    (docs/tutorials/stacks-and-tomograms.md). Use it on a path of an :class:`OutputSet` (the file
     appears with the set, or not at all); the MRC header's statistics (minimum, maximum, mean,
     RMS) are written when the last slab is in.
     """

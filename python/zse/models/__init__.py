@@ -32,7 +32,7 @@ def choose_model(data, *, counts=None, gain=None, offset=None) -> tuple[str, dic
     """The model ``model="auto"`` picks for ``data``, and the evidence it picked it on.
 
     The command line (``--model auto``) and :func:`zse.reconstruct` (``model="auto"``) both
-    decide here: :data:`COUNTS_MODEL` (GPMM) when ``(data - offset) * gain`` holds electron
+    decide here: ``COUNTS_MODEL`` (GPMM) when ``(data - offset) * gain`` holds electron
     counts by :func:`zse.counts.count_evidence` (or ``counts=True``), else SSSC. Of a stack or
     volume (3-D ``data``) the sections :func:`zse.counts.count_test_sections` names are tested.
 

@@ -47,7 +47,7 @@ class NotFittedError(ValueError, AttributeError):
 class BaseEstimator:
     """A model of image patches declared by its parameter table ``parameters``.
 
-    A subclass that defines ``parameters`` (a tuple of :class:`zse.models.params.Param`) gets
+    A subclass that defines ``parameters`` (a tuple of ``zse.models.params.Param``) gets
     an ``__init__`` that stores every argument unchanged under its name and does no work, and
     the "Parameters" section of its docstring (where the docstring has the line
     ``<parameters>``). Learned values get a trailing underscore.
@@ -194,7 +194,7 @@ class BaseEstimator:
 
         ``positions`` are the sorted training positions when the model was just fitted on
         exactly those patches; ``share`` is (this rank, ranks): the rank's bands of rows;
-        ``slab`` (a :class:`Slab`): ``volume`` is a slab of a larger volume and the result its
+        ``slab`` (a ``zse.slabs.Slab``): ``volume`` is a slab of a larger volume and the result its
         output slices.
         """
         if self.streams():
@@ -425,5 +425,9 @@ class ForeignModel(BaseEstimator):
 
 
 def as_model(model) -> BaseEstimator:
-    """``model`` itself when it is a zse model, else a :class:`ForeignModel` around it."""
+    """``model`` itself when it is a zse model, else the model wrapped for the pipeline.
+
+    The wrapper (``ForeignModel``) gives an object with ``fit`` and ``estimate`` the methods
+    the pipeline asks a model for.
+    """
     return model if isinstance(model, BaseEstimator) else ForeignModel(model)

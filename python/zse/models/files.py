@@ -74,7 +74,7 @@ def _field_value(name: str, kind: str, value, where: str):
 
 
 def save_model(model, path, *, patch_size=None, overwrite: bool = True) -> Path:
-    """Write a fitted zse model to ``path`` (an ``.npz`` archive; see :mod:`zse.models.files`).
+    """Write a fitted zse model to ``path`` (an ``.npz`` archive).
 
     Parameters
     ----------
@@ -92,6 +92,17 @@ def save_model(model, path, *, patch_size=None, overwrite: bool = True) -> Path:
     Returns
     -------
     Path
+
+    Examples
+    --------
+    >>> import pathlib, tempfile, zse
+    >>> noisy, _ = zse.synthetic_tem((48, 48), seed=0)
+    >>> model = zse.GPMM(4, max_iter=3, random_state=0)
+    >>> _ = zse.reconstruct(noisy, model, stats="mean", patch_size=5)
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "session.zse"
+    >>> _ = zse.save_model(model, path)
+    >>> zse.load_model(path).patch_size_
+    (5, 5)
     """
     from .. import __version__
     from ..io.write import _prepare_output, _write_atomically

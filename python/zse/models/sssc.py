@@ -15,7 +15,6 @@ from .._threads import effective_n_threads
 from .._validation import as_patches, check_int
 from . import sssc_init, sssc_noise
 from .base import check_is_fitted, check_n_features, fingerprint
-from .checkpoints import CheckpointError
 from .em import EMEstimator
 from .sssc_estimate import (
     draw_samples,
@@ -43,6 +42,7 @@ from .sssc_parameters import (
     estimation_states,
     lowered_defaults,
 )
+from .sssc_state import load_state_arrays, state_arrays
 
 # Epochs over which the stopping rule averages the free-energy gain (ES3C's free energy moves in
 # small steps and occasionally dips when a search replaces states).
@@ -104,6 +104,18 @@ class SSSC(EMEstimator):
         ``"signal_dependence"`` the noise-level function and, when it was applied, the Anscombe
         transform's alpha, offset and s2; §3.15). With the transform, W_, bias_, sigma2_ and
         noise_covariance_ are in the transformed units.
+
+    Examples
+    --------
+    >>> import numpy as np, zse
+    >>> rng = np.random.default_rng(0)
+    >>> clean = np.kron(rng.uniform(0, 100, (8, 8)), np.ones((6, 6)))
+    >>> patches = zse.extract_patches(clean + rng.normal(0, 10, clean.shape), 4)
+    >>> model = zse.SSSC(H=8, n_states=8, n_parents=4, max_iter=5, random_state=0)
+    >>> model.fit(patches).W_.shape, model.estimate(patches).shape
+    ((16, 8), (2025, 16))
+    >>> bool(np.all(np.diff(model.free_energies_[1:]) > -1.0))  # it climbs (ES3C may dip a little)
+    True
     """
 
     parameters = SSSC_PARAMETERS
@@ -147,7 +159,7 @@ class SSSC(EMEstimator):
     @classmethod
     def fitting_defaults(cls, given: dict) -> list[tuple]:
         """Defaults a small H or S cannot take, lowered (see
-        :func:`zse.models.sssc_parameters.lowered_defaults`)."""
+        ``zse.models.sssc_parameters.lowered_defaults``)."""
         return lowered_defaults(given)
 
     def _estep(
@@ -332,36 +344,10 @@ class SSSC(EMEstimator):
         return self._W_std.shape[0] * float(np.log(self.data_scale_)) + self._noise_log_det
 
     def _state_arrays(self):
-        return {
-            "W": self._W_std,
-            "pi": self.pi_,
-            "mu": self.mu_,
-            "Psi": self.Psi_,
-            "sigma2": np.float64(self._sigma2_std),
-            "K": self._full_state_sets(),
-            "bias": self._bias_std,
-            "n_dead_units": np.int64(self.n_dead_units_),
-            # the noise's autocorrelation and variance, from which C is rebuilt bit for bit
-            "noise_grid": np.zeros(0) if self._noise is None else self._noise.correlation,
-            "noise_variance": np.float64(0.0 if self._noise is None else self._noise.variance),
-        }
+        return state_arrays(self)
 
     def _load_state_arrays(self, arrays):
-        if arrays["W"].shape != self._W_std.shape or arrays["K"].shape != self._K.shape:
-            msg = "the checkpoint's arrays do not match this model's shapes"
-            raise CheckpointError(msg)
-        self._W_std = np.ascontiguousarray(arrays["W"], dtype=np.float64)
-        self.pi_ = np.ascontiguousarray(arrays["pi"], dtype=np.float64)
-        self.mu_ = np.ascontiguousarray(arrays["mu"], dtype=np.float64)
-        self.Psi_ = np.ascontiguousarray(arrays["Psi"], dtype=np.float64)
-        self._sigma2_std = float(arrays["sigma2"])
-        self._K = np.ascontiguousarray(arrays["K"], dtype=np.uint64)
-        self._bias_std = np.ascontiguousarray(arrays["bias"], dtype=np.float64)
-        self.n_dead_units_ = int(arrays["n_dead_units"])
-        if self._noise is not None:
-            set_noise(
-                self, self._noise.restored(arrays["noise_grid"], float(arrays["noise_variance"]))
-            )
+        load_state_arrays(self, arrays)
 
     def _finish(self, Y):
         # The learned parameters in the data's units; the kernels keep the standardised ones
