@@ -377,6 +377,12 @@ def main() -> int:
     rows = [
         r for r in read_rows(csv_path) if r["case"] in declared
     ]  # rows of retired cases are ignored
+    # A peer skipped here (its packages missing) keeps the rows an earlier run measured, shown
+    # with the settings they were measured with.
+    for name in skipped:
+        stored = [r for r in rows if r["method"] == name]
+        if stored:
+            methods.append(Method(name, None, settings=stored[-1]["settings"]))
     if not rows:
         print("compare: no rows to report", file=sys.stderr)
         return 1
