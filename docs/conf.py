@@ -38,7 +38,12 @@ extensions = [
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "examples/README.rst", "**/GALLERY_HEADER.rst", "napari_screenshot.py"]
+exclude_patterns = [
+    "_build",
+    "examples/README.rst",
+    "**/GALLERY_HEADER.rst",
+    "napari_screenshot.py",
+]
 # Every cross-reference must resolve: a broken internal link is a warning, and the build runs
 # with warnings as errors.
 nitpicky = True

@@ -8,8 +8,9 @@ whether the image holds counts, chooses the Gamma-Poisson mixture (GPMM) for the
 the mean (denoised) and variance images.
 """
 
-import zse
 from _gallery_data import side_by_side
+
+import zse
 
 noisy, clean = zse.synthetic_tem(shape=(160, 160), dose=20.0, seed=0)
 result = zse.reconstruct(noisy, n_threads=2)

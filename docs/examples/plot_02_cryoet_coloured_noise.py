@@ -10,9 +10,9 @@ noise left in the flattest background blocks is given relative to the input's.
 """
 
 import numpy as np
+from _gallery_data import find, side_by_side
 
 import zse
-from _gallery_data import find, side_by_side
 
 path = find("em/cryoet_sarscov2_TS001_slice133_928x960.tif")
 if path is None:

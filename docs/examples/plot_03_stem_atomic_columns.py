@@ -8,9 +8,9 @@ its noise model (white, coloured or signal-dependent) is chosen from the image a
 """
 
 import numpy as np
+from _gallery_data import find, side_by_side
 
 import zse
-from _gallery_data import find, side_by_side
 
 path = find("em/stem_adf_atomap_test_ADF_cropped_400x380_float32.tif")
 if path is None:

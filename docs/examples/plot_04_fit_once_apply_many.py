@@ -10,8 +10,9 @@ synthetic scene, saved, loaded and applied to a second scene with another layout
 import tempfile
 from pathlib import Path
 
-import zse
 from _gallery_data import side_by_side
+
+import zse
 
 first, _ = zse.synthetic_tem(shape=(160, 160), seed=1)
 second, clean = zse.synthetic_tem(shape=(160, 160), seed=2)
@@ -23,8 +24,10 @@ with tempfile.TemporaryDirectory() as folder:
     zse.save_model(model, path, patch_size=(8, 8))
     loaded = zse.load_model(path)
 result = zse.reconstruct(second, loaded, patch_size=8)
-print(f"second scene: PSNR noisy {zse.psnr(clean, second):.2f} dB, "
-      f"mean {zse.psnr(clean, result['mean']):.2f} dB with the first scene's model")
+print(
+    f"second scene: PSNR noisy {zse.psnr(clean, second):.2f} dB, "
+    f"mean {zse.psnr(clean, result['mean']):.2f} dB with the first scene's model"
+)
 
 # %%
 # Patches drawn from the learned generative model (``sample``) look like the scene's patches.

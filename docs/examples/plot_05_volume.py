@@ -8,9 +8,9 @@ particles with Gaussian noise; the central section is shown.
 """
 
 import numpy as np
+from _gallery_data import side_by_side
 
 import zse
-from _gallery_data import side_by_side
 
 rng = np.random.default_rng(0)
 z, y, x = np.mgrid[0:32, 0:48, 0:48].astype(float)
@@ -22,7 +22,8 @@ noisy = clean + rng.normal(0, 30, clean.shape)
 
 model = zse.SSSC(32, max_iter=40, random_state=0, n_threads=2)
 result = zse.reconstruct(noisy, model, patch_size=(4, 4, 4), n_threads=2)
-print(f"PSNR noisy {zse.psnr(clean, noisy, 255):.2f} dB, mean {zse.psnr(clean, result['mean'], 255):.2f} dB")
+noisy_db, mean_db = zse.psnr(clean, noisy, 255), zse.psnr(clean, result["mean"], 255)
+print(f"PSNR noisy {noisy_db:.2f} dB, mean {mean_db:.2f} dB")
 middle = clean.shape[0] // 2
 side_by_side(
     [noisy[middle], result["mean"][middle], result["var"][middle]],
