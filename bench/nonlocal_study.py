@@ -68,7 +68,7 @@ def log_prior(states, pi, H):
     return np.where(bits, np.log(pi), np.log1p(-pi)).sum(axis=-1)
 
 
-def nonlocal_mean(noisy, model, patch, members, top, n_threads, own_weight=1.0):
+def nonlocal_mean(noisy, model, patch, members, top, n_threads, own_weight=1.0, search=0):
     Y = zse.extract_patches(noisy, patch)
     work = model._centred(Y)
     K, sweeps = states_for(model, Y, n_threads, estimation=True)
@@ -96,8 +96,24 @@ def nonlocal_mean(noisy, model, patch, members, top, n_threads, own_weight=1.0):
         for g in members[start : start + chunk]:
             cand = K[g[:, None], best[g]].reshape(-1, words)
             cand = np.unique(cand, axis=0)
-            lj = _core.sssc_log_joint(np.ascontiguousarray(work[g]), kernel, cand, n_threads)
+            yg = np.ascontiguousarray(work[g])
+            lj = _core.sssc_log_joint(yg, kernel, cand, n_threads)
             G = lj.sum(axis=0) - (len(g) - 1) * log_prior(cand, model.pi_, H)
+            for _ in range(search):
+                # every single-unit change of the group's best state, scored on the group
+                flips = np.repeat(cand[int(np.argmax(G))][None], H, axis=0)
+                for h in range(H):
+                    flips[h, h // 64] ^= np.uint64(1) << np.uint64(h % 64)
+                fresh = ~(flips[:, None, :] == cand[None]).all(axis=2).any(axis=1)
+                if not fresh.any():
+                    break
+                flips = flips[fresh]
+                lj_f = _core.sssc_log_joint(yg, kernel, flips, n_threads)
+                G_f = lj_f.sum(axis=0) - (len(g) - 1) * log_prior(flips, model.pi_, H)
+                improved = G_f.max() > G.max()
+                cand, G = np.concatenate([cand, flips]), np.concatenate([G, G_f])
+                if not improved:
+                    break
             q = np.exp(G - G.max())
             q /= q.sum()
             keep = q > 1e-6 * q.max()
@@ -119,10 +135,10 @@ def nonlocal_mean(noisy, model, patch, members, top, n_threads, own_weight=1.0):
         np.add.at(sums, rows, q[:, None] * est)
         np.add.at(weights, rows, q)
     grouped = weights > 0
-    combined = own * own_weight
-    combined[grouped] += sums[grouped]
-    total = own_weight + weights
-    combined /= total[:, None]
+    combined = own.copy()  # a patch in no group keeps its own estimate
+    combined[grouped] = (own[grouped] * own_weight + sums[grouped]) / (
+        own_weight + weights[grouped]
+    )[:, None]
     out = combined * model.data_scale_ + model.bias_
     return zse.merge_patches(out, noisy.shape, patch, stats=("mean",))["mean"]
 
@@ -234,6 +250,8 @@ def main(argv=None) -> int:
         "--variant", choices=("shared-s", "shared-z", "hierarchical"), default="shared-s"
     )
     parser.add_argument("--spread", type=float, default=0.1)
+    parser.add_argument("--search", type=int, default=0, help="group state-search sweeps")
+    parser.add_argument("--own-weight", type=float, default=1.0)
     args = parser.parse_args(argv)
     default_sigma = {"house": 25.0, "cameraman": 15.0, "peppers": 50.0, "barbara": 25.0}
     print("| image | σ | today (defaults) | K | nonlocal | gain | s (groups) | BM3D true σ |")
@@ -258,7 +276,16 @@ def main(argv=None) -> int:
                 elif args.variant == "shared-z":
                     out = shared_mean(noisy, model, patch, members, args.n_threads)
                 else:
-                    out = nonlocal_mean(noisy, model, patch, members, args.top, args.n_threads)
+                    out = nonlocal_mean(
+                        noisy,
+                        model,
+                        patch,
+                        members,
+                        args.top,
+                        args.n_threads,
+                        own_weight=args.own_weight,
+                        search=args.search,
+                    )
                 seconds = time.perf_counter() - t
                 today, new = psnr(clean, pilot, 255), psnr(clean, out, 255)
                 print(
