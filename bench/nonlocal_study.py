@@ -68,7 +68,9 @@ def log_prior(states, pi, H):
     return np.where(bits, np.log(pi), np.log1p(-pi)).sum(axis=-1)
 
 
-def nonlocal_mean(noisy, model, patch, members, top, n_threads, own_weight=1.0, search=0):
+def own_estimates(noisy, model, patch, n_threads):
+    """Today's estimation of every patch (the patch-matrix path): the standardised patches, the
+    final state sets, their log-joints and the estimates (standardised units)."""
     Y = zse.extract_patches(noisy, patch)
     work = model._centred(Y)
     K, sweeps = states_for(model, Y, n_threads, estimation=True)
@@ -82,8 +84,11 @@ def nonlocal_mean(noisy, model, patch, members, top, n_threads, own_weight=1.0, 
         n_threads=n_threads,
         estimation=True,
     )
-    lpj = res["lpj"]
-    own = res["estimates"]
+    return Y, work, K, res["lpj"], res["estimates"]
+
+
+def nonlocal_mean(noisy, model, patch, members, top, n_threads, own_weight=1.0, search=0):
+    Y, work, K, lpj, own = own_estimates(noisy, model, patch, n_threads)
     best = np.argsort(-lpj, axis=1, kind="stable")[:, :top]
     H = model.pi_.shape[0]
     kernel = model._kernel_model()
@@ -183,20 +188,7 @@ def hierarchical_mean(noisy, model, patch, members, top, n_threads, spread, own_
     their slabs are tied: z_i = m + delta_i, m ~ N(mu_s, Psi_s), delta_i ~ N(0, spread Psi_s)
     (spread 0: one shared slab; large: today's independent slabs). Each member's posterior
     mean E[W z_i | Y_group] at its own position."""
-    Y = zse.extract_patches(noisy, patch)
-    work = model._centred(Y)
-    K, sweeps = states_for(model, Y, n_threads, estimation=True)
-    res = model._estep(
-        work,
-        K,
-        10**9,
-        n_sweeps=sweeps,
-        want_lpj=True,
-        want_estimates=True,
-        n_threads=n_threads,
-        estimation=True,
-    )
-    own, lpj = res["estimates"], res["lpj"]
+    Y, work, K, lpj, own = own_estimates(noisy, model, patch, n_threads)
     best = np.argsort(-lpj, axis=1, kind="stable")[:, :top]
     H = model.pi_.shape[0]
     kernel = model._kernel_model()
