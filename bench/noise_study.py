@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 import zse
-from zse import noise
+from compare_cases import coloured_noise
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data"
@@ -51,41 +51,18 @@ def read(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("L"), dtype=np.float64)
 
 
-def transfer(shape, blur):
-    fy = np.fft.fftfreq(shape[0])[:, None]
-    fx = np.fft.fftfreq(shape[1])[None, :]
-    return np.exp(-2 * np.pi**2 * blur**2 * (fx**2 + fy**2))
-
-
-def coloured(shape, blur, sigma, seed):
-    white = np.random.default_rng(seed).standard_normal(shape)
-    G = transfer(shape, blur)
-    out = np.real(np.fft.ifft2(np.fft.fft2(white) * G))
-    psd = sigma**2 * G**2 / np.mean(G**2) * shape[0] * shape[1]  # bm3d's convention
-    return sigma * out / np.sqrt(np.mean(G**2)), psd
-
-
 def estimated_psd(image):
-    """The image's noise spectrum from zse's first estimate (8 x 8 patches), in bm3d's units."""
-    patches = zse.extract_patches(image, 8)
-    rng = np.random.default_rng(0)
-    patches = patches[np.sort(rng.choice(len(patches), min(16384, len(patches)), replace=False))]
-    acf = noise.flattest_patches_acf(patches, (8, 8))
-    acf, _ = noise.positive_definite(acf, (8, 8))
-    torus = np.zeros(image.shape)
-    for (i, j), value in np.ndenumerate(acf):
-        torus[(i - 7) % image.shape[0], (j - 7) % image.shape[1]] += value
-    return np.maximum(np.real(np.fft.fft2(torus)), 0) * image.size
+    """The image's noise spectrum from zse's first estimate (8 x 8 patches), in bm3d's units
+    (the comparison's blind peer, bench/compare_methods.py)."""
+    from compare_methods import estimated_psd as from_image
+
+    return from_image(image)
 
 
 def bm3d_psd(noisy, psd):
-    import bm3d
+    from compare_methods import _bm3d_psd
 
-    if not hasattr(np, "trapz"):
-        np.trapz = np.trapezoid  # noqa: NPY201 - bm3d 4.0.3 calls np.trapz for coloured noise
-    t = time.perf_counter()
-    out = bm3d.bm3d(noisy, psd)
-    return out, time.perf_counter() - t
+    return _bm3d_psd(noisy, psd)["mean"]
 
 
 def zse_run(image, noise_kind):
@@ -117,7 +94,7 @@ def synthetic(images, blurs):
     for name in images:
         clean = read(DATA / IMAGES[name])[:256, :256]
         for blur in blurs:
-            noise_image, psd = coloured(clean.shape, blur, 25.0, seed=1)
+            noise_image, psd = coloured_noise(clean.shape, blur, 25.0, np.random.default_rng(1))
             noisy = clean + noise_image
             n = noise_image
             lag1 = np.mean(
@@ -128,8 +105,8 @@ def synthetic(images, blurs):
             )
             auto, a = zse_run(noisy, "default")
             white, w = zse_run(noisy, "white")
-            true_out, _ = bm3d_psd(noisy, psd)
-            est_out, _ = bm3d_psd(noisy, estimated_psd(noisy))
+            true_out = bm3d_psd(noisy, psd)
+            est_out = bm3d_psd(noisy, estimated_psd(noisy))
             row = [
                 name,
                 f"{lag1:.2f}",
@@ -189,7 +166,7 @@ def real(names):
         image = read(DATA / REAL[name])
         auto, a = zse_run(image, "default")
         white, w = zse_run(image, "white")
-        est_out, _ = bm3d_psd(image, estimated_psd(image))
+        est_out = bm3d_psd(image, estimated_psd(image))
         row = [
             name,
             f"{a['seconds']:.1f}",
@@ -240,7 +217,7 @@ def picture(path: Path) -> None:
 
     image = read(DATA / REAL["cryoet"])
     auto, _ = zse_run(image, "default")
-    bm3d_out, _ = bm3d_psd(image, estimated_psd(image))
+    bm3d_out = bm3d_psd(image, estimated_psd(image))
     rows, cols = slice(300, 620), slice(300, 620)
     low, high = np.percentile(image, [1, 99])
 
