@@ -81,6 +81,11 @@ struct VolumeSearch {
     double p_init = 0.0;
     std::uint64_t seed = 0, fresh_seed = 1;
     zse::index_t train_sweeps = 1, warm_sweeps = 30, fresh_sweeps = 10, patience = 0;
+    // Nonlocal estimation (ALGORITHM.md §3.16): members per group, the search window's
+    // half-widths (z, rows, columns) and the group search's rounds.
+    zse::index_t group_size = 1;
+    std::tuple<zse::index_t, zse::index_t, zse::index_t> group_window{0, 10, 10};
+    zse::index_t group_sweeps = 6;
 };
 
 // The outputs of a streamed estimate: statistics, median kind, merge ("auto", "full",
@@ -144,6 +149,9 @@ py::dict merge_patches(const ArrayF64& estimates, zse::index_t image_rows, zse::
                        zse::index_t patch_rows, zse::index_t patch_cols,
                        const std::vector<std::string>& stats, const py::object& weights,
                        const std::string& median_kind, int n_threads);
+py::array_t<std::int64_t> block_match(const ArrayF64& guide, const Patch3& patch,
+                                      const ArrayI64& positions, const Patch3& window,
+                                      zse::index_t k, int n_threads);
 ArrayF64 gather_patches(const ArrayF64& volume, const Patch3& patch, const ArrayI64& positions,
                         int n_threads);
 py::dict merge_volume(const ArrayF64& estimates,
@@ -187,10 +195,12 @@ py::dict sssc_mstep(const zse::SSSCStats& stats, zse::index_t N, const SSSCModel
                     bool exact);
 ArrayF64 sssc_log_joint(const ArrayF64& Y, const SSSCModel& model, const ArrayU64& states,
                         int n_threads);
+ArrayF64 sssc_group_log_joint(const ArrayF64& Y, const SSSCModel& model, const ArrayU64& states);
 py::dict sssc_estimate_volume(const ArrayF64& volume, const Patch3& patch, const SSSCModel& model,
                               const ArrayU64& train_states, const ArrayI64& train_positions,
                               const SearchOptions& search, const VolumeSearch& plan,
-                              const StreamRequest& stream, int n_threads);
+                              const StreamRequest& stream, int n_threads,
+                              const py::object& guide);
 ArrayU64 evo_mutate(const ArrayU64& parents, zse::index_t H, const std::string& mutation,
                     zse::index_t n_children, double bitflip_prob, double crowdedness,
                     std::uint64_t seed);

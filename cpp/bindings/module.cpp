@@ -86,7 +86,10 @@ PYBIND11_MODULE(_core, m) {
         .def_readwrite("train_sweeps", &VolumeSearch::train_sweeps)
         .def_readwrite("warm_sweeps", &VolumeSearch::warm_sweeps)
         .def_readwrite("fresh_sweeps", &VolumeSearch::fresh_sweeps)
-        .def_readwrite("patience", &VolumeSearch::patience);
+        .def_readwrite("patience", &VolumeSearch::patience)
+        .def_readwrite("group_size", &VolumeSearch::group_size)
+        .def_readwrite("group_window", &VolumeSearch::group_window)
+        .def_readwrite("group_sweeps", &VolumeSearch::group_sweeps);
     py::class_<StreamRequest> stream(
         m, "StreamRequest", "Outputs, share and progress of a streamed estimate (private)");
     with_keyword_init(stream)
@@ -217,6 +220,11 @@ PYBIND11_MODULE(_core, m) {
           "Bands, wave and buffer sizes of the streamed estimation (for memory estimates)",
           py::arg("shape"), py::arg("patch"), py::arg("want_variances"), py::arg("want_median"),
           py::arg("merge"), py::arg("n_threads"));
+    m.def("block_match", &block_match,
+          "The k patches most similar to each given patch in a search window of the guide, "
+          "shape (M, k); the patch itself first, -1 where the window holds fewer",
+          py::arg("guide").noconvert(), py::arg("patch"), py::arg("positions").noconvert(),
+          py::arg("window"), py::arg("k"), py::arg("n_threads"));
     m.def("gather_patches", &gather_patches,
           "The patches at the given global indices, shape (M, D)", py::arg("volume").noconvert(),
           py::arg("patch"), py::arg("positions").noconvert(), py::arg("n_threads"));
@@ -232,13 +240,17 @@ PYBIND11_MODULE(_core, m) {
           "Streamed estimate and merge of every patch of a (Z, R, Q) volume with SSSC",
           py::arg("volume").noconvert(), py::arg("patch"), py::arg("model"),
           py::arg("train_states").noconvert(), py::arg("train_positions").noconvert(),
-          py::arg("search"), py::arg("plan"), py::arg("stream"), py::arg("n_threads"));
+          py::arg("search"), py::arg("plan"), py::arg("stream"), py::arg("n_threads"),
+          py::arg("guide") = py::none());
 
     m.def("sssc_mstep", &sssc_mstep, py::arg("stats"), py::arg("N"), py::arg("model"),
           py::arg("exact"));
 
     m.def("sssc_log_joint", &sssc_log_joint, py::arg("Y").noconvert(), py::arg("model"),
           py::arg("states").noconvert(), py::arg("n_threads"));
+    m.def("sssc_group_log_joint", &sssc_group_log_joint,
+          "log p(s) + sum_i log p(y_i | s) of a group sharing its binary state, per state",
+          py::arg("Y").noconvert(), py::arg("model"), py::arg("states").noconvert());
 
     m.def("evo_mutate", &evo_mutate, py::arg("parents").noconvert(), py::arg("H"),
           py::arg("mutation"), py::arg("n_children"), py::arg("bitflip_prob"),

@@ -1,5 +1,8 @@
 // Bindings of Patches, merging, volumes and the streamed estimate: the pipeline's geometry.
+#include <cmath>
+
 #include "bindings.hpp"
+#include "zse/block_match.hpp"
 
 namespace zse_py {
 
@@ -76,6 +79,26 @@ py::dict merge_patches(const ArrayF64& estimates, zse::index_t image_rows, zse::
         zse::merge_patches(in, grid, weights_ptr, out, kind, n_threads);
     }
     return result;
+}
+
+py::array_t<std::int64_t> block_match(const ArrayF64& guide, const Patch3& patch,
+                                      const ArrayI64& positions, const Patch3& window,
+                                      zse::index_t k, int n_threads) {
+    const zse::VolumeGrid g = volume_grid(guide, patch);
+    zse::require(positions.ndim() == 1, "positions must be 1-D");
+    const double* gd = guide.data();
+    for (zse::index_t i = 0; i < guide.size(); ++i)
+        zse::require(std::isfinite(gd[i]), "the guide image must be finite");
+    const zse::index_t M = positions.shape(0);
+    py::array_t<std::int64_t> out({M, k});
+    const zse::MatchWindow w{std::get<0>(window), std::get<1>(window), std::get<2>(window)};
+    const std::int64_t* pos = positions.data();
+    std::int64_t* o = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        zse::match_patches(gd, g, pos, M, w, k, o, n_threads);
+    }
+    return out;
 }
 
 ArrayF64 gather_patches(const ArrayF64& volume, const Patch3& patch, const ArrayI64& positions,

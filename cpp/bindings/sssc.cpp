@@ -116,10 +116,29 @@ ArrayF64 sssc_log_joint(const ArrayF64& Y, const SSSCModel& model, const ArrayU6
     return out;
 }
 
+ArrayF64 sssc_group_log_joint(const ArrayF64& Y, const SSSCModel& model, const ArrayU64& states) {
+    const zse::SSSCParams p = sssc_params(model);
+    zse::require(Y.ndim() == 2 && Y.shape(1) == p.D && Y.shape(0) >= 1,
+                 "a group's patches must be (K, D) with K >= 1");
+    zse::require(states.ndim() == 2 && states.shape(1) == zse::state_words(p.H),
+                 "states must be (M, words)");
+    const zse::index_t K = Y.shape(0), M = states.shape(0);
+    ArrayF64 out(M);
+    const double* y = Y.data();
+    const std::uint64_t* st = states.data();
+    double* o = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        zse::sssc_group_log_joint(y, K, p, st, M, o);
+    }
+    return out;
+}
+
 py::dict sssc_estimate_volume(const ArrayF64& volume, const Patch3& patch, const SSSCModel& model,
                               const ArrayU64& train_states, const ArrayI64& train_positions,
                               const SearchOptions& search, const VolumeSearch& plan,
-                              const StreamRequest& stream, int n_threads) {
+                              const StreamRequest& stream, int n_threads,
+                              const py::object& guide) {
     const zse::VolumeGrid g = stream_grid(volume, patch, stream);
     const zse::SSSCParams p = sssc_params(model);
     zse::require(p.D == g.D(), "W must have D = the patch size rows");
@@ -151,6 +170,21 @@ py::dict sssc_estimate_volume(const ArrayF64& volume, const Patch3& patch, const
     opt.warm_sweeps = plan.warm_sweeps;
     opt.fresh_sweeps = plan.fresh_sweeps;
     opt.patience = plan.patience;
+    opt.group_size = plan.group_size;
+    opt.window = zse::MatchWindow{std::get<0>(plan.group_window), std::get<1>(plan.group_window),
+                                  std::get<2>(plan.group_window)};
+    opt.group_sweeps = plan.group_sweeps;
+    ArrayF64 guide_array;
+    if (plan.group_size > 1) {
+        zse::require(py::isinstance<ArrayF64>(guide),
+                     "a nonlocal estimate needs a C-contiguous float64 guide image");
+        guide_array = guide.cast<ArrayF64>();
+        require_shape(guide_array, {volume.shape(0), volume.shape(1), volume.shape(2)}, "guide");
+        const double* gd = guide_array.data();
+        for (zse::index_t i = 0; i < guide_array.size(); ++i)
+            zse::require(std::isfinite(gd[i]), "the guide image must be finite");
+        opt.guide = gd;
+    }
     zse::PatchTransform to_model;
     to_model.offset = bias.data();
     to_model.divide = scale;

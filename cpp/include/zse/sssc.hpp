@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "zse/block_match.hpp"
 #include "zse/common.hpp"
 #include "zse/evo.hpp"
 #include "zse/reduction.hpp"
@@ -81,6 +82,12 @@ std::vector<SSSCStats> sssc_estep_partials(const double* Y, index_t N, const SSS
 void sssc_log_joint(const double* Y, index_t N, const SSSCParams& params,
                     const std::uint64_t* states, index_t M, double* out, int n_threads);
 
+/// log p(s) + sum_i log p(y_i | s) (every constant included) of a group of K patches (K x D)
+/// that shares its binary state s, each member with its own slab z_i, for M given states
+/// (packed): M values (ALGORITHM.md §3.16). A group of one gives sssc_log_joint.
+void sssc_group_log_joint(const double* Y, index_t K, const SSSCParams& params,
+                          const std::uint64_t* states, index_t M, double* out);
+
 /// Outputs of the M-step.
 struct SSSCUpdate {
     std::vector<double> W, pi, mu, Psi;
@@ -116,6 +123,16 @@ struct SSSCImageOptions {
     /// A warm or fresh search ends early after `patience` sweeps in a row that left the patch's
     /// state set unchanged (0: every sweep is run).
     index_t patience = 0;
+    /// Nonlocal estimation (ALGORITHM.md §3.16): with group_size K > 1 every patch is the
+    /// reference of a group, itself and the K - 1 patches most similar to it in `guide` (an
+    /// image of the grid's extents, in the data's units: a first estimate) within `window`;
+    /// after its own search, the group's states are searched on the whole group's evidence
+    /// (`group_sweeps` rounds of single-unit flips) and the patch's estimate is its posterior
+    /// mean under the group's shared posterior over states. K = 1: every patch alone.
+    index_t group_size = 1;
+    MatchWindow window;
+    index_t group_sweeps = 6;
+    const double* guide = nullptr;
 };
 
 /// Estimates every patch of `volume` (read through `to_model`: the standardised, bias-free

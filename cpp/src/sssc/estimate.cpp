@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "detail.hpp"
+#include "group.hpp"
 #include "zse/tiles.hpp"
 
 namespace zse {
@@ -36,6 +37,15 @@ void sssc_estimate_volume(const double* volume, const VolumeGrid& grid, const SS
     std::unique_ptr<EStepRunner> ranker;
     if (train_S > S) ranker = std::make_unique<EStepRunner>(params, train_S, eo);
     const std::size_t train_set_size = static_cast<std::size_t>(train_S * words);
+    const index_t K = opt.group_size;
+    require(K >= 1 && opt.group_sweeps >= 0, "group_size must be >= 1 and group_sweeps >= 0");
+    const bool grouped = K > 1;
+    if (grouped) {
+        require(opt.guide != nullptr, "a nonlocal estimate needs a guide image");
+        // Members are read anywhere in their window: the whole input must be at hand.
+        require(out.input_first_slice == 0 && out.input_slices < 0,
+                "a nonlocal estimate needs the whole image, not a slab of it");
+    }
 
     // Per band (one slot at a time): the state cache, the workspace and the warm-start chain.
     struct Slot {
@@ -44,6 +54,13 @@ void sssc_estimate_volume(const double* volume, const VolumeGrid& grid, const SS
         std::vector<std::uint64_t> current, row_start, learned;
         std::vector<double> learned_lpj;
         std::vector<index_t> learned_order;
+        // Nonlocal estimation: its own cache (the chain's stays as without groups), the
+        // group's members and their patches.
+        std::unique_ptr<StateCache> group_cache;
+        GroupWorkspace group;
+        MatchScratch match;
+        std::vector<index_t> members;
+        std::vector<double> member_patches;
         bool has_prev = false, has_row_start = false;
         index_t cursor = 0;  // next training position >= the current patch
     };
@@ -82,6 +99,12 @@ void sssc_estimate_volume(const double* volume, const VolumeGrid& grid, const SS
             sl.ws = std::make_unique<Workspace>();
             sl.current.resize(set_size);
             sl.row_start.resize(set_size);
+            if (grouped) {
+                sl.group_cache =
+                    std::make_unique<StateCache>(runner.derived(), words, std::size_t{1} << 12);
+                sl.members.resize(static_cast<std::size_t>(K));
+                sl.member_patches.resize(static_cast<std::size_t>(K * D));
+            }
         }
         if (job.band_start) {
             // Terms kept along the previous band's chains must not reach this band's patches.
@@ -121,6 +144,19 @@ void sssc_estimate_volume(const double* volume, const VolumeGrid& grid, const SS
             pj.patience = opt.patience;
             pj.keep_terms = true;  // for the next patch of the chain (ALGORITHM.md §3.12)
             runner.run_patch(pj, *sl.cache, *sl.ws, counters);
+            if (grouped) {
+                // The patch's estimate from its group's shared posterior (ALGORITHM.md §3.16),
+                // starting from the states its own search left in `current`.
+                const index_t found = match_patch(opt.guide, grid, n, opt.window, K, sl.match,
+                                                  sl.members.data());
+                std::copy(pj.y, pj.y + D, sl.member_patches.begin());
+                for (index_t i = 1; i < found; ++i)
+                    read_patch(volume, grid, sl.members[i], to_model,
+                               sl.member_patches.data() + i * D);
+                load_group(runner.derived(), sl.member_patches.data(), found, sl.group);
+                group_estimate(runner.derived(), *sl.group_cache, sl.group, sl.current.data(), S,
+                               opt.group_sweeps, pj.estimates, pj.variance);
+            }
             sl.has_prev = true;
             if (t == 0) {
                 std::copy(sl.current.begin(), sl.current.end(), sl.row_start.begin());

@@ -65,18 +65,59 @@ def stream_volume(model, volume, patch, positions, n_threads, stream):
         fresh_sweeps=int(model.n_estimate_sweeps),
         patience=int(model.search_patience),
     )
-    return _core.sssc_estimate_volume(
-        volume,
+    arguments = (
         patch,
         model._kernel_model(with_bias=True),
         states,
         np.ascontiguousarray(positions, dtype=np.int64),
         search_options(model, estimation=True),
         plan,
-        stream,
-        n_threads,
     )
+    if int(model.group_size) == 1:
+        return _core.sssc_estimate_volume(volume, *arguments, stream, n_threads)
+    return nonlocal_volume(model, volume, arguments, n_threads, stream)
 
+
+def nonlocal_volume(model, volume, arguments, n_threads, stream):
+    """The nonlocal estimate (ALGORITHM.md §3.16): a first estimate of the whole image with
+    every patch alone is the guide, then every patch is estimated with its group."""
+    if stream.volume_slices >= 0:
+        msg = (
+            f"group_size={model.group_size} needs the whole image in memory; a volume read "
+            "in slabs takes group_size=1"
+        )
+        raise ValueError(msg)
+    patch, plan = arguments[0], arguments[-1]
+    progress = stream.progress
+    # The first pass runs over every band, also on an MPI rank (each member's window may lie
+    # in another rank's bands); progress counts both passes.
+    first = _core.StreamRequest(stats=["mean"], merge=stream.merge)
+    second_offset = [0]
+    if progress is not None:
+
+        def first_progress(done, total):
+            second_offset[0] = total
+            progress(done, 2 * total)
+
+        first.progress = first_progress
+    guide = _core.sssc_estimate_volume(volume, *arguments, first, n_threads)["mean"]
+    guide = np.ascontiguousarray(guide.reshape(volume.shape), dtype=np.float64)
+    plan.group_size = int(model.group_size)
+    window = model.group_window
+    if window is None:
+        window = 3 if patch[0] > 1 else 10
+    plan.group_window = (int(window) if patch[0] > 1 else 0, int(window), int(window))
+    plan.group_sweeps = int(model.group_sweeps)
+    if progress is not None:
+
+        def second_progress(done, total):
+            progress(second_offset[0] + done, second_offset[0] + total)
+
+        stream.progress = second_progress
+    try:
+        return _core.sssc_estimate_volume(volume, *arguments, stream, n_threads, guide=guide)
+    finally:
+        stream.progress = progress
 
 def draw_samples(model, n: int, rng) -> np.ndarray:
     """n patches of the fitted model's generative process (SSSC.sample), in the data's units."""

@@ -178,6 +178,38 @@ SSSC_PARAMETERS = (
         learned=False,
         estimation=True,
     ),
+    Param(
+        "group_size",
+        1,
+        Int(1),
+        "patches per group in the nonlocal estimate: each patch and its group_size - 1 most "
+        "similar ones share their binary state (1: every patch alone)",
+        doc="With group_size > 1, zse.reconstruct estimates the image twice: a first estimate "
+        "(every patch alone) is the guide the groups are matched on, then every patch's states "
+        "are searched on its whole group's evidence and its estimate is its posterior mean "
+        "under the group's shared posterior over states (ALGORITHM.md §3.16). Needs the whole "
+        "image in memory (no slabs).",
+        learned=False,
+        estimation=True,
+    ),
+    Param(
+        "group_window",
+        None,
+        Int(1, none_ok=True),
+        "half-width of the search window of the nonlocal estimate, in pixels along every axis",
+        learned=False,
+        estimation=True,
+        default_text="10 for 2-D patches, 3 for 3-D ones",
+    ),
+    Param(
+        "group_sweeps",
+        6,
+        Int(0),
+        "rounds of the nonlocal estimate's search: every single-unit flip of the group's best "
+        "state, scored on the whole group",
+        learned=False,
+        estimation=True,
+    ),
     *em_parameters(
         max_iter=100,
         tol_help="stop early when the free energy gained less than tol nats per pixel and "

@@ -1,0 +1,48 @@
+// Internals of the SSSC kernels, part 3: a group of similar patches that shares its binary
+// state (the spike), each member with its own slab (ALGORITHM.md §3.16).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "detail.hpp"
+#include "zse/simd.hpp"
+
+namespace zse {
+namespace sssc_detail {
+
+// Projects y onto the fields: out = W^T y (W: D x H row-major; defined in estep.cpp).
+ZSE_HOT_CLONES void project(const double* W, const double* y, index_t D, index_t H, double* out);
+
+// Scratch space of the group kernels (one per thread).
+struct GroupWorkspace {
+    std::vector<PatchData> members;
+    std::vector<std::uint64_t> cand, child;
+    std::vector<double> lpj;
+    std::vector<std::int32_t> entries;
+    std::vector<double> v, esz, second, kappa;
+    std::vector<index_t> support;
+    std::vector<char> in_support;
+};
+
+// The group's members (K x D, in the model's units) as PatchData: W^T y and |y|^2 each.
+void load_group(const Derived& dv, const double* Y, index_t K, GroupWorkspace& gw);
+
+// log p(s) + sum_i log p(y_i | s) - log_c_group for the state with cache id e: the sum of the
+// members' log-pseudo-joints less K - 1 times the state's log-prior part (each member's
+// lpj carries it once). -inf for an invalid state.
+double group_log_pseudo_joint(const Derived& dv, StateCache& cache, std::int32_t e,
+                              GroupWorkspace& gw);
+
+// The nonlocal estimate of the group's first member: the group's candidate states start as
+// the S states `start` (the first member's own search's), then up to `sweeps` rounds add every
+// single-unit flip of the group's best state not met yet, each scored on the whole group, until
+// a round leaves the best unchanged. The shared posterior q(s) is the candidates' softmax;
+// the first member's posterior mean of W_out s z (and, when `variance` is not null, its
+// variance) under q and its own slab goes to `estimate` (D values).
+void group_estimate(const Derived& dv, StateCache& cache, GroupWorkspace& gw,
+                    const std::uint64_t* start, index_t S, index_t sweeps, double* estimate,
+                    double* variance);
+
+}  // namespace sssc_detail
+}  // namespace zse
