@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace zse {
 namespace sssc_detail {
@@ -19,11 +20,24 @@ double log_prior_part(const Derived& dv, const StateTerms& t, const double* data
     return sum;
 }
 
-bool contains(const std::vector<std::uint64_t>& states, const std::uint64_t* bits, index_t words) {
-    const index_t n = static_cast<index_t>(states.size()) / words;
-    for (index_t m = 0; m < n; ++m)
-        if (std::equal(bits, bits + words, states.data() + m * words)) return true;
-    return false;
+std::uint64_t hash_state(const std::uint64_t* bits, index_t words) {
+    std::uint64_t h = 0x9E3779B97F4A7C15ull;
+    for (index_t w = 0; w < words; ++w) {
+        h ^= bits[w] + 0x9E3779B97F4A7C15ull + (h << 6) + (h >> 2);
+        h *= 0xBF58476D1CE4E5B9ull;
+    }
+    return h ^ (h >> 31);
+}
+
+// The slot of `bits` in the workspace's hash table: where it is, or the empty slot it would go to.
+std::size_t find_slot(const GroupWorkspace& gw, const std::uint64_t* bits, index_t words) {
+    const std::size_t mask = gw.slots.size() - 1;
+    std::size_t slot = hash_state(bits, words) & mask;
+    while (true) {
+        const std::int32_t c = gw.slots[slot];
+        if (c < 0 || std::equal(bits, bits + words, gw.cand.data() + c * words)) return slot;
+        slot = (slot + 1) & mask;
+    }
 }
 
 }  // namespace
@@ -58,33 +72,92 @@ void group_estimate(const Derived& dv, StateCache& cache, GroupWorkspace& gw,
                     double* variance) {
     const SSSCParams& p = *dv.p;
     const index_t H = p.H, D = p.D, words = state_words(H);
+    const double K = static_cast<double>(gw.members.size());
     cache.start_patch();  // ids from get() stay valid until the next group starts
     gw.cand.clear();
     gw.lpj.clear();
     gw.entries.clear();
-    auto add = [&](const std::uint64_t* bits) {
-        const std::int32_t e = cache.get(bits);
+    gw.expanded.clear();
+    gw.slots.assign(std::size_t{1} << 10, -1);
+    // Adds `bits` unless met already; lpj NaN: evaluated from the state's terms.
+    auto add = [&](const std::uint64_t* bits, double lpj) {
+        std::size_t slot = find_slot(gw, bits, words);
+        if (gw.slots[slot] >= 0) return;
+        const auto c = static_cast<std::int32_t>(gw.lpj.size());
         gw.cand.insert(gw.cand.end(), bits, bits + words);
+        gw.slots[slot] = c;
+        std::int32_t e = -1;
+        if (std::isnan(lpj)) {
+            e = cache.get(bits);
+            lpj = group_log_pseudo_joint(dv, cache, e, gw);
+        }
         gw.entries.push_back(e);
-        gw.lpj.push_back(group_log_pseudo_joint(dv, cache, e, gw));
+        gw.lpj.push_back(lpj);
+        gw.expanded.push_back(0);
+        if (4 * gw.lpj.size() > gw.slots.size()) {  // keep the table at most a quarter full
+            gw.slots.assign(2 * gw.slots.size(), -1);
+            for (std::int32_t i = 0; i <= c; ++i)
+                gw.slots[find_slot(gw, gw.cand.data() + i * words, words)] = i;
+        }
     };
-    for (index_t s = 0; s < S; ++s)
-        if (!contains(gw.cand, start + s * words, words)) add(start + s * words);
+    auto entry = [&](index_t c) {
+        std::int32_t& e = gw.entries[static_cast<std::size_t>(c)];
+        if (e < 0) e = cache.get(gw.cand.data() + c * words);
+        return e;
+    };
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    for (index_t s = 0; s < S; ++s) add(start + s * words, nan);
     auto best_of = [&]() {
         return static_cast<index_t>(std::max_element(gw.lpj.begin(), gw.lpj.end()) -
                                     gw.lpj.begin());
     };
+    gw.added.resize(static_cast<std::size_t>(H));
+    gw.member_added.resize(static_cast<std::size_t>(H));
     gw.child.resize(static_cast<std::size_t>(words));
     for (index_t sweep = 0; sweep < sweeps; ++sweep) {
         const index_t best = best_of();
-        for (index_t h = 0; h < H; ++h) {
-            // The best state's bits are read from gw.cand afresh: add() may move them.
-            const std::uint64_t* bits = gw.cand.data() + best * words;
-            std::copy(bits, bits + words, gw.child.begin());
-            gw.child[static_cast<std::size_t>(h / 64)] ^= std::uint64_t{1} << (h % 64);
-            if (!contains(gw.cand, gw.child.data(), words)) add(gw.child.data());
+        if (gw.expanded[static_cast<std::size_t>(best)] || gw.lpj[best] == kMinusInf) break;
+        gw.expanded[static_cast<std::size_t>(best)] = 1;
+        const std::int32_t e = entry(best);
+        const StateTerms& t = cache.terms(e);
+        if (!t.valid) break;
+        const index_t k = t.k;
+        // Every flip's score, summed over the members (the parent's arrays stay in place:
+        // nothing is added to the cache until all members are scored).
+        const NeighbourTable table = cache.neighbour_table(e, gw.neighbour_scratch);
+        const double* pdata = cache.data(e);
+        gw.removed.assign(static_cast<std::size_t>(k), 0.0);
+        gw.member_removed.resize(static_cast<std::size_t>(k));
+        std::fill(gw.added.begin(), gw.added.end(), 0.0);
+        for (const PatchData& pd : gw.members) {
+            score_added_units(dv, t, pdata, table, pd, gw.neighbour_scratch,
+                              gw.member_added.data());
+            for (index_t h = 0; h < H; ++h) gw.added[h] += gw.member_added[h];
+            if (k > 0) {
+                score_removed_units(dv, t, pdata, pd, gw.neighbour_scratch,
+                                    gw.member_removed.data());
+                for (index_t j = 0; j < k; ++j) gw.removed[j] += gw.member_removed[j];
+            }
         }
-        if (best_of() == best) break;
+        // Each member's score carries the child's log-prior part once; the group's once.
+        const double prior = log_prior_part(dv, t, pdata);
+        std::vector<index_t>& units = gw.units;  // the parent's units (`add` may move its data)
+        units.resize(static_cast<std::size_t>(k));
+        for (index_t j = 0; j < k; ++j) units[j] = static_cast<index_t>(pdata[j]);
+        for (index_t h = 0; h < H; ++h) {
+            if (gw.added[h] == kMinusInf) continue;  // the parent's own unit
+            std::copy(gw.cand.data() + best * words, gw.cand.data() + (best + 1) * words,
+                      gw.child.begin());
+            gw.child[static_cast<std::size_t>(h / 64)] ^= std::uint64_t{1} << (h % 64);
+            add(gw.child.data(), gw.added[h] - (K - 1.0) * (prior + dv.logit[h]));
+        }
+        for (index_t j = 0; j < k; ++j) {
+            const index_t h = units[j];
+            std::copy(gw.cand.data() + best * words, gw.cand.data() + (best + 1) * words,
+                      gw.child.begin());
+            gw.child[static_cast<std::size_t>(h / 64)] ^= std::uint64_t{1} << (h % 64);
+            add(gw.child.data(), gw.removed[j] - (K - 1.0) * (prior - dv.logit[h]));
+        }
     }
 
     // The shared posterior (max-shifted softmax) and the first member's moments under it.
@@ -105,7 +178,7 @@ void group_estimate(const Derived& dv, StateCache& cache, GroupWorkspace& gw,
         const double l = gw.lpj[static_cast<std::size_t>(s)];
         if (!(l - max_lpj > -kMomentWindow)) continue;
         const double q = std::exp(l - max_lpj) / norm;
-        const std::int32_t e = gw.entries[static_cast<std::size_t>(s)];
+        const std::int32_t e = entry(s);
         const StateTerms& t = cache.terms(e);
         const index_t k = t.k;
         if (k == 0) continue;  // the zero state adds nothing to the moments

@@ -17,9 +17,17 @@ ZSE_HOT_CLONES void project(const double* W, const double* y, index_t D, index_t
 // Scratch space of the group kernels (one per thread).
 struct GroupWorkspace {
     std::vector<PatchData> members;
+    // The group's candidate states: bits, group lpj, cache id (-1: terms not built yet) and
+    // whether its single-unit flips were scored; `slots` is a hash table of candidate indices.
     std::vector<std::uint64_t> cand, child;
     std::vector<double> lpj;
     std::vector<std::int32_t> entries;
+    std::vector<char> expanded;
+    std::vector<std::int32_t> slots;
+    // The flips' scores summed over the members (added units by unit, removed by position).
+    std::vector<double> added, removed, member_added, member_removed;
+    std::vector<index_t> units;
+    NeighbourScratch neighbour_scratch;
     std::vector<double> v, esz, second, kappa;
     std::vector<index_t> support;
     std::vector<char> in_support;
@@ -36,8 +44,9 @@ double group_log_pseudo_joint(const Derived& dv, StateCache& cache, std::int32_t
 
 // The nonlocal estimate of the group's first member: the group's candidate states start as
 // the S states `start` (the first member's own search's), then up to `sweeps` rounds add every
-// single-unit flip of the group's best state not met yet, each scored on the whole group, until
-// a round leaves the best unchanged. The shared posterior q(s) is the candidates' softmax;
+// single-unit flip of the group's best state not met yet, each scored on the whole group from
+// the best state's terms (score_added_units, score_removed_units summed over the members;
+// ALGORITHM.md §3.13), until the best state is one whose flips were scored already. The shared posterior q(s) is the candidates' softmax;
 // the first member's posterior mean of W_out s z (and, when `variance` is not null, its
 // variance) under q and its own slab goes to `estimate` (D values).
 void group_estimate(const Derived& dv, StateCache& cache, GroupWorkspace& gw,
