@@ -100,9 +100,11 @@ def tiny_nonlocal(**kw):
     return zse.SSSC(**params)
 
 
-def test_nonlocal_estimate_equals_the_shared_posterior_by_brute_force():
-    """H = 2 with all four states kept: every group's candidates are all 2^H states, so each
-    patch's estimate is sum_s q(s | group) E[W s z | y, s] exactly."""
+def test_nonlocal_estimate_equals_both_hypotheses_by_brute_force():
+    """H = 2 with all four states kept: every group's candidates and every patch's own set are
+    all 2^H states, so each patch's estimate is exactly rho * sum_s q(s | group) E[W s z | y, s]
+    + (1 - rho) * sum_s p(s | y) E[W s z | y, s], rho the posterior probability that the group
+    shares its spike (prior odds 1:1) against its members being unrelated."""
     noisy, _ = smooth_image(seed=3, shape=(14, 15), noise=0.5)
     model = tiny_nonlocal()
     got = zse.reconstruct(noisy, model, stats=("mean",), patch_size=3, n_threads=2)["mean"]
@@ -117,21 +119,32 @@ def test_nonlocal_estimate_equals_the_shared_posterior_by_brute_force():
     positions = np.arange(len(Y), dtype=np.int64)
     groups = _core.block_match(guide[None], (1, 3, 3), positions, (0, 2, 2), 3, 1)
     lj = reference.sssc_log_joint(work, W, pi, mu, Psi, s2, states)
+    evidence = np.logaddexp.reduce(lj, axis=1)
     log_prior = np.where(states, np.log(pi), np.log1p(-pi)).sum(axis=1)
-    estimates = np.zeros_like(work)
-    for n, members in enumerate(groups):
-        group = lj[members].sum(axis=0) - (len(members) - 1) * log_prior
-        q = np.exp(group - group.max())
-        q /= q.sum()
-        for m, s in enumerate(states):
-            A = np.flatnonzero(s)
+    per_state = np.zeros((len(Y), len(states), work.shape[1]))
+    for m, s in enumerate(states):
+        A = np.flatnonzero(s)
+        for n in range(len(Y)):
             if len(A):
                 _, kappa = reference.state_posterior(work[n], W, mu, Psi, s2, A)
-                estimates[n] += q[m] * (W[:, A] @ kappa)
+                per_state[n, m] = W[:, A] @ kappa
+    estimates = np.zeros_like(work)
+    shared_weights = []
+    for n, members in enumerate(groups):
+        group = lj[members].sum(axis=0) - (len(members) - 1) * log_prior
+        rho = 1.0 / (1.0 + np.exp(evidence[members].sum() - np.logaddexp.reduce(group)))
+        q_group = np.exp(group - group.max())
+        q_own = np.exp(lj[n] - lj[n].max())
+        shared = (q_group / q_group.sum()) @ per_state[n]
+        own = (q_own / q_own.sum()) @ per_state[n]
+        estimates[n] = rho * shared + (1 - rho) * own
+        shared_weights.append(rho)
     expected = zse.merge_patches(
         estimates * model.data_scale_ + model.bias_, noisy.shape, 3, stats=("mean",)
     )["mean"]
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9)
+    # Both hypotheses matter somewhere on this image (the test checks the weighting).
+    assert 0.0 < np.mean(shared_weights) < 1.0
 
 
 def test_a_group_of_one_is_every_patch_alone():

@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <initializer_list>
 #include <string>
 #include <tuple>
@@ -86,6 +87,7 @@ struct VolumeSearch {
     zse::index_t group_size = 1;
     std::tuple<zse::index_t, zse::index_t, zse::index_t> group_window{0, 10, 10};
     zse::index_t group_sweeps = 6;
+    double group_max_distance = std::numeric_limits<double>::infinity();
 };
 
 // The outputs of a streamed estimate: statistics, median kind, merge ("auto", "full",
@@ -151,7 +153,7 @@ py::dict merge_patches(const ArrayF64& estimates, zse::index_t image_rows, zse::
                        const std::string& median_kind, int n_threads);
 py::array_t<std::int64_t> block_match(const ArrayF64& guide, const Patch3& patch,
                                       const ArrayI64& positions, const Patch3& window,
-                                      zse::index_t k, int n_threads);
+                                      zse::index_t k, int n_threads, double max_distance);
 ArrayF64 gather_patches(const ArrayF64& volume, const Patch3& patch, const ArrayI64& positions,
                         int n_threads);
 py::dict merge_volume(const ArrayF64& estimates,
@@ -199,8 +201,8 @@ ArrayF64 sssc_group_log_joint(const ArrayF64& Y, const SSSCModel& model, const A
 py::dict sssc_estimate_volume(const ArrayF64& volume, const Patch3& patch, const SSSCModel& model,
                               const ArrayU64& train_states, const ArrayI64& train_positions,
                               const SearchOptions& search, const VolumeSearch& plan,
-                              const StreamRequest& stream, int n_threads,
-                              const py::object& guide);
+                              const StreamRequest& stream, int n_threads, const py::object& guide,
+                              const py::object& evidence, const py::object& evidence_out);
 ArrayU64 evo_mutate(const ArrayU64& parents, zse::index_t H, const std::string& mutation,
                     zse::index_t n_children, double bitflip_prob, double crowdedness,
                     std::uint64_t seed);

@@ -89,7 +89,8 @@ PYBIND11_MODULE(_core, m) {
         .def_readwrite("patience", &VolumeSearch::patience)
         .def_readwrite("group_size", &VolumeSearch::group_size)
         .def_readwrite("group_window", &VolumeSearch::group_window)
-        .def_readwrite("group_sweeps", &VolumeSearch::group_sweeps);
+        .def_readwrite("group_sweeps", &VolumeSearch::group_sweeps)
+        .def_readwrite("group_max_distance", &VolumeSearch::group_max_distance);
     py::class_<StreamRequest> stream(
         m, "StreamRequest", "Outputs, share and progress of a streamed estimate (private)");
     with_keyword_init(stream)
@@ -224,7 +225,8 @@ PYBIND11_MODULE(_core, m) {
           "The k patches most similar to each given patch in a search window of the guide, "
           "shape (M, k); the patch itself first, -1 where the window holds fewer",
           py::arg("guide").noconvert(), py::arg("patch"), py::arg("positions").noconvert(),
-          py::arg("window"), py::arg("k"), py::arg("n_threads"));
+          py::arg("window"), py::arg("k"), py::arg("n_threads"),
+          py::arg("max_distance") = std::numeric_limits<double>::infinity());
     m.def("gather_patches", &gather_patches,
           "The patches at the given global indices, shape (M, D)", py::arg("volume").noconvert(),
           py::arg("patch"), py::arg("positions").noconvert(), py::arg("n_threads"));
@@ -241,7 +243,8 @@ PYBIND11_MODULE(_core, m) {
           py::arg("volume").noconvert(), py::arg("patch"), py::arg("model"),
           py::arg("train_states").noconvert(), py::arg("train_positions").noconvert(),
           py::arg("search"), py::arg("plan"), py::arg("stream"), py::arg("n_threads"),
-          py::arg("guide") = py::none());
+          py::arg("guide") = py::none(), py::arg("evidence") = py::none(),
+          py::arg("evidence_out") = py::none());
 
     m.def("sssc_mstep", &sssc_mstep, py::arg("stats"), py::arg("N"), py::arg("model"),
           py::arg("exact"));

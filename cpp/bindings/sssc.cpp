@@ -137,8 +137,8 @@ ArrayF64 sssc_group_log_joint(const ArrayF64& Y, const SSSCModel& model, const A
 py::dict sssc_estimate_volume(const ArrayF64& volume, const Patch3& patch, const SSSCModel& model,
                               const ArrayU64& train_states, const ArrayI64& train_positions,
                               const SearchOptions& search, const VolumeSearch& plan,
-                              const StreamRequest& stream, int n_threads,
-                              const py::object& guide) {
+                              const StreamRequest& stream, int n_threads, const py::object& guide,
+                              const py::object& evidence, const py::object& evidence_out) {
     const zse::VolumeGrid g = stream_grid(volume, patch, stream);
     const zse::SSSCParams p = sssc_params(model);
     zse::require(p.D == g.D(), "W must have D = the patch size rows");
@@ -172,7 +172,8 @@ py::dict sssc_estimate_volume(const ArrayF64& volume, const Patch3& patch, const
     opt.patience = plan.patience;
     opt.group_size = plan.group_size;
     opt.window = zse::MatchWindow{std::get<0>(plan.group_window), std::get<1>(plan.group_window),
-                                  std::get<2>(plan.group_window)};
+                                  std::get<2>(plan.group_window), plan.group_max_distance};
+    zse::require(plan.group_max_distance >= 0.0, "group_max_distance must be >= 0");
     opt.group_sweeps = plan.group_sweeps;
     ArrayF64 guide_array;
     if (plan.group_size > 1) {
@@ -184,6 +185,23 @@ py::dict sssc_estimate_volume(const ArrayF64& volume, const Patch3& patch, const
         for (zse::index_t i = 0; i < guide_array.size(); ++i)
             zse::require(std::isfinite(gd[i]), "the guide image must be finite");
         opt.guide = gd;
+    }
+    // Every patch's log-evidence: written by a first pass, read by the nonlocal one.
+    auto evidence_array = [&](const py::object& given, const char* name) {
+        zse::require(py::isinstance<ArrayF64>(given),
+                     std::string(name) + " must be a C-contiguous float64 array");
+        auto array = given.cast<ArrayF64>();
+        require_shape(array, {g.n_patches()}, name);
+        return array;
+    };
+    ArrayF64 evidence_in, evidence_written;
+    if (plan.group_size > 1) {
+        evidence_in = evidence_array(evidence, "evidence");
+        opt.evidence = evidence_in.data();
+    }
+    if (!evidence_out.is_none()) {
+        evidence_written = evidence_array(evidence_out, "evidence_out");
+        opt.evidence_out = evidence_written.mutable_data();
     }
     zse::PatchTransform to_model;
     to_model.offset = bias.data();

@@ -107,6 +107,9 @@ def estimate_peak_memory(shape, patch, stats, model, n_train: int, n_threads: in
         "training patches": 8 * n_train * D * 2,  # the gathered patches and the model's copy
     }
     parts.update(as_model(model).memory_parts(n_train, D))
+    guides = as_model(model).extra_images()
+    if guides:
+        parts["guide of the nonlocal estimate"] = 8 * voxels * guides
     parts["total"] = sum(parts.values())
     return parts
 

@@ -128,11 +128,19 @@ struct SSSCImageOptions {
     /// image of the grid's extents, in the data's units: a first estimate) within `window`;
     /// after its own search, the group's states are searched on the whole group's evidence
     /// (`group_sweeps` rounds of single-unit flips) and the patch's estimate is its posterior
-    /// mean under the group's shared posterior over states. K = 1: every patch alone.
+    /// mean under the two hypotheses, the group sharing its spike (the group's posterior over
+    /// states) or its members being unrelated (the patch's own posterior), weighted by their
+    /// evidences. K = 1: every patch alone.
     index_t group_size = 1;
     MatchWindow window;
     index_t group_sweeps = 6;
     const double* guide = nullptr;
+    /// Every patch's truncated log-evidence log sum_{s in K_n} p(s, y_n): written by a first
+    /// pass (n_patches values, or nullptr), read by the nonlocal pass (required with
+    /// group_size > 1), which weighs the group's sharing of its spike against its members
+    /// being unrelated by these evidences.
+    double* evidence_out = nullptr;
+    const double* evidence = nullptr;
 };
 
 /// Estimates every patch of `volume` (read through `to_model`: the standardised, bias-free

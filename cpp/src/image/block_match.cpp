@@ -1,6 +1,7 @@
 #include "zse/block_match.hpp"
 
 #include <algorithm>
+#include <limits>
 
 #include "zse/parallel.hpp"
 
@@ -32,7 +33,8 @@ index_t match_patch(const double* guide, const VolumeGrid& g, index_t n, const M
                 const index_t m = (z * Rc + r) * Qc + c;
                 if (m == n) continue;
                 const bool full = static_cast<index_t>(dist.size()) == others;
-                const double bound = full ? dist.back() : 0.0;
+                const double bound = full ? std::min(dist.back(), w.max_distance) : w.max_distance;
+                const bool bounded = full || bound < std::numeric_limits<double>::infinity();
                 const double* cand = guide + (z * g.R + r) * g.Q + c;
                 double d = 0.0;
                 bool abandoned = false;
@@ -43,15 +45,17 @@ index_t match_patch(const double* guide, const VolumeGrid& g, index_t n, const M
                             const double e = cand[row + j] - ref[row + j];
                             d += e * e;
                         }
-                        // Partial sums never decrease: above the worst kept, it cannot enter
-                        // (candidates come in ascending index, so a tie never enters either).
-                        if (full && d > bound) {
+                        // Partial sums never decrease: above the worst kept (or the bound), it
+                        // cannot enter.
+                        if (bounded && d > bound) {
                             abandoned = true;
                             break;
                         }
                     }
                 }
-                if (abandoned || (full && !(d < bound))) continue;
+                // A tie with the worst kept loses (it has the higher index); the bound itself
+                // is allowed.
+                if (abandoned || (full && !(d < dist.back())) || d > w.max_distance) continue;
                 // Insert at its place: after every kept candidate with a distance <= d (those
                 // have lower indices).
                 const auto at = std::upper_bound(dist.begin(), dist.end(), d) - dist.begin();

@@ -1,6 +1,7 @@
 // Estimating every patch of an image with SSSC while streaming over it: training state sets,
 // warm-start chains along the bands, fresh states at a band's start (ALGORITHM.md §2.6).
 #include <algorithm>
+#include <cmath>
 #include <memory>
 #include <numeric>
 
@@ -11,6 +12,35 @@
 namespace zse {
 
 using namespace sssc_detail;
+
+namespace {
+
+double log_sum_exp(const std::vector<double>& values) {
+    double top = kMinusInf;
+    for (double v : values) top = std::max(top, v);
+    if (top == kMinusInf) return kMinusInf;
+    double sum = 0.0;
+    for (double v : values) sum += std::exp(v - top);
+    return top + std::log(sum);
+}
+
+// The estimate (and posterior variance) under two hypotheses, the first with probability rho:
+// `own` becomes rho * shared + (1 - rho) * own, the variance that of the mixture.
+void mix_estimates(double rho, const double* shared, const double* shared_var, double* own,
+                   double* own_var, index_t D) {
+    if (rho == 0.0) return;
+    for (index_t d = 0; d < D; ++d) {
+        const double mean = rho * shared[d] + (1.0 - rho) * own[d];
+        if (own_var != nullptr) {
+            const double second = rho * (shared_var[d] + shared[d] * shared[d]) +
+                                  (1.0 - rho) * (own_var[d] + own[d] * own[d]);
+            own_var[d] = std::max(0.0, second - mean * mean);
+        }
+        own[d] = mean;
+    }
+}
+
+}  // namespace
 
 void sssc_estimate_volume(const double* volume, const VolumeGrid& grid, const SSSCParams& params,
                           const PatchTransform& to_model, const EstimateTransform& to_data,
@@ -41,12 +71,18 @@ void sssc_estimate_volume(const double* volume, const VolumeGrid& grid, const SS
     require(K >= 1 && opt.group_sweeps >= 0, "group_size must be >= 1 and group_sweeps >= 0");
     const bool grouped = K > 1;
     if (grouped) {
-        require(opt.guide != nullptr, "a nonlocal estimate needs a guide image");
+        require(opt.guide != nullptr && opt.evidence != nullptr,
+                "a nonlocal estimate needs a guide image and the first pass's evidences");
         // Members are read anywhere in their window: the whole input must be at hand.
         require(out.input_first_slice == 0 && out.input_slices < 0,
                 "a nonlocal estimate needs the whole image, not a slab of it");
     }
 
+    // log p(Y, shared) - sum_i log p(y_i) = group evidence - sum_i evidence_i - (K - 1) L1:
+    // the constants each member's log-joint carries once, the group's prior sum log(1 - pi)
+    // once (ALGORITHM.md §3.16).
+    double log_one_minus_pi = 0.0;
+    for (index_t h = 0; h < params.H; ++h) log_one_minus_pi += std::log1p(-params.pi[h]);
     // Per band (one slot at a time): the state cache, the workspace and the warm-start chain.
     struct Slot {
         std::unique_ptr<StateCache> cache;
@@ -60,7 +96,7 @@ void sssc_estimate_volume(const double* volume, const VolumeGrid& grid, const SS
         GroupWorkspace group;
         MatchScratch match;
         std::vector<index_t> members;
-        std::vector<double> member_patches;
+        std::vector<double> member_patches, group_estimate, group_variance, final_lpj;
         bool has_prev = false, has_row_start = false;
         index_t cursor = 0;  // next training position >= the current patch
     };
@@ -104,6 +140,8 @@ void sssc_estimate_volume(const double* volume, const VolumeGrid& grid, const SS
                     std::make_unique<StateCache>(runner.derived(), words, std::size_t{1} << 12);
                 sl.members.resize(static_cast<std::size_t>(K));
                 sl.member_patches.resize(static_cast<std::size_t>(K * D));
+                sl.group_estimate.resize(static_cast<std::size_t>(D));
+                sl.group_variance.resize(static_cast<std::size_t>(D));
             }
         }
         if (job.band_start) {
@@ -143,10 +181,16 @@ void sssc_estimate_volume(const double* volume, const VolumeGrid& grid, const SS
             }
             pj.patience = opt.patience;
             pj.keep_terms = true;  // for the next patch of the chain (ALGORITHM.md §3.12)
+            const bool want_evidence = grouped || opt.evidence_out != nullptr;
+            if (want_evidence) {
+                sl.final_lpj.resize(static_cast<std::size_t>(S));
+                pj.lpj = sl.final_lpj.data();
+            }
             runner.run_patch(pj, *sl.cache, *sl.ws, counters);
+            if (opt.evidence_out != nullptr) opt.evidence_out[n] = log_sum_exp(sl.final_lpj);
             if (grouped) {
-                // The patch's estimate from its group's shared posterior (ALGORITHM.md §3.16),
-                // starting from the states its own search left in `current`.
+                // The group's estimate (ALGORITHM.md §3.16), its search starting from the
+                // states the patch's own search left in `current`.
                 const index_t found = match_patch(opt.guide, grid, n, opt.window, K, sl.match,
                                                   sl.members.data());
                 std::copy(pj.y, pj.y + D, sl.member_patches.begin());
@@ -154,8 +198,18 @@ void sssc_estimate_volume(const double* volume, const VolumeGrid& grid, const SS
                     read_patch(volume, grid, sl.members[i], to_model,
                                sl.member_patches.data() + i * D);
                 load_group(runner.derived(), sl.member_patches.data(), found, sl.group);
-                group_estimate(runner.derived(), *sl.group_cache, sl.group, sl.current.data(), S,
-                               opt.group_sweeps, pj.estimates, pj.variance);
+                double* group_var = pj.variance != nullptr ? sl.group_variance.data() : nullptr;
+                const double shared =
+                    group_estimate(runner.derived(), *sl.group_cache, sl.group, sl.current.data(),
+                                   S, opt.group_sweeps, sl.group_estimate.data(), group_var);
+                // The posterior probability that the group shares its spike (prior odds 1:1)
+                // against its members being unrelated patches, each with its own evidence.
+                double log_odds = shared - static_cast<double>(found - 1) * log_one_minus_pi;
+                for (index_t i = 0; i < found; ++i) log_odds -= opt.evidence[sl.members[i]];
+                if (std::isnan(log_odds)) log_odds = kMinusInf;  // no valid state either way
+                const double rho = found > 1 ? 1.0 / (1.0 + std::exp(-log_odds)) : 0.0;
+                mix_estimates(rho, sl.group_estimate.data(), group_var, pj.estimates, pj.variance,
+                              D);
             }
             sl.has_prev = true;
             if (t == 0) {

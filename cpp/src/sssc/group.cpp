@@ -67,9 +67,9 @@ double group_log_pseudo_joint(const Derived& dv, StateCache& cache, std::int32_t
     return std::isfinite(sum) ? sum : kMinusInf;
 }
 
-void group_estimate(const Derived& dv, StateCache& cache, GroupWorkspace& gw,
-                    const std::uint64_t* start, index_t S, index_t sweeps, double* estimate,
-                    double* variance) {
+double group_estimate(const Derived& dv, StateCache& cache, GroupWorkspace& gw,
+                      const std::uint64_t* start, index_t S, index_t sweeps, double* estimate,
+                      double* variance) {
     const SSSCParams& p = *dv.p;
     const index_t H = p.H, D = p.D, words = state_words(H);
     const double K = static_cast<double>(gw.members.size());
@@ -220,6 +220,7 @@ void group_estimate(const Derived& dv, StateCache& cache, GroupWorkspace& gw,
         gw.in_support[hi] = 0;
         gw.esz[hi] = 0.0;
     }
+    return max_lpj + std::log(norm);
 }
 
 }  // namespace sssc_detail

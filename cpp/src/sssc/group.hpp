@@ -49,9 +49,11 @@ double group_log_pseudo_joint(const Derived& dv, StateCache& cache, std::int32_t
 // ALGORITHM.md §3.13), until the best state is one whose flips were scored already. The shared posterior q(s) is the candidates' softmax;
 // the first member's posterior mean of W_out s z (and, when `variance` is not null, its
 // variance) under q and its own slab goes to `estimate` (D values).
-void group_estimate(const Derived& dv, StateCache& cache, GroupWorkspace& gw,
-                    const std::uint64_t* start, index_t S, index_t sweeps, double* estimate,
-                    double* variance);
+// Returns log sum_s exp(group lpj) over the candidates (the group's truncated log-evidence
+// without the constants of group_log_pseudo_joint).
+double group_estimate(const Derived& dv, StateCache& cache, GroupWorkspace& gw,
+                      const std::uint64_t* start, index_t S, index_t sweeps, double* estimate,
+                      double* variance);
 
 }  // namespace sssc_detail
 }  // namespace zse

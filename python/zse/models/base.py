@@ -138,6 +138,11 @@ class BaseEstimator:
         """Bytes the model needs beyond the pipeline's buffers during a reconstruction."""
         return {}
 
+    def extra_images(self) -> int:
+        """Image-sized float64 arrays the streamed estimate keeps beyond the outputs (SSSC's
+        nonlocal estimate: its guide)."""
+        return 0
+
     def summary(self) -> dict:
         """What the .zse.json record says about the model: its name, settings and what it
         learned."""

@@ -100,14 +100,22 @@ def nonlocal_volume(model, volume, arguments, n_threads, stream):
             progress(done, 2 * total)
 
         first.progress = first_progress
-    guide = _core.sssc_estimate_volume(volume, *arguments, first, n_threads)["mean"]
-    guide = np.ascontiguousarray(guide.reshape(volume.shape), dtype=np.float64)
+    n_patches = int(np.prod([v - p + 1 for v, p in zip(volume.shape, patch)]))
+    evidence = np.empty(n_patches)
+    guide = _core.sssc_estimate_volume(volume, *arguments, first, n_threads, evidence_out=evidence)
+    guide = np.ascontiguousarray(guide["mean"].reshape(volume.shape), dtype=np.float64)
     plan.group_size = int(model.group_size)
     window = model.group_window
     if window is None:
         window = 3 if patch[0] > 1 else 10
     plan.group_window = (int(window) if patch[0] > 1 else 0, int(window), int(window))
     plan.group_sweeps = int(model.group_sweeps)
+    import os  # EXPERIMENT
+    if os.environ.get("ZSE_GUIDE_GAT") and transform_of(model) is not None:
+        guide = np.ascontiguousarray(transform_of(model).forward(guide))
+    tau = float(os.environ.get("ZSE_TAU", "inf"))
+    D = int(np.prod(patch))
+    plan.group_max_distance = tau * D * float(model.sigma2_) * (1.0 if transform_of(model) is not None else 1.0)
     if progress is not None:
 
         def second_progress(done, total):
@@ -115,7 +123,9 @@ def nonlocal_volume(model, volume, arguments, n_threads, stream):
 
         stream.progress = second_progress
     try:
-        return _core.sssc_estimate_volume(volume, *arguments, stream, n_threads, guide=guide)
+        return _core.sssc_estimate_volume(
+            volume, *arguments, stream, n_threads, guide=guide, evidence=evidence
+        )
     finally:
         stream.progress = progress
 
