@@ -31,8 +31,15 @@ def models(comm, n_threads):
         ),
         # The nonlocal estimate: every rank's groups reach into other ranks' bands.
         "sssc_nonlocal": zse.SSSC(
-            H=8, n_states=8, n_parents=4, max_iter=2, n_warm_sweeps=2, n_estimate_sweeps=2,
-            group_size=4, group_window=3, **common
+            H=8,
+            n_states=8,
+            n_parents=4,
+            max_iter=2,
+            n_warm_sweeps=2,
+            n_estimate_sweeps=2,
+            group_size=4,
+            group_window=3,
+            **common,
         ),
         "pmm": zse.PMM(n_components=8, max_iter=4, **common),
         "gpmm": zse.GPMM(n_components=8, max_iter=4, class_alpha=True, **common),

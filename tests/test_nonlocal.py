@@ -12,9 +12,9 @@ from test_sssc import core_params, random_params
 from zse import _core
 
 
-def match_reference(guide, patch, positions, window, k):
+def match_reference(guide, patch, positions, window, k, disjoint=False):
     """The k most similar patches by a plain loop: the patch itself first, then ascending
-    (distance, index)."""
+    (distance, index); with ``disjoint`` only patches sharing no pixel with it."""
     Z, R, Q = guide.shape
     pz, ph, pw = patch
     Zc, Rc, Qc = Z - pz + 1, R - ph + 1, Q - pw + 1
@@ -27,7 +27,8 @@ def match_reference(guide, patch, positions, window, k):
             for r in range(max(0, r0 - window[1]), min(Rc - 1, r0 + window[1]) + 1):
                 for c in range(max(0, c0 - window[2]), min(Qc - 1, c0 + window[2]) + 1):
                     m = (z * Rc + r) * Qc + c
-                    if m != n:
+                    overlaps = abs(z - z0) < pz and abs(r - r0) < ph and abs(c - c0) < pw
+                    if m != n and not (disjoint and overlaps):
                         cand = guide[z : z + pz, r : r + ph, c : c + pw]
                         found.append((float(np.sum((cand - ref) ** 2)), m))
         found.sort()
@@ -36,6 +37,7 @@ def match_reference(guide, patch, positions, window, k):
     return out
 
 
+@pytest.mark.parametrize("disjoint", [False, True])
 @pytest.mark.parametrize(
     ("shape", "patch", "window", "k"),
     [
@@ -44,12 +46,13 @@ def match_reference(guide, patch, positions, window, k):
         ((6, 9, 8), (2, 3, 3), (1, 2, 3), 5),
     ],
 )
-def test_block_matching_equals_a_plain_search(rng, shape, patch, window, k):
+def test_block_matching_equals_a_plain_search(rng, shape, patch, window, k, disjoint):
     guide = rng.normal(size=shape)
     n_patches = np.prod([s - p + 1 for s, p in zip(shape, patch)])
     positions = np.arange(n_patches, dtype=np.int64)
-    got = _core.block_match(guide, patch, positions, window, k, 2)
-    np.testing.assert_array_equal(got, match_reference(guide, patch, positions, window, k))
+    got = _core.block_match(guide, patch, positions, window, k, 2, disjoint)
+    expected = match_reference(guide, patch, positions, window, k, disjoint)
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_block_matching_breaks_ties_towards_the_lower_index():
@@ -57,9 +60,7 @@ def test_block_matching_breaks_ties_towards_the_lower_index():
     guide = np.tile(np.array([[0.0, 1.0, 5.0], [2.0, 0.5, 3.0], [1.0, 1.0, 0.0]]), (4, 4))[None]
     positions = np.arange((12 - 1) * (12 - 1), dtype=np.int64)
     got = _core.block_match(guide, (1, 2, 2), positions, (0, 6, 6), 7, 1)
-    np.testing.assert_array_equal(
-        got, match_reference(guide, (1, 2, 2), positions, (0, 6, 6), 7)
-    )
+    np.testing.assert_array_equal(got, match_reference(guide, (1, 2, 2), positions, (0, 6, 6), 7))
     assert np.all(got[:, 0] == positions)
 
 

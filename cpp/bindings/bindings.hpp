@@ -10,7 +10,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <limits>
 #include <initializer_list>
 #include <string>
 #include <tuple>
@@ -87,7 +86,7 @@ struct VolumeSearch {
     zse::index_t group_size = 1;
     std::tuple<zse::index_t, zse::index_t, zse::index_t> group_window{0, 10, 10};
     zse::index_t group_sweeps = 6;
-    double group_max_distance = std::numeric_limits<double>::infinity();
+    bool group_disjoint = false;  // members share no pixel with the reference
 };
 
 // The outputs of a streamed estimate: statistics, median kind, merge ("auto", "full",
@@ -153,7 +152,7 @@ py::dict merge_patches(const ArrayF64& estimates, zse::index_t image_rows, zse::
                        const std::string& median_kind, int n_threads);
 py::array_t<std::int64_t> block_match(const ArrayF64& guide, const Patch3& patch,
                                       const ArrayI64& positions, const Patch3& window,
-                                      zse::index_t k, int n_threads, double max_distance);
+                                      zse::index_t k, int n_threads, bool disjoint);
 ArrayF64 gather_patches(const ArrayF64& volume, const Patch3& patch, const ArrayI64& positions,
                         int n_threads);
 py::dict merge_volume(const ArrayF64& estimates,

@@ -90,7 +90,7 @@ PYBIND11_MODULE(_core, m) {
         .def_readwrite("group_size", &VolumeSearch::group_size)
         .def_readwrite("group_window", &VolumeSearch::group_window)
         .def_readwrite("group_sweeps", &VolumeSearch::group_sweeps)
-        .def_readwrite("group_max_distance", &VolumeSearch::group_max_distance);
+        .def_readwrite("group_disjoint", &VolumeSearch::group_disjoint);
     py::class_<StreamRequest> stream(
         m, "StreamRequest", "Outputs, share and progress of a streamed estimate (private)");
     with_keyword_init(stream)
@@ -226,7 +226,7 @@ PYBIND11_MODULE(_core, m) {
           "shape (M, k); the patch itself first, -1 where the window holds fewer",
           py::arg("guide").noconvert(), py::arg("patch"), py::arg("positions").noconvert(),
           py::arg("window"), py::arg("k"), py::arg("n_threads"),
-          py::arg("max_distance") = std::numeric_limits<double>::infinity());
+          py::arg("disjoint") = false);
     m.def("gather_patches", &gather_patches,
           "The patches at the given global indices, shape (M, D)", py::arg("volume").noconvert(),
           py::arg("patch"), py::arg("positions").noconvert(), py::arg("n_threads"));

@@ -83,7 +83,7 @@ py::dict merge_patches(const ArrayF64& estimates, zse::index_t image_rows, zse::
 
 py::array_t<std::int64_t> block_match(const ArrayF64& guide, const Patch3& patch,
                                       const ArrayI64& positions, const Patch3& window,
-                                      zse::index_t k, int n_threads, double max_distance) {
+                                      zse::index_t k, int n_threads, bool disjoint) {
     const zse::VolumeGrid g = volume_grid(guide, patch);
     zse::require(positions.ndim() == 1, "positions must be 1-D");
     const double* gd = guide.data();
@@ -91,9 +91,8 @@ py::array_t<std::int64_t> block_match(const ArrayF64& guide, const Patch3& patch
         zse::require(std::isfinite(gd[i]), "the guide image must be finite");
     const zse::index_t M = positions.shape(0);
     py::array_t<std::int64_t> out({M, k});
-    zse::require(max_distance >= 0.0, "max_distance must be >= 0");
     const zse::MatchWindow w{std::get<0>(window), std::get<1>(window), std::get<2>(window),
-                             max_distance};
+                             disjoint};
     const std::int64_t* pos = positions.data();
     std::int64_t* o = out.mutable_data();
     {

@@ -172,8 +172,7 @@ py::dict sssc_estimate_volume(const ArrayF64& volume, const Patch3& patch, const
     opt.patience = plan.patience;
     opt.group_size = plan.group_size;
     opt.window = zse::MatchWindow{std::get<0>(plan.group_window), std::get<1>(plan.group_window),
-                                  std::get<2>(plan.group_window), plan.group_max_distance};
-    zse::require(plan.group_max_distance >= 0.0, "group_max_distance must be >= 0");
+                                  std::get<2>(plan.group_window), plan.group_disjoint};
     opt.group_sweeps = plan.group_sweeps;
     ArrayF64 guide_array;
     if (plan.group_size > 1) {

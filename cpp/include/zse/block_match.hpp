@@ -3,7 +3,6 @@
 #pragma once
 
 #include <cstdint>
-#include <limits>
 #include <vector>
 
 #include "zse/common.hpp"
@@ -16,9 +15,9 @@ namespace zse {
 /// |dr| <= r, |dc| <= c that exist in the grid.
 struct MatchWindow {
     index_t z = 0, r = 10, c = 10;
-    /// Only candidates whose squared distance is at most this join a group (BM3D's matching
-    /// threshold); infinity: any.
-    double max_distance = std::numeric_limits<double>::infinity();
+    /// Only patches that share no pixel with the reference join its group (their noise is
+    /// independent of the reference's).
+    bool disjoint = false;
 };
 
 /// Scratch space of match_patch (one per thread): the kept candidates.
@@ -29,9 +28,9 @@ struct MatchScratch {
 
 /// The `k` patches most similar to patch `n` of `grid` within `window`: patch n itself first,
 /// then the k - 1 others of smallest squared distance between their pixels in `guide` (a
-/// volume of the grid's extents), ascending, ties to the lower patch index. Fewer than k when the
-/// window holds fewer patches (or fewer within window.max_distance); returns how many were
-/// written to `members`. Exact: a candidate
+/// volume of the grid's extents), ascending, ties to the lower patch index; with
+/// window.disjoint only patches that share no pixel with patch n. Fewer than k when the
+/// window holds fewer patches; returns how many were written to `members`. Exact: a candidate
 /// is abandoned only once its partial distance exceeds the worst kept one.
 index_t match_patch(const double* guide, const VolumeGrid& grid, index_t n,
                     const MatchWindow& window, index_t k, MatchScratch& scratch, index_t* members);

@@ -1,7 +1,7 @@
 #include "zse/block_match.hpp"
 
 #include <algorithm>
-#include <limits>
+#include <cstdlib>
 
 #include "zse/parallel.hpp"
 
@@ -32,9 +32,11 @@ index_t match_patch(const double* guide, const VolumeGrid& g, index_t n, const M
             for (index_t c = ca; c <= cb; ++c) {
                 const index_t m = (z * Rc + r) * Qc + c;
                 if (m == n) continue;
+                if (w.disjoint && std::abs(z - z0) < g.Pz && std::abs(r - r0) < g.Ph &&
+                    std::abs(c - c0) < g.Pw)
+                    continue;
                 const bool full = static_cast<index_t>(dist.size()) == others;
-                const double bound = full ? std::min(dist.back(), w.max_distance) : w.max_distance;
-                const bool bounded = full || bound < std::numeric_limits<double>::infinity();
+                const double bound = full ? dist.back() : 0.0;
                 const double* cand = guide + (z * g.R + r) * g.Q + c;
                 double d = 0.0;
                 bool abandoned = false;
@@ -45,17 +47,15 @@ index_t match_patch(const double* guide, const VolumeGrid& g, index_t n, const M
                             const double e = cand[row + j] - ref[row + j];
                             d += e * e;
                         }
-                        // Partial sums never decrease: above the worst kept (or the bound), it
-                        // cannot enter.
-                        if (bounded && d > bound) {
+                        // Partial sums never decrease: above the worst kept, it cannot enter.
+                        if (full && d > bound) {
                             abandoned = true;
                             break;
                         }
                     }
                 }
-                // A tie with the worst kept loses (it has the higher index); the bound itself
-                // is allowed.
-                if (abandoned || (full && !(d < dist.back())) || d > w.max_distance) continue;
+                // A tie with the worst kept loses: it has the higher index.
+                if (abandoned || (full && !(d < bound))) continue;
                 // Insert at its place: after every kept candidate with a distance <= d (those
                 // have lower indices).
                 const auto at = std::upper_bound(dist.begin(), dist.end(), d) - dist.begin();

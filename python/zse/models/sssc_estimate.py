@@ -110,12 +110,7 @@ def nonlocal_volume(model, volume, arguments, n_threads, stream):
         window = 3 if patch[0] > 1 else 10
     plan.group_window = (int(window) if patch[0] > 1 else 0, int(window), int(window))
     plan.group_sweeps = int(model.group_sweeps)
-    import os  # EXPERIMENT
-    if os.environ.get("ZSE_GUIDE_GAT") and transform_of(model) is not None:
-        guide = np.ascontiguousarray(transform_of(model).forward(guide))
-    tau = float(os.environ.get("ZSE_TAU", "inf"))
-    D = int(np.prod(patch))
-    plan.group_max_distance = tau * D * float(model.sigma2_) * (1.0 if transform_of(model) is not None else 1.0)
+    plan.group_disjoint = model.group_members == "disjoint"
     if progress is not None:
 
         def second_progress(done, total):
@@ -128,6 +123,7 @@ def nonlocal_volume(model, volume, arguments, n_threads, stream):
         )
     finally:
         stream.progress = progress
+
 
 def draw_samples(model, n: int, rng) -> np.ndarray:
     """n patches of the fitted model's generative process (SSSC.sample), in the data's units."""
