@@ -75,11 +75,11 @@ def peer(case, noisy):
 
         return "BM4D (true σ)", bm4d_volume(noisy, case.sigma)
     if case.domain == "anscombe":
-        return "Anscombe + BM3D", inverse_anscombe_unbiased(_bm3d(anscombe(noisy), 1.0))
+        return "Anscombe + BM3D", inverse_anscombe_unbiased(_bm3d(anscombe(noisy), 1.0)["mean"])
     if case.group == "coloured":
-        return "BM3D (true PSD)", _bm3d_psd(noisy, true_psd(noisy, case))
+        return "BM3D (true PSD)", _bm3d_psd(noisy, true_psd(noisy, case))["mean"]
     if case.group == "gaussian":
-        return "BM3D (true σ)", _bm3d(noisy, case.sigma)
+        return "BM3D (true σ)", _bm3d(noisy, case.sigma)["mean"]
     return None, None
 
 

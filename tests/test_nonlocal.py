@@ -156,14 +156,17 @@ def test_a_group_of_one_is_every_patch_alone():
     assert np.all(grouped["pvar"] >= 0) and np.all(np.isfinite(grouped["pvar"]))
 
 
-@pytest.mark.parametrize("patch_size", [3, (2, 3, 3)])
-def test_nonlocal_results_do_not_depend_on_threads(patch_size):
+@pytest.mark.parametrize(
+    ("patch_size", "members"), [(3, "nearest"), (3, "disjoint"), ((2, 3, 3), "nearest")]
+)
+def test_nonlocal_results_do_not_depend_on_threads(patch_size, members):
     noisy, _ = smooth_image(seed=2, shape=(24, 26), noise=0.5)
     image = noisy if np.ndim(patch_size) == 0 else np.stack([noisy[:, :20] + z for z in range(5)])
+    settings = dict(H=6, n_states=8, n_estimate_states=4, group_size=5, group_members=members)
     outs = [
         zse.reconstruct(
             image,
-            tiny_nonlocal(H=6, n_states=8, n_estimate_states=4, group_size=5),
+            tiny_nonlocal(**settings),
             stats=("mean", "var", "pvar"),
             patch_size=patch_size,
             n_threads=n,
