@@ -225,8 +225,7 @@ PYBIND11_MODULE(_core, m) {
           "The k patches most similar to each given patch in a search window of the guide, "
           "shape (M, k); the patch itself first, -1 where the window holds fewer",
           py::arg("guide").noconvert(), py::arg("patch"), py::arg("positions").noconvert(),
-          py::arg("window"), py::arg("k"), py::arg("n_threads"),
-          py::arg("disjoint") = false);
+          py::arg("window"), py::arg("k"), py::arg("n_threads"), py::arg("disjoint") = false);
     m.def("gather_patches", &gather_patches,
           "The patches at the given global indices, shape (M, D)", py::arg("volume").noconvert(),
           py::arg("patch"), py::arg("positions").noconvert(), py::arg("n_threads"));

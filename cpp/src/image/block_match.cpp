@@ -84,8 +84,8 @@ void match_patches(const double* guide, const VolumeGrid& grid, const std::int64
         [&](index_t m) {
             thread_local MatchScratch scratch;
             std::vector<index_t> members(static_cast<std::size_t>(k));
-            const index_t found = match_patch(guide, grid, positions[m], window, k, scratch,
-                                              members.data());
+            const index_t found =
+                match_patch(guide, grid, positions[m], window, k, scratch, members.data());
             for (index_t j = 0; j < k; ++j) out[m * k + j] = j < found ? members[j] : -1;
         },
         64);

@@ -191,8 +191,8 @@ void sssc_estimate_volume(const double* volume, const VolumeGrid& grid, const SS
             if (grouped) {
                 // The group's estimate (ALGORITHM.md §3.16), its search starting from the
                 // states the patch's own search left in `current`.
-                const index_t found = match_patch(opt.guide, grid, n, opt.window, K, sl.match,
-                                                  sl.members.data());
+                const index_t found =
+                    match_patch(opt.guide, grid, n, opt.window, K, sl.match, sl.members.data());
                 std::copy(pj.y, pj.y + D, sl.member_patches.begin());
                 for (index_t i = 1; i < found; ++i)
                     read_patch(volume, grid, sl.members[i], to_model,

@@ -201,7 +201,8 @@ double group_estimate(const Derived& dv, StateCache& cache, GroupWorkspace& gw,
             for (index_t d = 0; d < D; ++d) {
                 const double* w = p.fields_out() + d * H;
                 double wk = 0.0;
-                for (index_t i = 0; i < k; ++i) wk += w[static_cast<index_t>(active[i])] * gw.kappa[i];
+                for (index_t i = 0; i < k; ++i)
+                    wk += w[static_cast<index_t>(active[i])] * gw.kappa[i];
                 gw.second[d] += q * (wk * wk + row_spread(w, active, Lambda, k));
             }
         }
@@ -238,8 +239,8 @@ void sssc_group_log_joint(const double* Y, index_t K, const SSSCParams& params,
     // once for the group.
     double log_one_minus_pi = 0.0;
     for (index_t h = 0; h < params.H; ++h) log_one_minus_pi += std::log1p(-params.pi[h]);
-    const double constant = static_cast<double>(K) * dv.log_c -
-                            static_cast<double>(K - 1) * log_one_minus_pi;
+    const double constant =
+        static_cast<double>(K) * dv.log_c - static_cast<double>(K - 1) * log_one_minus_pi;
     for (index_t m = 0; m < M; ++m)
         out[m] = group_log_pseudo_joint(dv, cache, cache.get(states + m * words), gw) + constant;
 }

@@ -46,10 +46,10 @@ double group_log_pseudo_joint(const Derived& dv, StateCache& cache, std::int32_t
 // the S states `start` (the first member's own search's), then up to `sweeps` rounds add every
 // single-unit flip of the group's best state not met yet, each scored on the whole group from
 // the best state's terms (score_added_units, score_removed_units summed over the members;
-// ALGORITHM.md §3.13), until the best state is one whose flips were scored already. The shared posterior q(s) is the candidates' softmax;
-// the first member's posterior mean of W_out s z (and, when `variance` is not null, its
-// variance) under q and its own slab goes to `estimate` (D values).
-// Returns log sum_s exp(group lpj) over the candidates (the group's truncated log-evidence
+// ALGORITHM.md §3.13), until the best state is one whose flips were scored already. The shared
+// posterior q(s) is the candidates' softmax; the first member's posterior mean of W_out s z (and,
+// when `variance` is not null, its variance) under q and its own slab goes to `estimate` (D
+// values). Returns log sum_s exp(group lpj) over the candidates (the group's truncated log-evidence
 // without the constants of group_log_pseudo_joint).
 double group_estimate(const Derived& dv, StateCache& cache, GroupWorkspace& gw,
                       const std::uint64_t* start, index_t S, index_t sweeps, double* estimate,
