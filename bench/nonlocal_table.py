@@ -3,6 +3,7 @@ and against block matching, side by side in one run, on the issue's cases and on
 
     python bench/nonlocal_table.py                 # every case (about 25 min on 2 cores)
     python bench/nonlocal_table.py --cases 'house*'
+    python bench/nonlocal_table.py --model gpmm      # the count cases with GPMM (or pmm)
 
 Per case SSSC is fitted once at zse's defaults (seed 0; the fit's time is its own column), then
 the image is estimated with every patch alone (group_size=1, today's default), with groups of 8
@@ -93,6 +94,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="*", help="globs on case names, comma-separated")
     parser.add_argument("--n-threads", type=int, default=2)
+    parser.add_argument(
+        "--model",
+        choices=("sssc", "gpmm", "pmm"),
+        default="sssc",
+        help="SSSC at its defaults on every case, or a mixture (C 256, 50 epochs, 8x8 patches "
+        "as in bench/compare.py) on the count cases",
+    )
     args = parser.parse_args(argv)
     globs = args.cases.split(",")
     rows = []
@@ -101,7 +109,9 @@ def main(argv=None) -> int:
         "| peer | peer s |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
-    for case in cases():
+    # The mixtures run on every count case of bench/compare.py (the Poisson table, the pair).
+    todo = cases() if args.model == "sssc" else [c for c in full_cases() if c.counts]
+    for case in todo:
         if not any(fnmatch.fnmatch(case.name, g) for g in globs):
             continue
         noisy, clean, data_range = case.make()
@@ -109,10 +119,14 @@ def main(argv=None) -> int:
         # defaults (3-D patches for volumes).
         patch = None
         model = zse.SSSC(random_state=0, n_threads=args.n_threads)
+        if args.model != "sssc":
+            patch = 8
+            mixture = zse.GPMM if args.model == "gpmm" else zse.PMM
+            model = mixture(256, max_iter=50, random_state=0, n_threads=args.n_threads)
         t = time.perf_counter()
         zse.reconstruct(noisy, model, stats=("mean",), patch_size=patch, n_threads=args.n_threads)
         fit_seconds = time.perf_counter() - t  # the fit and a first estimate (mean only)
-        row = {"case": case.name, "fit s": fit_seconds, "noise": model.noise_model_}
+        row = {"case": case.name, "model": args.model, "fit s": fit_seconds}
         for name, settings in VARIANTS.items():
             model.set_params(**settings)
             t = time.perf_counter()
@@ -144,7 +158,7 @@ def main(argv=None) -> int:
             flush=True,
         )
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "nonlocal_table.csv"
+    path = RESULTS / f"nonlocal_table_{args.model}.csv"
     if rows:
         with open(path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))

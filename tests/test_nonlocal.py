@@ -206,3 +206,57 @@ def test_nonlocal_estimate_gains_on_house(shared_data):
         psnr[group_size] = zse.psnr(clean, mean, data_range=255)
     # Measured: 31.0 alone, +0.2 dB with groups of 8 (bench/README.md "Nonlocal SSSC").
     assert psnr[8] > psnr[1] + 0.1, psnr
+
+
+def test_pmm_nonlocal_estimate_equals_both_hypotheses_by_brute_force():
+    """The mixtures' exact posteriors: rho * sum_c r_c(group) W_c + (1 - rho) * sum_c r_c(y) W_c,
+    rho the posterior probability that the group shares one component."""
+    counts = (
+        np.random.default_rng(4)
+        .poisson(
+            3.0 + 2.0 * np.sin(np.arange(18)[:, None] / 3.0) * np.cos(np.arange(17)[None] / 4.0) + 2
+        )
+        .astype(float)
+    )
+    model = zse.PMM(n_components=5, max_iter=8, random_state=0, group_size=4, group_window=3)
+    got = zse.reconstruct(counts, model, stats=("mean",), patch_size=3, n_threads=2)["mean"]
+    guide = zse.reconstruct(
+        counts, model.set_params(group_size=1), stats=("mean",), patch_size=3, n_threads=1
+    )["mean"]
+    Y = zse.extract_patches(counts, 3)
+    W, pi = np.asarray(model.W_), np.asarray(model.pi_)
+    lj = reference.pmm_log_joint(Y, W, pi)
+    groups = _core.block_match(
+        guide[None], (1, 3, 3), np.arange(len(Y), dtype=np.int64), (0, 3, 3), 4, 1
+    )
+    estimates = np.empty_like(Y)
+    rhos = []
+    for n, members in enumerate(groups):
+        group = lj[members].sum(axis=0) - (len(members) - 1) * np.log(pi)
+        unrelated = np.logaddexp.reduce(lj[members], axis=1).sum()
+        rho = 1.0 / (1.0 + np.exp(unrelated - np.logaddexp.reduce(group)))
+        shared = np.exp(group - np.logaddexp.reduce(group)) @ W
+        own = np.exp(lj[n] - np.logaddexp.reduce(lj[n])) @ W
+        estimates[n] = rho * shared + (1 - rho) * own
+        rhos.append(rho)
+    expected = zse.merge_patches(estimates, counts.shape, 3, stats=("mean",))["mean"]
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9)
+    assert 0.0 < np.mean(rhos) < 1.0
+
+
+@pytest.mark.parametrize("model_class", [zse.PMM, zse.GPMM])
+def test_mixture_nonlocal_results_do_not_depend_on_threads(model_class):
+    counts, _ = zse.synthetic_tem((40, 44), dose=5.0, seed=1)
+    outs = [
+        zse.reconstruct(
+            np.asarray(counts, float),
+            model_class(n_components=6, max_iter=4, random_state=0, group_size=6),
+            stats=("mean", "var", "pvar"),
+            patch_size=4,
+            n_threads=n,
+        )
+        for n in (1, 2)
+    ]
+    for key in ("mean", "var", "pvar"):
+        np.testing.assert_array_equal(outs[0][key], outs[1][key], err_msg=key)
+    assert np.all(outs[0]["pvar"] >= 0)

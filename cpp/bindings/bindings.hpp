@@ -150,6 +150,9 @@ py::dict merge_patches(const ArrayF64& estimates, zse::index_t image_rows, zse::
                        zse::index_t patch_rows, zse::index_t patch_cols,
                        const std::vector<std::string>& stats, const py::object& weights,
                        const std::string& median_kind, int n_threads);
+// The guide image of a nonlocal estimate: a finite C-contiguous float64 array of the volume's
+// shape.
+ArrayF64 checked_guide(const py::object& guide, const ArrayF64& volume);
 py::array_t<std::int64_t> block_match(const ArrayF64& guide, const Patch3& patch,
                                       const ArrayI64& positions, const Patch3& window,
                                       zse::index_t k, int n_threads, bool disjoint);
@@ -183,7 +186,9 @@ py::tuple solve_alpha(const ArrayF64& values, const ArrayF64& weights, const Arr
                       const ArrayF64& T, double alpha_min, double alpha_max);
 py::dict mixture_estimate_volume(const ArrayF64& volume, const Patch3& patch,
                                  const MixtureModel& model, double offset, double gain,
-                                 const StreamRequest& stream, int n_threads);
+                                 const StreamRequest& stream, int n_threads,
+                                 zse::index_t group_size, const Patch3& group_window,
+                                 bool group_disjoint, const py::object& guide);
 
 // -- sssc.cpp ----------------------------------------------------------------------------------
 ArrayU64 sssc_init_states(zse::index_t N, zse::index_t S, zse::index_t H, double p_init,

@@ -133,7 +133,9 @@ py::tuple solve_alpha(const ArrayF64& values, const ArrayF64& weights, const Arr
 
 py::dict mixture_estimate_volume(const ArrayF64& volume, const Patch3& patch,
                                  const MixtureModel& model, double offset, double gain,
-                                 const StreamRequest& stream, int n_threads) {
+                                 const StreamRequest& stream, int n_threads,
+                                 zse::index_t group_size, const Patch3& group_window,
+                                 bool group_disjoint, const py::object& guide) {
     const zse::VolumeGrid g = stream_grid(volume, patch, stream);
     ArrayF64 alpha_storage;
     const zse::MixtureParams p = mixture_params(model, alpha_storage);
@@ -147,13 +149,22 @@ py::dict mixture_estimate_volume(const ArrayF64& volume, const Patch3& patch,
     zse::EstimateTransform to_grey;
     to_grey.offset = offsets.data();
     to_grey.divide = gain;
+    zse::MixtureGroups groups;
+    groups.size = group_size;
+    groups.window = zse::MatchWindow{std::get<0>(group_window), std::get<1>(group_window),
+                                     std::get<2>(group_window), group_disjoint};
+    ArrayF64 guide_array;
+    if (group_size > 1) {
+        guide_array = checked_guide(guide, volume);
+        groups.guide = guide_array.data();
+    }
     zse::StreamOutputs out;
     py::dict result = stream_outputs(g, stream, out);
     set_input_slab(volume, stream, out);
     const double* v = volume.data();
     {
         py::gil_scoped_release release;
-        zse::mixture_estimate_volume(v, g, p, to_counts, to_grey, out, n_threads);
+        zse::mixture_estimate_volume(v, g, p, to_counts, to_grey, out, n_threads, groups);
     }
     return result;
 }

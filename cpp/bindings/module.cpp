@@ -236,7 +236,9 @@ PYBIND11_MODULE(_core, m) {
           py::arg("patch"), py::arg("stream"), py::arg("n_threads"));
     m.def("mixture_estimate_volume", &mixture_estimate_volume, py::arg("volume").noconvert(),
           py::arg("patch"), py::arg("model"), py::arg("offset"), py::arg("gain"), py::arg("stream"),
-          py::arg("n_threads"));
+          py::arg("n_threads"), py::arg("group_size") = 1,
+          py::arg("group_window") = Patch3{0, 10, 10}, py::arg("group_disjoint") = false,
+          py::arg("guide") = py::none());
     m.def("sssc_estimate_volume", &sssc_estimate_volume,
           "Streamed estimate and merge of every patch of a (Z, R, Q) volume with SSSC",
           py::arg("volume").noconvert(), py::arg("patch"), py::arg("model"),

@@ -81,6 +81,17 @@ py::dict merge_patches(const ArrayF64& estimates, zse::index_t image_rows, zse::
     return result;
 }
 
+ArrayF64 checked_guide(const py::object& guide, const ArrayF64& volume) {
+    zse::require(py::isinstance<ArrayF64>(guide),
+                 "a nonlocal estimate needs a C-contiguous float64 guide image");
+    auto array = guide.cast<ArrayF64>();
+    require_shape(array, {volume.shape(0), volume.shape(1), volume.shape(2)}, "guide");
+    const double* gd = array.data();
+    for (zse::index_t i = 0; i < array.size(); ++i)
+        zse::require(std::isfinite(gd[i]), "the guide image must be finite");
+    return array;
+}
+
 py::array_t<std::int64_t> block_match(const ArrayF64& guide, const Patch3& patch,
                                       const ArrayI64& positions, const Patch3& window,
                                       zse::index_t k, int n_threads, bool disjoint) {

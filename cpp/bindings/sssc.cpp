@@ -176,14 +176,8 @@ py::dict sssc_estimate_volume(const ArrayF64& volume, const Patch3& patch, const
     opt.group_sweeps = plan.group_sweeps;
     ArrayF64 guide_array;
     if (plan.group_size > 1) {
-        zse::require(py::isinstance<ArrayF64>(guide),
-                     "a nonlocal estimate needs a C-contiguous float64 guide image");
-        guide_array = guide.cast<ArrayF64>();
-        require_shape(guide_array, {volume.shape(0), volume.shape(1), volume.shape(2)}, "guide");
-        const double* gd = guide_array.data();
-        for (zse::index_t i = 0; i < guide_array.size(); ++i)
-            zse::require(std::isfinite(gd[i]), "the guide image must be finite");
-        opt.guide = gd;
+        guide_array = checked_guide(guide, volume);
+        opt.guide = guide_array.data();
     }
     // Every patch's log-evidence: written by a first pass, read by the nonlocal one.
     auto evidence_array = [&](const py::object& given, const char* name) {

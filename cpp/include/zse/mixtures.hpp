@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "zse/block_match.hpp"
 #include "zse/common.hpp"
 #include "zse/reduction.hpp"
 #include "zse/tiles.hpp"
@@ -76,12 +77,24 @@ std::vector<MixtureStats> mixture_estep_partials(const double* Y, index_t N,
 void mixture_estimate(const double* Y, index_t N, const MixtureParams& params, double* estimates,
                       double* variance, int n_threads);
 
+/// The nonlocal estimate of a mixture (ALGORITHM.md §5.6): with size K > 1 every patch's group
+/// is itself and its K - 1 most similar patches in `guide` (an image of the grid's extents, in
+/// the data's units) within `window`; the patch's estimate weighs the group sharing one component
+/// (responsibilities from the sum of the members' log-likelihoods, each member with its own
+/// brightness for the GPMM) against its members being unrelated (its own posterior), by their
+/// evidences. K = 1: every patch alone.
+struct MixtureGroups {
+    index_t size = 1;
+    MatchWindow window;
+    const double* guide = nullptr;
+};
+
 /// Estimates every patch of `volume` (read as counts through `to_model`) and merges the
 /// estimates, mapped back to grey values by `to_data`, into `out` (estimate_and_merge).
 void mixture_estimate_volume(const double* volume, const VolumeGrid& grid,
                              const MixtureParams& params, const PatchTransform& to_model,
                              const EstimateTransform& to_data, const StreamOutputs& out,
-                             int n_threads);
+                             int n_threads, const MixtureGroups& groups = MixtureGroups{});
 
 /// Per-patch responsibilities r (N x C), for tests and small problems.
 void mixture_responsibilities(const double* Y, index_t N, const MixtureParams& params, double* r,

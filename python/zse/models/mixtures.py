@@ -17,6 +17,7 @@ from .._validation import as_patches, check_int
 from .base import check_is_fitted, check_n_features, fingerprint
 from .checkpoints import CheckpointError
 from .em import EMEstimator, em_parameters
+from .groups import group_parameters, group_window, nonlocal_estimate
 from .params import Int, Param, Real
 
 _TINY = np.finfo(np.float64).tiny
@@ -47,6 +48,7 @@ MIXTURE_PARAMETERS = (
         "detector dark level in grey values",
         estimation=True,
     ),
+    *group_parameters("one mixture component"),
     *em_parameters(
         max_iter=50,
         tol_help="stop early when the relative change of the log-likelihood per patch falls "
@@ -236,15 +238,28 @@ class _PoissonMixture(EMEstimator):
         check_n_features(self, int(np.prod(patch)))
         self._to_counts(volume.reshape(-1, volume.shape[-1]))  # negative / non-count checks
         gain, offset = self._check_gain_offset()
-        return _core.mixture_estimate_volume(
-            volume,
-            patch,
-            self._kernel_model(),
-            offset,
-            gain,
-            stream,
-            n_threads,
-        )
+        arguments = (volume, patch, self._kernel_model(), offset, gain)
+        if int(self.group_size) == 1:
+            return _core.mixture_estimate_volume(*arguments, stream, n_threads)
+
+        def first_pass(request):
+            return _core.mixture_estimate_volume(*arguments, request, n_threads)
+
+        def second_pass(request, guide):
+            return _core.mixture_estimate_volume(
+                *arguments,
+                request,
+                n_threads,
+                group_size=int(self.group_size),
+                group_window=group_window(self, patch),
+                group_disjoint=self.group_members == "disjoint",
+                guide=guide,
+            )
+
+        return nonlocal_estimate(self, volume, stream, first_pass, second_pass)
+
+    def extra_images(self) -> int:
+        return 1 if int(self.group_size) > 1 else 0  # the nonlocal estimate's guide
 
     def _check_fitted_shapes(self):
         C, D = int(self.n_components), self.n_features_in_

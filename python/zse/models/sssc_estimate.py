@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import _core
 from .base import check_n_features, fingerprint
+from .groups import group_window, nonlocal_estimate
 from .sssc_noise import transform_of
 
 
@@ -79,50 +80,27 @@ def stream_volume(model, volume, patch, positions, n_threads, stream):
 
 
 def nonlocal_volume(model, volume, arguments, n_threads, stream):
-    """The nonlocal estimate (ALGORITHM.md §3.16): a first estimate of the whole image with
-    every patch alone is the guide, then every patch is estimated with its group."""
-    if stream.volume_slices >= 0:
-        msg = (
-            f"group_size={model.group_size} needs the whole image in memory; a volume read "
-            "in slabs takes group_size=1"
-        )
-        raise ValueError(msg)
+    """The nonlocal estimate (ALGORITHM.md §3.16): the first pass also records every patch's
+    log-evidence, which the second weighs the group's sharing of its spike against."""
     patch, plan = arguments[0], arguments[-1]
-    progress = stream.progress
-    # The first pass runs over every band, also on an MPI rank (each member's window may lie
-    # in another rank's bands); progress counts both passes.
-    first = _core.StreamRequest(stats=["mean"], merge=stream.merge)
-    second_offset = [0]
-    if progress is not None:
-
-        def first_progress(done, total):
-            second_offset[0] = total
-            progress(done, 2 * total)
-
-        first.progress = first_progress
     n_patches = int(np.prod([v - p + 1 for v, p in zip(volume.shape, patch)]))
     evidence = np.empty(n_patches)
-    guide = _core.sssc_estimate_volume(volume, *arguments, first, n_threads, evidence_out=evidence)
-    guide = np.ascontiguousarray(guide["mean"].reshape(volume.shape), dtype=np.float64)
-    plan.group_size = int(model.group_size)
-    window = model.group_window
-    if window is None:
-        window = 3 if patch[0] > 1 else 10
-    plan.group_window = (int(window) if patch[0] > 1 else 0, int(window), int(window))
-    plan.group_sweeps = int(model.group_sweeps)
-    plan.group_disjoint = model.group_members == "disjoint"
-    if progress is not None:
 
-        def second_progress(done, total):
-            progress(second_offset[0] + done, second_offset[0] + total)
-
-        stream.progress = second_progress
-    try:
+    def first_pass(request):
         return _core.sssc_estimate_volume(
-            volume, *arguments, stream, n_threads, guide=guide, evidence=evidence
+            volume, *arguments, request, n_threads, evidence_out=evidence
         )
-    finally:
-        stream.progress = progress
+
+    def second_pass(request, guide):
+        plan.group_size = int(model.group_size)
+        plan.group_window = group_window(model, patch)
+        plan.group_sweeps = int(model.group_sweeps)
+        plan.group_disjoint = model.group_members == "disjoint"
+        return _core.sssc_estimate_volume(
+            volume, *arguments, request, n_threads, guide=guide, evidence=evidence
+        )
+
+    return nonlocal_estimate(model, volume, stream, first_pass, second_pass)
 
 
 def draw_samples(model, n: int, rng) -> np.ndarray:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .em import em_parameters
+from .groups import group_parameters
 from .params import Choice, Int, Param, Real
 
 SELECTIONS = ("fit", "rand")
@@ -178,42 +179,7 @@ SSSC_PARAMETERS = (
         learned=False,
         estimation=True,
     ),
-    Param(
-        "group_size",
-        1,
-        Int(1),
-        "patches per group in the nonlocal estimate: each patch and its group_size - 1 most "
-        "similar ones share their binary state (1: every patch alone)",
-        doc="With group_size > 1, zse.reconstruct estimates the image twice: a first estimate "
-        "(every patch alone) is the guide the groups are matched on, then every patch's states "
-        "are searched on its whole group's evidence and its estimate is its posterior mean "
-        "under the group's shared posterior over states (ALGORITHM.md §3.16). Needs the whole "
-        "image in memory (no slabs).",
-        learned=False,
-        estimation=True,
-    ),
-    Param(
-        "group_window",
-        None,
-        Int(1, none_ok=True),
-        "half-width of the search window of the nonlocal estimate, in pixels along every axis",
-        learned=False,
-        estimation=True,
-        default_text="10 for 2-D patches, 3 for 3-D ones",
-    ),
-    Param(
-        "group_members",
-        "nearest",
-        Choice(("nearest", "disjoint")),
-        "which patches may join a group: the most similar in the window, or only those that "
-        "share no pixel with the reference (so their noise is not the reference's own)",
-        doc="Overlapping members share noise, which the group counts as independent evidence. "
-        "Measured (bench/README.md \"Nonlocal SSSC\"): 'disjoint' helps on the real cryo-ET "
-        "slice (flattest-block noise 0.46 of the input's against 0.64 with 'nearest' and 0.49 "
-        "with every patch alone) and loses most of the gain on Gaussian-noise photographs.",
-        learned=False,
-        estimation=True,
-    ),
+    *group_parameters("their binary state (which fields are on)"),
     Param(
         "group_sweeps",
         6,
