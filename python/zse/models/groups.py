@@ -32,8 +32,7 @@ def group_parameters(cause: str) -> tuple:
             "group_window",
             None,
             Int(1, none_ok=True),
-            "half-width of the search window of the nonlocal estimate, in pixels along every "
-            "axis",
+            "half-width of the search window of the nonlocal estimate, in pixels along every axis",
             learned=False,
             estimation=True,
             default_text="10 for 2-D patches, 3 for 3-D ones",
@@ -45,7 +44,7 @@ def group_parameters(cause: str) -> tuple:
             "which patches may join a group: the most similar in the window, or only those that "
             "share no pixel with the reference (so their noise is not the reference's own)",
             doc="Overlapping members share noise, which the group counts as independent "
-            'evidence. Measured with SSSC (bench/README.md "Nonlocal SSSC"): \'disjoint\' helps '
+            "evidence. Measured with SSSC (bench/README.md \"Nonlocal SSSC\"): 'disjoint' helps "
             "on the real cryo-ET slice (flattest-block noise 0.46 of the input's against 0.64 "
             "with 'nearest' and 0.49 with every patch alone) and loses most of the gain on "
             "Gaussian-noise photographs.",
