@@ -46,6 +46,11 @@ def train_on_groups(model, Y, groups, epochs):
     model.W_, model.pi_ = W, pi
 
 
+def grouped_psnr(model, noisy, clean, data_range) -> float:
+    out = zse.reconstruct(noisy, model, stats=("mean",), patch_size=8, n_threads=2)
+    return psnr(clean, out["mean"], data_range)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="HRTEM S3_5 particle d2,ISBI slice0 d5")
@@ -60,12 +65,7 @@ def main(argv=None) -> int:
             model = zse.PMM(256, max_iter=50, random_state=0, n_threads=2)
             guide = zse.reconstruct(noisy, model, stats=("mean",), patch_size=8, n_threads=2)
             model.set_params(group_size=8, group_members=members)
-
-            def grouped():
-                out = zse.reconstruct(noisy, model, stats=("mean",), patch_size=8, n_threads=2)
-                return psnr(clean, out["mean"], data_range)
-
-            before = grouped()
+            before = grouped_psnr(model, noisy, clean, data_range)
             Y = zse.extract_patches(noisy, 8)
             rng = np.random.default_rng(0)
             references = np.sort(rng.choice(len(Y), size=min(16384, len(Y)), replace=False))
@@ -79,7 +79,8 @@ def main(argv=None) -> int:
                 members == "disjoint",
             )
             train_on_groups(model, Y, groups, args.epochs)
-            print(f"| {name} | {members} | {before:.2f} | {grouped():.2f} |", flush=True)
+            after = grouped_psnr(model, noisy, clean, data_range)
+            print(f"| {name} | {members} | {before:.2f} | {after:.2f} |", flush=True)
     return 0
 
 
