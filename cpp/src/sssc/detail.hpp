@@ -19,6 +19,11 @@ double log_pseudo_joint(const Derived& dv, const StateTerms& t, const double* da
 
 constexpr index_t kStatsBlock = 32;  // patches per dense statistics update
 
+// out = W^T y (W: D x H row-major), through the E-step's dispatched clones: a plain function
+// other source files may call (a target_clones function declared in another translation unit
+// would need its clones there too).
+void project_patch(const double* W, const double* y, index_t D, index_t H, double* out);
+
 struct Workspace {
     std::vector<double> block_es, block_esz, block_y;  // kStatsBlock rows of <s>, <sz>, y
     std::vector<double> chunk_Ysz_T;                   // H x D: Y_sz of the chunk, transposed

@@ -42,6 +42,10 @@ ZSE_HOT_CLONES void project(const double* __restrict W, const double* __restrict
     }
 }
 
+void project_patch(const double* W, const double* y, index_t D, index_t H, double* out) {
+    project(W, y, D, H, out);
+}
+
 void flush_block(Workspace& ws, SSSCStats& acc, index_t H, index_t D) {
     const index_t rows = ws.block_rows;
     if (rows == 0) return;

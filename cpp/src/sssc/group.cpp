@@ -49,7 +49,7 @@ void load_group(const Derived& dv, const double* Y, index_t K, GroupWorkspace& g
         PatchData& pd = gw.members[static_cast<std::size_t>(i)];
         pd.y = Y + i * p.D;
         pd.Wy.resize(static_cast<std::size_t>(p.H));
-        project(p.W, pd.y, p.D, p.H, pd.Wy.data());
+        project_patch(p.W, pd.y, p.D, p.H, pd.Wy.data());
         pd.yy = 0.0;
         for (index_t d = 0; d < p.D; ++d) pd.yy += pd.y[d] * pd.y[d];
     }

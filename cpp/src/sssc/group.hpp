@@ -6,13 +6,10 @@
 #include <vector>
 
 #include "detail.hpp"
-#include "zse/simd.hpp"
 
 namespace zse {
 namespace sssc_detail {
 
-// Projects y onto the fields: out = W^T y (W: D x H row-major; defined in estep.cpp).
-ZSE_HOT_CLONES void project(const double* W, const double* y, index_t D, index_t H, double* out);
 
 // Scratch space of the group kernels (one per thread).
 struct GroupWorkspace {
