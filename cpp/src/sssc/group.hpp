@@ -10,7 +10,6 @@
 namespace zse {
 namespace sssc_detail {
 
-
 // Scratch space of the group kernels (one per thread).
 struct GroupWorkspace {
     std::vector<PatchData> members;
