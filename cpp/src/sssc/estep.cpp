@@ -152,14 +152,7 @@ void EStepRunner::run_patch(const PatchJob& job, StateCache& cache, Workspace& w
         if (want_var) {
             // diag(W_A Lambda W_A^T) is stored for cached states; for the shared table's states
             // (k <= 2) it is formed here by the same row_spread.
-            for (index_t d = 0; d < D; ++d) {
-                const double* w = p_.fields_out() + d * H;
-                double wk = 0.0;
-                for (index_t i = 0; i < k; ++i)
-                    wk += w[static_cast<index_t>(active[i])] * ws.kappa[i];
-                const double spread = diag != nullptr ? diag[d] : row_spread(w, active, Lambda, k);
-                ws.second[d] += q * (wk * wk + spread);
-            }
+            add_second_moments(p_, active, Lambda, ws.kappa.data(), k, diag, q, ws.second.data());
         }
     }
     std::sort(ws.support.begin(), ws.support.end());  // fixed summation order

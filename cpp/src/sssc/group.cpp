@@ -197,15 +197,8 @@ double group_estimate(const Derived& dv, StateCache& cache, GroupWorkspace& gw,
             }
             gw.esz[hi] += q * gw.kappa[i];
         }
-        if (want_var) {
-            for (index_t d = 0; d < D; ++d) {
-                const double* w = p.fields_out() + d * H;
-                double wk = 0.0;
-                for (index_t i = 0; i < k; ++i)
-                    wk += w[static_cast<index_t>(active[i])] * gw.kappa[i];
-                gw.second[d] += q * (wk * wk + row_spread(w, active, Lambda, k));
-            }
-        }
+        if (want_var)
+            add_second_moments(p, active, Lambda, gw.kappa.data(), k, nullptr, q, gw.second.data());
     }
     std::sort(gw.support.begin(), gw.support.end());  // fixed summation order
     for (index_t d = 0; d < D; ++d) {

@@ -183,6 +183,21 @@ inline double row_spread(const double* w, const double* active, const double* La
     return s;
 }
 
+// second[d] += q ((W_out,A kappa)_d^2 + (W_out,A Lambda W_out,A^T)_dd) for every d: one state's
+// part of a patch's second moments (ALGORITHM.md §3.8); `diag` the cached diagonal or nullptr.
+inline void add_second_moments(const SSSCParams& p, const double* active, const double* Lambda,
+                               const double* kappa, index_t k, const double* diag, double q,
+                               double* second) {
+    const index_t H = p.H;
+    for (index_t d = 0; d < p.D; ++d) {
+        const double* w = p.fields_out() + d * H;
+        double wk = 0.0;
+        for (index_t i = 0; i < k; ++i) wk += w[static_cast<index_t>(active[i])] * kappa[i];
+        const double spread = diag != nullptr ? diag[d] : row_spread(w, active, Lambda, k);
+        second[d] += q * (wk * wk + spread);
+    }
+}
+
 // diag(W_A Lambda W_A^T) into the state's room for it (t.has_diag).
 void fill_diag(const Derived& dv, StateTerms& t, double* base);
 
