@@ -25,12 +25,17 @@ import fnmatch
 import sys
 import time
 
+import numpy as np
+
 import zse
 from _common import RESULTS, anscombe, inverse_anscombe_unbiased, psnr
+from compare import var_spearman
 from compare_cases import (
     CRYOET,
     SET12,
+    Case,
     coloured_case,
+    coloured_noise,
     full_cases,
     gaussian_case,
     real_case,
@@ -62,12 +67,29 @@ def cases():
         coloured_case("ISBI slice0 256", "em/isbi2012_sstem_train_slice0_512.png", 25, 0.8),
         stored["HRTEM S3_5 particle d2 MTF b0.8"],
     ]
+    # The synthetic TEM scene the variance image is judged on (transmission x 200, sigma 25).
+    picked += [scene_case(0.0), scene_case(0.8)]
     real = [
         real_case("cryo-ET SARS-CoV-2 slice (native)", CRYOET),
         real_case("TEM giant virus 1 crop 320", "em/tem_giantvirus_crop1_641.tif", crop=320),
         real_case("TEM giant virus 2 crop 320", "em/tem_giantvirus_crop2_641.tif", crop=320),
     ]
     return picked + real
+
+
+def scene_case(blur):
+    def make():
+        clean = zse.synthetic_tem((256, 256), dose=200.0, seed=0)[1]
+        rng = np.random.default_rng(0)
+        if blur:
+            noise = coloured_noise(clean.shape, blur, 25.0, rng)[0]
+        else:
+            noise = rng.normal(0.0, 25.0, clean.shape)
+        return clean + noise, clean, float(clean.max() - clean.min())
+
+    name = "TEM scene s25" + (f" b{blur:g}" if blur else "")
+    group = "coloured" if blur else "gaussian"
+    return Case(group, name, make, sigma=25.0, blur=blur)
 
 
 def peer(case, noisy):
@@ -143,6 +165,8 @@ def main(argv=None) -> int:
             )
             row[f"{name} s"] = time.perf_counter() - t
             metric, row[name] = score(case, noisy, clean, data_range, out["mean"])
+            if clean is not None:  # does the variance image trace structure, not noise?
+                row[f"{name} var rho"] = var_spearman(out["var"], clean)
         row["metric"] = metric
         peer_name, peer_image = None, None
         t = time.perf_counter()
@@ -162,7 +186,12 @@ def main(argv=None) -> int:
             + " / ".join(f"{row[n + ' s']:.1f}" for n in VARIANTS)
             + f" | {peer_name or '—'} {fmt.format(row['peer value']) if peer_name else ''} | "
             + (f"{row['peer s']:.1f}" if peer_name else "—")
-            + " |",
+            + " |"
+            + (
+                " var ρ " + " / ".join(f"{row[n + ' var rho']:.3f}" for n in VARIANTS)
+                if clean is not None
+                else ""
+            ),
             flush=True,
         )
     RESULTS.mkdir(parents=True, exist_ok=True)
