@@ -109,7 +109,7 @@ def estimate_peak_memory(shape, patch, stats, model, n_train: int, n_threads: in
     parts.update(as_model(model).memory_parts(n_train, D))
     guides = as_model(model).extra_images()
     if guides:
-        parts["guide of the nonlocal estimate"] = 8 * voxels * guides
+        parts["nonlocal estimate (guide, evidences)"] = 8 * voxels * guides
     parts["total"] = sum(parts.values())
     return parts
 

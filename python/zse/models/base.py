@@ -139,8 +139,8 @@ class BaseEstimator:
         return {}
 
     def extra_images(self) -> int:
-        """Image-sized float64 arrays the streamed estimate keeps beyond the outputs (SSSC's
-        nonlocal estimate: its guide)."""
+        """Image-sized float64 arrays the streamed estimate keeps beyond the outputs (the
+        nonlocal estimate's guide; SSSC's also every patch's log-evidence)."""
         return 0
 
     def summary(self) -> dict:

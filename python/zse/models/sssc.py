@@ -396,7 +396,8 @@ class SSSC(EMEstimator):
         return {"training state sets": 8 * n_train * S * ((H + 63) // 64)}
 
     def extra_images(self) -> int:
-        return 1 if int(self.group_size) > 1 else 0  # the nonlocal estimate's guide
+        # The nonlocal estimate's guide and every patch's log-evidence (n_patches <= voxels).
+        return 2 if int(self.group_size) > 1 else 0
 
     def sample(self, n_samples=1, random_state=None):
         """Draw patches from the learned generative model (ALGORITHM.md §3.1).
